@@ -1,0 +1,305 @@
+//! Signing keys, JSON Web Keys and compact JWS (RFC 7515, RFC 7517, RFC 7518, RFC 8037), and
+//! sealing of private keys under the master key.
+
+use crate::model::SigningAlg;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use latchkey_proto::Jwk;
+use rand::{CryptoRng, RngCore};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use serde::Serialize;
+use sha2::{Digest, Sha256, Sha512};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoseError {
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error("the stored private key could not be read: {0}")]
+    Decode(String),
+    #[error("a sealed key could not be opened: wrong master key or damaged data")]
+    Unseal,
+    #[error("serializing JWT claims failed: {0}")]
+    Claims(#[from] serde_json::Error),
+}
+
+enum Inner {
+    Rs256(
+        Box<rsa::pkcs1v15::SigningKey<Sha256>>,
+        Box<rsa::RsaPrivateKey>,
+    ),
+    Es256(p256::ecdsa::SigningKey),
+    EdDsa(ed25519_dalek::SigningKey),
+}
+
+/// A parsed private key, ready to sign: parse once, sign many times.
+pub struct KeyPair {
+    alg: SigningAlg,
+    jwk: Jwk,
+    inner: Inner,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyPair({} {})", self.alg.as_str(), self.jwk.kid)
+    }
+}
+
+impl KeyPair {
+    /// Generates a fresh key: RSA 2048, P-256 or Ed25519.
+    pub fn generate(
+        alg: SigningAlg,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Self, JoseError> {
+        let inner = match alg {
+            SigningAlg::RS256 => {
+                let key = rsa::RsaPrivateKey::new(rng, 2048)
+                    .map_err(|e| JoseError::Generate(e.to_string()))?;
+                Inner::Rs256(
+                    Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())),
+                    Box::new(key),
+                )
+            }
+            SigningAlg::ES256 => Inner::Es256(p256::ecdsa::SigningKey::random(rng)),
+            SigningAlg::EdDSA => Inner::EdDsa(ed25519_dalek::SigningKey::generate(rng)),
+        };
+        Ok(Self::from_inner(alg, inner))
+    }
+
+    /// Reads a key from the bytes `private_bytes` produced.
+    pub fn from_private_bytes(alg: SigningAlg, bytes: &[u8]) -> Result<Self, JoseError> {
+        let inner = match alg {
+            SigningAlg::RS256 => {
+                let key = rsa::RsaPrivateKey::from_pkcs8_der(bytes)
+                    .map_err(|e| JoseError::Decode(e.to_string()))?;
+                Inner::Rs256(
+                    Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())),
+                    Box::new(key),
+                )
+            }
+            SigningAlg::ES256 => Inner::Es256(
+                p256::ecdsa::SigningKey::from_slice(bytes)
+                    .map_err(|e| JoseError::Decode(e.to_string()))?,
+            ),
+            SigningAlg::EdDSA => {
+                let seed: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| JoseError::Decode("an Ed25519 seed is 32 bytes".into()))?;
+                Inner::EdDsa(ed25519_dalek::SigningKey::from_bytes(&seed))
+            }
+        };
+        Ok(Self::from_inner(alg, inner))
+    }
+
+    fn from_inner(alg: SigningAlg, inner: Inner) -> Self {
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let mut jwk = Jwk {
+            kty: String::new(),
+            kid: String::new(),
+            use_: "sig".into(),
+            alg: alg.as_str().into(),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
+        };
+        // RFC 7638 §3.2: the thumbprint input holds the required members in lexicographic
+        // order without whitespace; the thumbprint is the key id.
+        let thumbprint_input = match &inner {
+            Inner::Rs256(_, key) => {
+                let (n, e) = (b64(&key.n().to_bytes_be()), b64(&key.e().to_bytes_be()));
+                let input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+                (jwk.kty, jwk.n, jwk.e) = ("RSA".into(), Some(n), Some(e));
+                input
+            }
+            Inner::Es256(key) => {
+                let point = key.verifying_key().to_encoded_point(false);
+                let x = b64(point.x().map(|x| x.as_slice()).unwrap_or_default());
+                let y = b64(point.y().map(|y| y.as_slice()).unwrap_or_default());
+                let input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+                (jwk.kty, jwk.crv, jwk.x, jwk.y) =
+                    ("EC".into(), Some("P-256".into()), Some(x), Some(y));
+                input
+            }
+            Inner::EdDsa(key) => {
+                let x = b64(&key.verifying_key().to_bytes());
+                let input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+                (jwk.kty, jwk.crv, jwk.x) = ("OKP".into(), Some("Ed25519".into()), Some(x));
+                input
+            }
+        };
+        jwk.kid = b64(&Sha256::digest(thumbprint_input.as_bytes()));
+        Self { alg, jwk, inner }
+    }
+
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.jwk.kid
+    }
+
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// The private key as bytes: PKCS #8 DER for RSA, the scalar for P-256, the seed for
+    /// Ed25519. Only ever stored sealed.
+    pub fn private_bytes(&self) -> Result<Vec<u8>, JoseError> {
+        Ok(match &self.inner {
+            Inner::Rs256(_, key) => key
+                .to_pkcs8_der()
+                .map_err(|e| JoseError::Decode(e.to_string()))?
+                .as_bytes()
+                .to_vec(),
+            Inner::Es256(key) => key.to_bytes().to_vec(),
+            Inner::EdDsa(key) => key.to_bytes().to_vec(),
+        })
+    }
+
+    /// Signs `claims` as a compact JWS with `typ` in the header (RFC 7515 §7.1).
+    pub fn sign_jwt(&self, typ: &str, claims: &impl Serialize) -> Result<String, JoseError> {
+        #[derive(Serialize)]
+        struct Header<'a> {
+            alg: &'a str,
+            typ: &'a str,
+            kid: &'a str,
+        }
+        let header = serde_json::to_vec(&Header {
+            alg: self.alg.as_str(),
+            typ,
+            kid: &self.jwk.kid,
+        })?;
+        let payload = serde_json::to_vec(claims)?;
+        let mut input = URL_SAFE_NO_PAD.encode(header);
+        input.push('.');
+        input.push_str(&URL_SAFE_NO_PAD.encode(payload));
+        let signature = match &self.inner {
+            Inner::Rs256(sk, _) => sk.sign(input.as_bytes()).to_vec(),
+            Inner::Es256(sk) => {
+                let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+                sig.to_bytes().to_vec()
+            }
+            Inner::EdDsa(sk) => ed25519_dalek::Signer::sign(sk, input.as_bytes())
+                .to_bytes()
+                .to_vec(),
+        };
+        input.push('.');
+        input.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(input)
+    }
+}
+
+/// OpenID Connect Core §3.1.3.6: `at_hash` is the base64url of the left half of the hash of
+/// the access token, with the hash of the id_token's `alg` (SHA-512 for Ed25519).
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
+    match alg {
+        SigningAlg::RS256 | SigningAlg::ES256 => {
+            URL_SAFE_NO_PAD.encode(&Sha256::digest(access_token.as_bytes())[..16])
+        }
+        SigningAlg::EdDSA => URL_SAFE_NO_PAD.encode(&Sha512::digest(access_token.as_bytes())[..32]),
+    }
+}
+
+/// Encrypts `plaintext` with XChaCha20-Poly1305 under the master key; `aad` binds the result
+/// to its purpose (for example the key id). The output is nonce ‖ ciphertext.
+pub fn seal(
+    master: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Vec<u8>, JoseError> {
+    let cipher = XChaCha20Poly1305::new(master.into());
+    let mut nonce = [0u8; 24];
+    rng.fill_bytes(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| JoseError::Unseal)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Reverses `seal`.
+pub fn open(master: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, JoseError> {
+    if sealed.len() < 24 {
+        return Err(JoseError::Unseal);
+    }
+    let (nonce, ct) = sealed.split_at(24);
+    XChaCha20Poly1305::new(master.into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map_err(|_| JoseError::Unseal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn keys_round_trip_and_sign() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
+            let k = KeyPair::generate(alg, &mut rng).unwrap();
+            let again = KeyPair::from_private_bytes(alg, &k.private_bytes().unwrap()).unwrap();
+            assert_eq!(k.public_jwk(), again.public_jwk());
+            let jwt = k.sign_jwt("JWT", &serde_json::json!({"a": 1})).unwrap();
+            let header: serde_json::Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(jwt.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(header["alg"], alg.as_str());
+            assert_eq!(header["kid"], k.kid());
+        }
+    }
+
+    #[test]
+    fn es256_signature_verifies() {
+        use p256::ecdsa::signature::Verifier;
+        let mut rng = StdRng::seed_from_u64(2);
+        let k = KeyPair::generate(SigningAlg::ES256, &mut rng).unwrap();
+        let jwt = k.sign_jwt("JWT", &serde_json::json!({"sub": "x"})).unwrap();
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let sig =
+            p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+        let Inner::Es256(sk) = &k.inner else {
+            unreachable!()
+        };
+        sk.verifying_key().verify(input.as_bytes(), &sig).unwrap();
+    }
+
+    #[test]
+    fn sealing_needs_the_same_key_and_purpose() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let sealed = seal(&[9; 32], b"kid-1", b"secret key", &mut rng).unwrap();
+        assert_eq!(open(&[9; 32], b"kid-1", &sealed).unwrap(), b"secret key");
+        assert!(open(&[8; 32], b"kid-1", &sealed).is_err());
+        assert!(open(&[9; 32], b"kid-2", &sealed).is_err());
+    }
+
+    #[test]
+    fn at_hash_matches_the_openid_example() {
+        // OpenID Connect Core, Appendix A.3: at_hash of "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y".
+        assert_eq!(
+            at_hash(
+                SigningAlg::RS256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The domain records every layer shares: tenants, users, businesses, clients, grants, codes,
+//! tokens, sessions. Storage backends persist exactly these.
+
+use crate::scope::ScopeSet;
+use crate::secret::SecretHash;
+use crate::UnixTime;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+/// The tenant a row belongs to. Every store method takes one, so no query can forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TenantId(pub Uuid);
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The name of the tenant every server has.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    /// Stored lowercased; unique within a tenant.
+    pub email: String,
+    pub name: String,
+    /// An Argon2id PHC string.
+    pub password_hash: String,
+    pub default_business_id: Option<Uuid>,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Business {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub name: String,
+    pub created_at: UnixTime,
+}
+
+/// The grant types a client may be registered for (RFC 6749 §4, ASVS V10.4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            _ => None,
+        }
+    }
+
+    pub const ALL: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub tenant: TenantId,
+    pub client_id: String,
+    pub name: String,
+    /// Who built the app, shown on the consent page (OAuth 2.1 §7.14.1).
+    pub developer: String,
+    /// `None` for a public client (RFC 6749 §2.1).
+    pub secret_hash: Option<SecretHash>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: ScopeSet,
+    pub grant_types: Vec<GrantType>,
+    /// PKCE required even though the client is confidential. Public clients always need it.
+    pub require_pkce: bool,
+    pub created_at: UnixTime,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    pub fn allows_grant(&self, g: GrantType) -> bool {
+        self.grant_types.contains(&g)
+    }
+
+    /// RFC 9700 §2.1.1: public clients MUST use PKCE.
+    pub fn needs_pkce(&self) -> bool {
+        self.is_public() || self.require_pkce
+    }
+}
+
+/// One user's consent to one client for one business and a set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub user_id: Uuid,
+    pub client_id: String,
+    pub business_id: Option<Uuid>,
+    pub scope: ScopeSet,
+    pub created_at: UnixTime,
+}
+
+/// An authorization code, stored by hash until it is redeemed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    pub hash: SecretHash,
+    pub tenant: TenantId,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub grant_id: Uuid,
+    pub business_id: Option<Uuid>,
+    pub redirect_uri: String,
+    /// Whether the authorization request named `redirect_uri` (RFC 6749 §4.1.3 then requires
+    /// it, identical, at the token endpoint).
+    pub redirect_uri_explicit: bool,
+    pub scope: ScopeSet,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub consumed_at: Option<UnixTime>,
+    /// The refresh family the redemption creates, known in advance so that a replayed code can
+    /// revoke everything issued from it (OAuth 2.1 §4.1.3).
+    pub family_id: Uuid,
+}
+
+/// Everything issued from one code: the chain of refresh tokens and their access tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub grant_id: Uuid,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub business_id: Option<Uuid>,
+    pub scope: ScopeSet,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    /// The refresh family ends here whatever the rotations (absolute lifetime).
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access_token",
+            Self::Refresh => "refresh_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access_token" => Some(Self::Access),
+            "refresh_token" => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// An access or refresh token, stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub hash: SecretHash,
+    pub tenant: TenantId,
+    pub kind: TokenKind,
+    pub family_id: Uuid,
+    pub client_id: String,
+    pub user_id: Uuid,
+    pub business_id: Option<Uuid>,
+    pub scope: ScopeSet,
+    /// Names the access/refresh pair this token was issued in (the answer's `jti`).
+    pub jti: Uuid,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    /// For a refresh token: when it was exchanged for its successor.
+    pub rotated_at: Option<UnixTime>,
+}
+
+/// A token as a lookup finds it, with what its family says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenView {
+    pub token: TokenRecord,
+    pub family: Family,
+}
+
+impl TokenView {
+    /// Usable now: neither it nor its family revoked, and not expired.
+    pub fn is_active(&self, now: UnixTime) -> bool {
+        self.token.revoked_at.is_none()
+            && self.family.revoked_at.is_none()
+            && now < self.token.expires_at
+            && (self.token.kind == TokenKind::Access || now < self.family.expires_at)
+    }
+}
+
+/// A signed-in browser. The cookie holds the secret; the store holds its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub hash: SecretHash,
+    pub tenant: TenantId,
+    pub user_id: Uuid,
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// An authorization request waiting for the user to sign in and consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    /// The hash of the browser cookie that started it; only that browser may continue it.
+    pub browser_hash: SecretHash,
+    /// The original request parameters, re-validated at every step.
+    pub request: String,
+    /// Set when the user signed in during this interaction (satisfies `prompt=login`).
+    pub login: Option<(Uuid, UnixTime)>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// Signing algorithms for id_tokens (OpenID Connect Core §3.1.3.7; RFC 7518; RFC 8037).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(Self::RS256),
+            "ES256" => Some(Self::ES256),
+            "EdDSA" => Some(Self::EdDSA),
+            _ => None,
+        }
+    }
+}
+
+/// A signing key as stored: the private half sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub tenant: TenantId,
+    pub alg: SigningAlg,
+    pub sealed_private_key: Vec<u8>,
+    pub public_jwk: String,
+    pub created_at: UnixTime,
+}
