@@ -1,1 +1,310 @@
-fn main() {}
+//! The `latchkey` binary: `serve`, `migrate`, and the admin commands for users and clients.
+//!
+//! Architecture invariant: this is the edge. It parses arguments, builds the configuration,
+//! and calls `latchkey_server`; it holds no protocol logic.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use latchkey_server::admin::{self, NewClient, NewUser};
+use latchkey_server::runtime::{Runtime, SystemClock};
+use latchkey_server::{Application, BuildOptions, Settings};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "An OAuth 2 and OpenID Connect authorization server")]
+struct Cli {
+    /// A TOML configuration file (overridden by LATCHKEY_* variables, then by flags).
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The database: a SQLite file path or sqlite: URL (default latchkey.db).
+    #[arg(long, global = true)]
+    database: Option<String>,
+    /// Print one JSON object instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients (apps).
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The issuer URL (default http://LISTEN-ADDRESS).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Seed a demo user, businesses and client, and print a URL to try the flow.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// A business the user belongs to (created if needed); repeatable; the first is the default.
+        #[arg(long = "business")]
+        businesses: Vec<String>,
+    },
+    /// List users.
+    List,
+    /// Show one user (by id or email).
+    Show { user: String },
+    /// Delete a user (by id or email) with their grants and tokens.
+    Delete { user: String },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its client_id and, once, its client_secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Who built the app, shown on the consent page.
+        #[arg(long)]
+        developer: Option<String>,
+        /// A redirect URI (repeatable).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A scope the client may request (repeatable; default: openid profile email offline_access).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A public client (no secret; PKCE required).
+        #[arg(long)]
+        public: bool,
+        /// A grant type the client may use (repeatable; default: authorization_code and refresh_token).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Require PKCE even though the client is confidential.
+        #[arg(long)]
+        require_pkce: bool,
+    },
+    /// List clients.
+    List,
+    /// Show one client.
+    Show { client_id: String },
+    /// Delete a client with every grant and token issued to it.
+    Delete { client_id: String },
+    /// Replace a confidential client's secret; the old one stops working at once.
+    RotateSecret { client_id: String },
+}
+
+fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> Result<latchkey_server::Config> {
+    let file = match &cli.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let env = Settings::from_env(std::env::vars())?;
+    let flags = Settings {
+        database: cli.database.clone(),
+        listen: serve.and_then(|s| s.listen.clone()),
+        issuer: serve.and_then(|s| s.issuer.clone()),
+        ..Settings::default()
+    };
+    Ok(file.overlay(env).overlay(flags).into_config()?)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LATCHKEY_LOG").unwrap_or_else(|_| {
+        let default = if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn,sqlx=warn" } else { "warn" };
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    match &cli.command {
+        Command::Serve(args) => serve(&cli, args).await,
+        Command::Migrate => {
+            let config = settings(&cli, None)?;
+            Runtime::open(&config, Arc::new(SystemClock)).await?;
+            print(&cli, json!({"migrated": config.database.display().to_string()}), || {
+                format!("database {} is up to date", config.database.display())
+            });
+            Ok(())
+        }
+        Command::User(cmd) => user(&cli, cmd).await,
+        Command::Client(cmd) => client(&cli, cmd).await,
+    }
+}
+
+fn print(cli: &Cli, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let config = settings(cli, Some(args))?;
+    let database = config.database.clone();
+    let app = Application::build(config, BuildOptions { demo: args.demo, ..BuildOptions::default() }).await.context("cannot start")?;
+    tracing::info!(issuer = app.issuer(), database = %database.display(), "latchkey is listening");
+    if let Some(demo) = app.demo() {
+        let url = format!(
+            "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid%20profile%20email%20offline_access%20business%2Forders%3Aread&state=demo-state",
+            app.issuer(),
+            demo.client_id,
+            url_encode(&demo.redirect_uri)
+        );
+        println!(
+            "\nLatchkey demo is running at {issuer}\n\n  1. Open this URL in a browser:\n\n     {url}\n\n  2. Sign in as {email} with the password {pw}\n  3. Pick a business, press Allow, and follow the curl command the callback page shows.\n\n  Demo client: client_id={id} client_secret={secret}\n  Discovery:   {issuer}/.well-known/openid-configuration\n",
+            issuer = app.issuer(),
+            email = admin::DEMO_EMAIL,
+            pw = admin::DEMO_PASSWORD,
+            id = demo.client_id,
+            secret = demo.client_secret,
+        );
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn open(cli: &Cli) -> Result<Runtime> {
+    let config = settings(cli, None)?;
+    Ok(Runtime::open(&config, Arc::new(SystemClock)).await?)
+}
+
+fn user_json(u: &latchkey_core::model::User) -> serde_json::Value {
+    json!({"id": u.id, "email": u.email, "name": u.name, "default_business_id": u.default_business_id, "created_at": u.created_at})
+}
+
+async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    match cmd {
+        UserCommand::Create { email, name, password_stdin: _, businesses } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let u = admin::create_user(&rt, NewUser { email: email.clone(), name: name.clone(), password, businesses: businesses.clone() })
+                .await?;
+            print(cli, json!({"id": u.id}), || format!("created user {} ({})", u.email, u.id));
+        }
+        UserCommand::List => {
+            let users = rt.store.list_users(rt.tenant.id).await?;
+            print(cli, json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}), || {
+                users.iter().map(|u| format!("{}  {}  {}", u.id, u.email, u.name)).collect::<Vec<_>>().join("\n")
+            });
+        }
+        UserCommand::Show { user } => {
+            let u = admin::find_user(&rt, user).await?;
+            let businesses = rt.store.list_user_businesses(rt.tenant.id, u.id).await?;
+            let mut j = user_json(&u);
+            j["businesses"] = json!(businesses.iter().map(|b| json!({"id": b.id, "name": b.name})).collect::<Vec<_>>());
+            print(cli, j, || {
+                let names: Vec<&str> = businesses.iter().map(|b| b.name.as_str()).collect();
+                format!("id:          {}\nemail:       {}\nname:        {}\nbusinesses:  {}", u.id, u.email, u.name, names.join(", "))
+            });
+        }
+        UserCommand::Delete { user } => {
+            let u = admin::find_user(&rt, user).await?;
+            rt.store.delete_user(rt.tenant.id, u.id).await?;
+            print(cli, json!({"id": u.id, "deleted": true}), || format!("deleted user {}", u.email));
+        }
+    }
+    Ok(())
+}
+
+fn client_json(c: &latchkey_core::model::Client) -> serde_json::Value {
+    json!({
+        "client_id": c.client_id,
+        "name": c.name,
+        "developer": c.developer,
+        "public": c.is_public(),
+        "redirect_uris": c.redirect_uris,
+        "scopes": c.scopes.iter().collect::<Vec<_>>(),
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "require_pkce": c.needs_pkce(),
+        "created_at": c.created_at,
+    })
+}
+
+async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    match cmd {
+        ClientCommand::Create { name, developer, redirect_uris, scopes, public, grant_types, require_pkce } => {
+            let (c, secret) = admin::create_client(
+                &rt,
+                NewClient {
+                    name: name.clone(),
+                    developer: developer.clone(),
+                    redirect_uris: redirect_uris.clone(),
+                    scopes: scopes.clone(),
+                    public: *public,
+                    grant_types: grant_types.clone(),
+                    require_pkce: *require_pkce,
+                    client_id: None,
+                },
+            )
+            .await?;
+            let secret = secret.map(|s| s.expose().to_owned());
+            print(cli, json!({"client_id": c.client_id, "client_secret": secret}), || match &secret {
+                Some(s) => format!("client_id:     {}\nclient_secret: {s}\n\nThe secret is shown only now; store it safely.", c.client_id),
+                None => format!("client_id: {}\n(public client: no secret; PKCE with S256 is required)", c.client_id),
+            });
+        }
+        ClientCommand::List => {
+            let clients = rt.store.list_clients(rt.tenant.id).await?;
+            print(cli, json!({"clients": clients.iter().map(client_json).collect::<Vec<_>>()}), || {
+                clients
+                    .iter()
+                    .map(|c| format!("{}  {}  {}", c.client_id, if c.is_public() { "public      " } else { "confidential" }, c.name))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ClientCommand::Show { client_id } => {
+            let c = admin::find_client(&rt, client_id).await?;
+            let j = client_json(&c);
+            print(cli, j.clone(), || serde_json::to_string_pretty(&j).unwrap_or_default());
+        }
+        ClientCommand::Delete { client_id } => {
+            if !rt.store.delete_client(rt.tenant.id, client_id).await? {
+                bail!("client {client_id} not found");
+            }
+            print(cli, json!({"client_id": client_id, "deleted": true}), || format!("deleted client {client_id}"));
+        }
+        ClientCommand::RotateSecret { client_id } => {
+            let s = admin::rotate_client_secret(&rt, client_id).await?;
+            print(cli, json!({"client_id": client_id, "client_secret": s.expose()}), || {
+                format!("client_id:     {client_id}\nclient_secret: {}\n\nThe old secret no longer works.", s.expose())
+            });
+        }
+    }
+    Ok(())
+}

@@ -42,19 +42,13 @@ impl Prompt {
                 "login" => p.login = true,
                 "consent" => p.consent = true,
                 "select_account" => p.select_account = true,
-                _ => {
-                    return Err(OAuthError::invalid_request(format!(
-                        "prompt_unsupported: prompt={v} is not supported"
-                    )))
-                }
+                _ => return Err(OAuthError::invalid_request(format!("prompt_unsupported: prompt={v} is not supported"))),
             }
         }
         // Core §3.1.2.1: "If this parameter contains none with any other value, an error is
         // returned."
         if p.none && (p.login || p.consent || p.select_account) {
-            return Err(OAuthError::invalid_request(
-                "prompt_none_combined: prompt=none cannot be combined with another value",
-            ));
+            return Err(OAuthError::invalid_request("prompt_none_combined: prompt=none cannot be combined with another value"));
         }
         Ok(p)
     }
@@ -93,12 +87,16 @@ pub fn resolve_redirect(client: &Client, params: &Params) -> Result<(String, boo
     match requested {
         Some(uri) => match redirect::match_registered(&client.redirect_uris, uri) {
             Some(_) => Ok((uri.to_owned(), true)),
-            None => Err(PageError(OAuthError::invalid_request("redirect_uri_mismatch: the redirect_uri is not registered for this client"))),
+            None => {
+                Err(PageError(OAuthError::invalid_request("redirect_uri_mismatch: the redirect_uri is not registered for this client")))
+            }
         },
         None => match client.redirect_uris.as_slice() {
             [only] => Ok((only.clone(), false)),
             [] => Err(PageError(OAuthError::invalid_request("redirect_uri_unregistered: the client has no registered redirect_uri"))),
-            _ => Err(PageError(OAuthError::invalid_request("redirect_uri_missing: the client has several redirect URIs; the request must name one"))),
+            _ => Err(PageError(OAuthError::invalid_request(
+                "redirect_uri_missing: the client has several redirect URIs; the request must name one",
+            ))),
         },
     }
 }
@@ -112,36 +110,20 @@ pub fn validate(
     policy: AuthorizePolicy,
 ) -> Result<AuthorizationRequest, RedirectError> {
     // A `state` that is too long or repeated is not echoed: the error itself is the answer.
-    let state = params
-        .get("state")
-        .ok()
-        .flatten()
-        .filter(|s| s.len() <= MAX_STATE_LEN)
-        .map(str::to_owned);
-    let fail = |error: OAuthError| RedirectError {
-        redirect_uri: redirect_uri.clone(),
-        state: state.clone(),
-        error,
-    };
+    let state = params.get("state").ok().flatten().filter(|s| s.len() <= MAX_STATE_LEN).map(str::to_owned);
+    let fail = |error: OAuthError| RedirectError { redirect_uri: redirect_uri.clone(), state: state.clone(), error };
 
     let checked = (|| {
         let state = params.get("state")?;
         if state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-            return Err(OAuthError::invalid_request(
-                "state_too_long: state must be at most 2048 bytes",
-            ));
+            return Err(OAuthError::invalid_request("state_too_long: state must be at most 2048 bytes"));
         }
         if policy.require_state && state.is_none() {
-            return Err(OAuthError::invalid_request(
-                "state_missing: this server requires state",
-            ));
+            return Err(OAuthError::invalid_request("state_missing: this server requires state"));
         }
         // OpenID Connect Core §6: request objects are not supported, and say so.
         if params.contains("request") {
-            return Err(OAuthError::new(
-                crate::ErrorCode::RequestNotSupported,
-                "request_not_supported: request objects are not supported",
-            ));
+            return Err(OAuthError::new(crate::ErrorCode::RequestNotSupported, "request_not_supported: request objects are not supported"));
         }
         if params.contains("request_uri") {
             return Err(OAuthError::new(
@@ -151,11 +133,7 @@ pub fn validate(
         }
         // RFC 6749 §4.1.1 and §4.1.2.1; RFC 9700 §2.1.2: only the code flow.
         match params.get("response_type")? {
-            None => {
-                return Err(OAuthError::invalid_request(
-                    "response_type_missing: response_type=code is required",
-                ))
-            }
+            None => return Err(OAuthError::invalid_request("response_type_missing: response_type=code is required")),
             Some("code") => {}
             Some(_) => {
                 return Err(OAuthError::new(
@@ -166,23 +144,14 @@ pub fn validate(
         }
         match params.get("response_mode")? {
             None | Some("query") => {}
-            Some(_) => {
-                return Err(OAuthError::invalid_request(
-                    "response_mode_unsupported: only response_mode=query is supported",
-                ))
-            }
+            Some(_) => return Err(OAuthError::invalid_request("response_mode_unsupported: only response_mode=query is supported")),
         }
         let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
         let nonce = params.get("nonce")?;
         if nonce.is_some_and(|n| n.len() > MAX_STATE_LEN) {
-            return Err(OAuthError::invalid_request(
-                "nonce_too_long: nonce must be at most 2048 bytes",
-            ));
+            return Err(OAuthError::invalid_request("nonce_too_long: nonce must be at most 2048 bytes"));
         }
-        let code_challenge = CodeChallenge::parse(
-            params.get("code_challenge")?,
-            params.get("code_challenge_method")?,
-        )?;
+        let code_challenge = CodeChallenge::parse(params.get("code_challenge")?, params.get("code_challenge_method")?)?;
         // OAuth 2.1 §4.1.2.1 and RFC 9700 §2.1.1: public clients MUST use PKCE.
         if code_challenge.is_none() && client.needs_pkce() {
             return Err(OAuthError::invalid_request("pkce_required: this client must send code_challenge with code_challenge_method=S256"));
@@ -190,11 +159,9 @@ pub fn validate(
         let prompt = Prompt::parse(params.get("prompt")?)?;
         let max_age = match params.get("max_age")? {
             None => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| {
-                OAuthError::invalid_request(
-                    "max_age_malformed: max_age must be a non-negative integer",
-                )
-            })?),
+            Some(v) => Some(
+                v.parse::<u64>().map_err(|_| OAuthError::invalid_request("max_age_malformed: max_age must be a non-negative integer"))?,
+            ),
         };
         Ok(AuthorizationRequest {
             client_id: client.client_id.clone(),
@@ -217,12 +184,7 @@ pub fn validate(
 /// `session_auth_time` is when the browser's session signed in; `fresh_login` says the user
 /// signed in during this very interaction, which satisfies `prompt=login` and `max_age`
 /// (Core §3.1.2.1 and §3.1.2.3).
-pub fn needs_login(
-    req: &AuthorizationRequest,
-    session_auth_time: Option<UnixTime>,
-    fresh_login: bool,
-    now: UnixTime,
-) -> bool {
+pub fn needs_login(req: &AuthorizationRequest, session_auth_time: Option<UnixTime>, fresh_login: bool, now: UnixTime) -> bool {
     let Some(auth_time) = session_auth_time else {
         return true;
     };
@@ -253,9 +215,7 @@ pub fn needs_consent(req: &AuthorizationRequest, existing: Option<&Grant>) -> bo
 /// Appends answer parameters to a redirect URI, keeping its own query (RFC 6749 §3.1.2: the
 /// query component MUST be retained).
 pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
-    let encoded = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
+    let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
     format!("{redirect_uri}{sep}{encoded}")
 }
@@ -264,10 +224,7 @@ pub fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
 /// (RFC 6749 §4.1.2.1; RFC 9207 §2).
 pub fn error_redirect(err: &RedirectError, issuer: &str) -> String {
     let description = err.error.safe_description();
-    let mut pairs = vec![
-        ("error", err.error.code.as_str()),
-        ("error_description", description.as_str()),
-    ];
+    let mut pairs = vec![("error", err.error.code.as_str()), ("error_description", description.as_str())];
     if let Some(s) = &err.state {
         pairs.push(("state", s));
     }
@@ -299,16 +256,9 @@ mod tests {
 
     fn check(c: &Client, query: &str) -> Result<AuthorizationRequest, String> {
         let p = Params::from_urlencoded(query);
-        let (uri, explicit) =
-            resolve_redirect(c, &p).map_err(|e| format!("page {}", e.0.description))?;
-        validate(c, uri, explicit, &p, AuthorizePolicy::default()).map_err(|e| {
-            format!(
-                "redirect {} {} state={:?}",
-                e.error.code,
-                e.error.description.split(':').next().unwrap_or(""),
-                e.state
-            )
-        })
+        let (uri, explicit) = resolve_redirect(c, &p).map_err(|e| format!("page {}", e.0.description))?;
+        validate(c, uri, explicit, &p, AuthorizePolicy::default())
+            .map_err(|e| format!("redirect {} {} state={:?}", e.error.code, e.error.description.split(':').next().unwrap_or(""), e.state))
     }
 
     const CH: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -318,20 +268,12 @@ mod tests {
         let one = client(false, &["https://a.example/cb"]);
         let two = client(false, &["https://a.example/cb", "https://a.example/cb2"]);
         assert!(check(&one, "response_type=code").is_ok());
-        assert!(check(&two, "response_type=code")
+        assert!(check(&two, "response_type=code").unwrap_err().starts_with("page redirect_uri_missing"));
+        assert!(check(&two, "response_type=code&redirect_uri=https://a.example/x").unwrap_err().starts_with("page redirect_uri_mismatch"));
+        assert!(check(&two, "response_type=code&redirect_uri=https://a.example/cb2").is_ok());
+        assert!(check(&one, "response_type=code&redirect_uri=https://a.example/cb&redirect_uri=https://a.example/cb")
             .unwrap_err()
-            .starts_with("page redirect_uri_missing"));
-        assert!(
-            check(&two, "response_type=code&redirect_uri=https://a.example/x")
-                .unwrap_err()
-                .starts_with("page redirect_uri_mismatch")
-        );
-        assert!(check(
-            &two,
-            "response_type=code&redirect_uri=https://a.example/cb2"
-        )
-        .is_ok());
-        assert!(check(&one, "response_type=code&redirect_uri=https://a.example/cb&redirect_uri=https://a.example/cb").unwrap_err().starts_with("page parameter_repeated"));
+            .starts_with("page parameter_repeated"));
     }
 
     #[test]
@@ -339,56 +281,21 @@ mod tests {
         let c = client(false, &["https://a.example/cb"]);
         let p = client(true, &["https://a.example/cb"]);
         let cases = [
-            (
-                &c,
-                "state=s",
-                "redirect invalid_request response_type_missing state=Some(\"s\")",
-            ),
-            (
-                &c,
-                "response_type=token&state=s",
-                "redirect unsupported_response_type response_type_unsupported state=Some(\"s\")",
-            ),
-            (
-                &c,
-                "response_type=code&scope=admin",
-                "redirect invalid_scope scope_not_allowed state=None",
-            ),
-            (
-                &p,
-                "response_type=code",
-                "redirect invalid_request pkce_required state=None",
-            ),
-            (
-                &c,
-                "response_type=code&prompt=none%20login",
-                "redirect invalid_request prompt_none_combined state=None",
-            ),
-            (
-                &c,
-                "response_type=code&max_age=-1",
-                "redirect invalid_request max_age_malformed state=None",
-            ),
-            (
-                &c,
-                "response_type=code&request=x",
-                "redirect request_not_supported request_not_supported state=None",
-            ),
-            (
-                &c,
-                "response_type=code&response_mode=fragment",
-                "redirect invalid_request response_mode_unsupported state=None",
-            ),
-            (
-                &c,
-                "response_type=code&nonce=a&nonce=b",
-                "redirect invalid_request parameter_repeated state=None",
-            ),
+            (&c, "state=s", "redirect invalid_request response_type_missing state=Some(\"s\")"),
+            (&c, "response_type=token&state=s", "redirect unsupported_response_type response_type_unsupported state=Some(\"s\")"),
+            (&c, "response_type=code&scope=admin", "redirect invalid_scope scope_not_allowed state=None"),
+            (&p, "response_type=code", "redirect invalid_request pkce_required state=None"),
+            (&c, "response_type=code&prompt=none%20login", "redirect invalid_request prompt_none_combined state=None"),
+            (&c, "response_type=code&max_age=-1", "redirect invalid_request max_age_malformed state=None"),
+            (&c, "response_type=code&request=x", "redirect request_not_supported request_not_supported state=None"),
+            (&c, "response_type=code&response_mode=fragment", "redirect invalid_request response_mode_unsupported state=None"),
+            (&c, "response_type=code&nonce=a&nonce=b", "redirect invalid_request parameter_repeated state=None"),
         ];
         for (client, q, want) in cases {
             assert_eq!(check(client, q).unwrap_err(), want, "{q}");
         }
-        let ok = check(&p, &format!("response_type=code&code_challenge={CH}&code_challenge_method=S256&scope=email&extra=1&state=%20x")).unwrap();
+        let ok = check(&p, &format!("response_type=code&code_challenge={CH}&code_challenge_method=S256&scope=email&extra=1&state=%20x"))
+            .unwrap();
         assert_eq!(ok.scope.to_string(), "email");
         assert_eq!(ok.state.as_deref(), Some(" x"));
         let all = check(&c, "response_type=code&scope%5B%5D=*").unwrap();
@@ -399,16 +306,7 @@ mod tests {
     fn required_state_policy() {
         let c = client(false, &["https://a.example/cb"]);
         let p = Params::from_urlencoded("response_type=code");
-        let e = validate(
-            &c,
-            "https://a.example/cb".into(),
-            false,
-            &p,
-            AuthorizePolicy {
-                require_state: true,
-            },
-        )
-        .unwrap_err();
+        let e = validate(&c, "https://a.example/cb".into(), false, &p, AuthorizePolicy { require_state: true }).unwrap_err();
         assert!(e.error.description.starts_with("state_missing"));
     }
 
@@ -433,10 +331,7 @@ mod tests {
         };
         assert!(!needs_consent(&req, Some(&g)));
         assert!(needs_consent(&req, None));
-        assert!(needs_consent(
-            &check(&c, "response_type=code&prompt=consent").unwrap(),
-            Some(&g)
-        ));
+        assert!(needs_consent(&check(&c, "response_type=code&prompt=consent").unwrap(), Some(&g)));
     }
 
     #[test]

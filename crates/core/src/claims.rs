@@ -70,12 +70,7 @@ pub fn id_token_claims(input: IdTokenInput<'_>) -> IdTokenClaims {
         user_name: user.name.clone(),
         user_email: user.email.clone(),
         default_business_id: user.default_business_id.map(|b| b.to_string()),
-        business_ids: input
-            .subject
-            .business_ids
-            .iter()
-            .map(Uuid::to_string)
-            .collect(),
+        business_ids: input.subject.business_ids.iter().map(Uuid::to_string).collect(),
         authorized_business_id: input.subject.authorized_business_id.map(|b| b.to_string()),
         name: input.scope.contains("profile").then(|| user.name.clone()),
         email: input.scope.contains("email").then(|| user.email.clone()),
@@ -104,11 +99,7 @@ mod tests {
         let c = id_token_claims(IdTokenInput {
             issuer: "http://127.0.0.1:8080",
             client_id: "c1",
-            subject: Subject {
-                user: &user,
-                business_ids: &businesses,
-                authorized_business_id: Some(businesses[1]),
-            },
+            subject: Subject { user: &user, business_ids: &businesses, authorized_business_id: Some(businesses[1]) },
             scope: &scope,
             nonce: Some("n-0S6_WzA2Mj"),
             auth_time: 90,

@@ -33,9 +33,7 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     pub fn client_id(&self) -> &str {
         match self {
-            Self::Basic { client_id, .. }
-            | Self::Post { client_id, .. }
-            | Self::None { client_id } => client_id,
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } | Self::None { client_id } => client_id,
         }
     }
 
@@ -53,12 +51,12 @@ impl ClientCredentials {
         if let Some(header) = authorization {
             let (client_id, secret) = parse_basic(header)?;
             if body_secret.is_some() {
-                return Err(OAuthError::invalid_request("multiple_client_auth_methods: use either HTTP Basic or client_secret in the body, not both"));
+                return Err(OAuthError::invalid_request(
+                    "multiple_client_auth_methods: use either HTTP Basic or client_secret in the body, not both",
+                ));
             }
             if body_id.is_some_and(|id| id != client_id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id_mismatch: client_id in the body differs from the Basic credentials",
-                ));
+                return Err(OAuthError::invalid_request("client_id_mismatch: client_id in the body differs from the Basic credentials"));
             }
             return Ok(Self::Basic { client_id, secret });
         }
@@ -66,7 +64,9 @@ impl ClientCredentials {
             (Some(id), Some(secret)) => Ok(Self::Post { client_id: id.to_owned(), secret: secret.to_owned() }),
             (Some(id), None) => Ok(Self::None { client_id: id.to_owned() }),
             (None, Some(_)) => Err(OAuthError::invalid_request("client_id_missing: client_secret was sent without client_id")),
-            (None, None) => Err(OAuthError::invalid_client("client_auth_missing: authenticate with HTTP Basic, client_secret_post, or send client_id")),
+            (None, None) => {
+                Err(OAuthError::invalid_client("client_auth_missing: authenticate with HTTP Basic, client_secret_post, or send client_id"))
+            }
         }
     }
 
@@ -78,18 +78,14 @@ impl ClientCredentials {
                 if hasher.hash(secret).ct_eq(stored) {
                     Ok(())
                 } else {
-                    Err(OAuthError::invalid_client(
-                        "client_secret_invalid: client authentication failed",
-                    ))
+                    Err(OAuthError::invalid_client("client_secret_invalid: client authentication failed"))
                 }
             }
-            (Self::None { .. }, Some(_)) => Err(OAuthError::invalid_client(
-                "client_secret_missing: this client is confidential and must authenticate",
-            )),
+            (Self::None { .. }, Some(_)) => {
+                Err(OAuthError::invalid_client("client_secret_missing: this client is confidential and must authenticate"))
+            }
             (Self::None { .. }, None) => Ok(()),
-            (_, None) => Err(OAuthError::invalid_client(
-                "public_client_secret: this client is public and has no secret",
-            )),
+            (_, None) => Err(OAuthError::invalid_client("public_client_secret: this client is public and has no secret")),
         }
     }
 }
@@ -97,16 +93,10 @@ impl ClientCredentials {
 /// RFC 6749 §2.3.1: the client identifier and secret are encoded with
 /// `application/x-www-form-urlencoded` before they go into the Basic credentials (RFC 7617).
 fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
-    let bad = || {
-        OAuthError::invalid_client(
-            "basic_auth_malformed: the Authorization header is not valid Basic credentials",
-        )
-    };
+    let bad = || OAuthError::invalid_client("basic_auth_malformed: the Authorization header is not valid Basic credentials");
     let (scheme, rest) = header.trim().split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client(
-            "auth_scheme_unsupported: only the Basic scheme authenticates a client",
-        ));
+        return Err(OAuthError::invalid_client("auth_scheme_unsupported: only the Basic scheme authenticates a client"));
     }
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
@@ -120,10 +110,7 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
 }
 
 fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("v={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -139,13 +126,7 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let p = Params::default();
         let c = ClientCredentials::extract(Some(&basic("my%20app", "s%3Ae+cret")), &p).unwrap();
-        assert_eq!(
-            c,
-            ClientCredentials::Basic {
-                client_id: "my app".into(),
-                secret: "s:e cret".into()
-            }
-        );
+        assert_eq!(c, ClientCredentials::Basic { client_id: "my app".into(), secret: "s:e cret".into() });
     }
 
     #[test]
@@ -158,15 +139,9 @@ mod tests {
     #[test]
     fn body_forms() {
         let p = Params::from_urlencoded("client_id=a&client_secret=b");
-        assert!(matches!(
-            ClientCredentials::extract(None, &p).unwrap(),
-            ClientCredentials::Post { .. }
-        ));
+        assert!(matches!(ClientCredentials::extract(None, &p).unwrap(), ClientCredentials::Post { .. }));
         let p = Params::from_urlencoded("client_id=a");
-        assert!(matches!(
-            ClientCredentials::extract(None, &p).unwrap(),
-            ClientCredentials::None { .. }
-        ));
+        assert!(matches!(ClientCredentials::extract(None, &p).unwrap(), ClientCredentials::None { .. }));
         let e = ClientCredentials::extract(None, &Params::default()).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
         let e = ClientCredentials::extract(Some("Bearer x"), &Params::default()).unwrap_err();

@@ -27,10 +27,7 @@ pub enum JoseError {
 }
 
 enum Inner {
-    Rs256(
-        Box<rsa::pkcs1v15::SigningKey<Sha256>>,
-        Box<rsa::RsaPrivateKey>,
-    ),
+    Rs256(Box<rsa::pkcs1v15::SigningKey<Sha256>>, Box<rsa::RsaPrivateKey>),
     Es256(p256::ecdsa::SigningKey),
     EdDsa(ed25519_dalek::SigningKey),
 }
@@ -50,18 +47,11 @@ impl std::fmt::Debug for KeyPair {
 
 impl KeyPair {
     /// Generates a fresh key: RSA 2048, P-256 or Ed25519.
-    pub fn generate(
-        alg: SigningAlg,
-        rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<Self, JoseError> {
+    pub fn generate(alg: SigningAlg, rng: &mut (impl RngCore + CryptoRng)) -> Result<Self, JoseError> {
         let inner = match alg {
             SigningAlg::RS256 => {
-                let key = rsa::RsaPrivateKey::new(rng, 2048)
-                    .map_err(|e| JoseError::Generate(e.to_string()))?;
-                Inner::Rs256(
-                    Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())),
-                    Box::new(key),
-                )
+                let key = rsa::RsaPrivateKey::new(rng, 2048).map_err(|e| JoseError::Generate(e.to_string()))?;
+                Inner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())), Box::new(key))
             }
             SigningAlg::ES256 => Inner::Es256(p256::ecdsa::SigningKey::random(rng)),
             SigningAlg::EdDSA => Inner::EdDsa(ed25519_dalek::SigningKey::generate(rng)),
@@ -73,21 +63,12 @@ impl KeyPair {
     pub fn from_private_bytes(alg: SigningAlg, bytes: &[u8]) -> Result<Self, JoseError> {
         let inner = match alg {
             SigningAlg::RS256 => {
-                let key = rsa::RsaPrivateKey::from_pkcs8_der(bytes)
-                    .map_err(|e| JoseError::Decode(e.to_string()))?;
-                Inner::Rs256(
-                    Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())),
-                    Box::new(key),
-                )
+                let key = rsa::RsaPrivateKey::from_pkcs8_der(bytes).map_err(|e| JoseError::Decode(e.to_string()))?;
+                Inner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())), Box::new(key))
             }
-            SigningAlg::ES256 => Inner::Es256(
-                p256::ecdsa::SigningKey::from_slice(bytes)
-                    .map_err(|e| JoseError::Decode(e.to_string()))?,
-            ),
+            SigningAlg::ES256 => Inner::Es256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(|e| JoseError::Decode(e.to_string()))?),
             SigningAlg::EdDSA => {
-                let seed: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| JoseError::Decode("an Ed25519 seed is 32 bytes".into()))?;
+                let seed: [u8; 32] = bytes.try_into().map_err(|_| JoseError::Decode("an Ed25519 seed is 32 bytes".into()))?;
                 Inner::EdDsa(ed25519_dalek::SigningKey::from_bytes(&seed))
             }
         };
@@ -121,8 +102,7 @@ impl KeyPair {
                 let x = b64(point.x().map(|x| x.as_slice()).unwrap_or_default());
                 let y = b64(point.y().map(|y| y.as_slice()).unwrap_or_default());
                 let input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-                (jwk.kty, jwk.crv, jwk.x, jwk.y) =
-                    ("EC".into(), Some("P-256".into()), Some(x), Some(y));
+                (jwk.kty, jwk.crv, jwk.x, jwk.y) = ("EC".into(), Some("P-256".into()), Some(x), Some(y));
                 input
             }
             Inner::EdDsa(key) => {
@@ -152,11 +132,7 @@ impl KeyPair {
     /// Ed25519. Only ever stored sealed.
     pub fn private_bytes(&self) -> Result<Vec<u8>, JoseError> {
         Ok(match &self.inner {
-            Inner::Rs256(_, key) => key
-                .to_pkcs8_der()
-                .map_err(|e| JoseError::Decode(e.to_string()))?
-                .as_bytes()
-                .to_vec(),
+            Inner::Rs256(_, key) => key.to_pkcs8_der().map_err(|e| JoseError::Decode(e.to_string()))?.as_bytes().to_vec(),
             Inner::Es256(key) => key.to_bytes().to_vec(),
             Inner::EdDsa(key) => key.to_bytes().to_vec(),
         })
@@ -170,11 +146,7 @@ impl KeyPair {
             typ: &'a str,
             kid: &'a str,
         }
-        let header = serde_json::to_vec(&Header {
-            alg: self.alg.as_str(),
-            typ,
-            kid: &self.jwk.kid,
-        })?;
+        let header = serde_json::to_vec(&Header { alg: self.alg.as_str(), typ, kid: &self.jwk.kid })?;
         let payload = serde_json::to_vec(claims)?;
         let mut input = URL_SAFE_NO_PAD.encode(header);
         input.push('.');
@@ -185,9 +157,7 @@ impl KeyPair {
                 let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
                 sig.to_bytes().to_vec()
             }
-            Inner::EdDsa(sk) => ed25519_dalek::Signer::sign(sk, input.as_bytes())
-                .to_bytes()
-                .to_vec(),
+            Inner::EdDsa(sk) => ed25519_dalek::Signer::sign(sk, input.as_bytes()).to_bytes().to_vec(),
         };
         input.push('.');
         input.push_str(&URL_SAFE_NO_PAD.encode(signature));
@@ -199,33 +169,18 @@ impl KeyPair {
 /// the access token, with the hash of the id_token's `alg` (SHA-512 for Ed25519).
 pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
     match alg {
-        SigningAlg::RS256 | SigningAlg::ES256 => {
-            URL_SAFE_NO_PAD.encode(&Sha256::digest(access_token.as_bytes())[..16])
-        }
+        SigningAlg::RS256 | SigningAlg::ES256 => URL_SAFE_NO_PAD.encode(&Sha256::digest(access_token.as_bytes())[..16]),
         SigningAlg::EdDSA => URL_SAFE_NO_PAD.encode(&Sha512::digest(access_token.as_bytes())[..32]),
     }
 }
 
 /// Encrypts `plaintext` with XChaCha20-Poly1305 under the master key; `aad` binds the result
 /// to its purpose (for example the key id). The output is nonce ‖ ciphertext.
-pub fn seal(
-    master: &[u8; 32],
-    aad: &[u8],
-    plaintext: &[u8],
-    rng: &mut (impl RngCore + CryptoRng),
-) -> Result<Vec<u8>, JoseError> {
+pub fn seal(master: &[u8; 32], aad: &[u8], plaintext: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Result<Vec<u8>, JoseError> {
     let cipher = XChaCha20Poly1305::new(master.into());
     let mut nonce = [0u8; 24];
     rng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| JoseError::Unseal)?;
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad }).map_err(|_| JoseError::Unseal)?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     Ok(out)
@@ -237,9 +192,7 @@ pub fn open(master: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Jos
         return Err(JoseError::Unseal);
     }
     let (nonce, ct) = sealed.split_at(24);
-    XChaCha20Poly1305::new(master.into())
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| JoseError::Unseal)
+    XChaCha20Poly1305::new(master.into()).decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| JoseError::Unseal)
 }
 
 #[cfg(test)]
@@ -256,12 +209,8 @@ mod tests {
             let again = KeyPair::from_private_bytes(alg, &k.private_bytes().unwrap()).unwrap();
             assert_eq!(k.public_jwk(), again.public_jwk());
             let jwt = k.sign_jwt("JWT", &serde_json::json!({"a": 1})).unwrap();
-            let header: serde_json::Value = serde_json::from_slice(
-                &URL_SAFE_NO_PAD
-                    .decode(jwt.split('.').next().unwrap())
-                    .unwrap(),
-            )
-            .unwrap();
+            let header: serde_json::Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
             assert_eq!(header["alg"], alg.as_str());
             assert_eq!(header["kid"], k.kid());
         }
@@ -274,11 +223,8 @@ mod tests {
         let k = KeyPair::generate(SigningAlg::ES256, &mut rng).unwrap();
         let jwt = k.sign_jwt("JWT", &serde_json::json!({"sub": "x"})).unwrap();
         let (input, sig) = jwt.rsplit_once('.').unwrap();
-        let sig =
-            p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
-        let Inner::Es256(sk) = &k.inner else {
-            unreachable!()
-        };
+        let sig = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
+        let Inner::Es256(sk) = &k.inner else { unreachable!() };
         sk.verifying_key().verify(input.as_bytes(), &sig).unwrap();
     }
 
@@ -294,12 +240,6 @@ mod tests {
     #[test]
     fn at_hash_matches_the_openid_example() {
         // OpenID Connect Core, Appendix A.3: at_hash of "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y".
-        assert_eq!(
-            at_hash(
-                SigningAlg::RS256,
-                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
-            ),
-            "77QmUPtjPfzWtF2AnpK9RQ"
-        );
+        assert_eq!(at_hash(SigningAlg::RS256, "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
     }
 }

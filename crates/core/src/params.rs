@@ -16,9 +16,7 @@ pub struct Params {
 impl Params {
     /// Keeps every pair whose value is not empty.
     pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self {
-            pairs: pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
-        }
+        Self { pairs: pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect() }
     }
 
     /// Parses an `application/x-www-form-urlencoded` string.
@@ -28,26 +26,17 @@ impl Params {
 
     /// The value of a single-valued parameter; a repeated one is `invalid_request`.
     pub fn get(&self, name: &str) -> Result<Option<&str>, OAuthError> {
-        let mut found = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
+        let mut found = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter_repeated: {name} must not be sent more than once"
-            )));
+            return Err(OAuthError::invalid_request(format!("parameter_repeated: {name} must not be sent more than once")));
         }
         Ok(first)
     }
 
     /// Every value of a parameter that may repeat (YouCan's `scope[]`).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -61,9 +50,7 @@ impl Params {
     /// Serializes back to `application/x-www-form-urlencoded`, for carrying a request through
     /// the login and consent pages.
     pub fn to_urlencoded(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&self.pairs)
-            .finish()
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.pairs).finish()
     }
 }
 
@@ -75,10 +62,7 @@ mod tests {
     fn empty_values_are_absent_and_repeats_are_refused() {
         let p = Params::from_urlencoded("scope=&client_id=a&client_id=b&extra=1&extra=2&state=s");
         assert_eq!(p.get("scope"), Ok(None));
-        assert_eq!(
-            p.get("client_id").unwrap_err().code,
-            crate::ErrorCode::InvalidRequest
-        );
+        assert_eq!(p.get("client_id").unwrap_err().code, crate::ErrorCode::InvalidRequest);
         assert_eq!(p.get("state"), Ok(Some("s")));
         assert_eq!(p.get_all("extra").count(), 2);
     }

@@ -15,18 +15,13 @@ pub struct PasswordError(String);
 /// (m = 19 MiB, t = 2, p = 1, the OWASP baseline).
 pub fn hash(password: &str, rng: &mut (impl RngCore + CryptoRng)) -> Result<String, PasswordError> {
     let salt = SaltString::generate(rng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError(e.to_string()))
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| PasswordError(e.to_string()))
 }
 
 /// True if `password` matches the stored PHC string. A malformed hash never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }

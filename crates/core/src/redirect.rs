@@ -10,11 +10,7 @@ use url::{Host, Url};
 /// - RFC 8252 §7.1 and OAuth 2.1 §2.3.1: a private-use scheme must contain a period
 ///   (reverse domain name), such as `com.example.app:/callback`.
 pub fn validate_registration(uri: &str) -> Result<(), OAuthError> {
-    let bad = |why: &str| {
-        Err(OAuthError::invalid_request(format!(
-            "invalid_redirect_uri: {uri} {why}"
-        )))
-    };
+    let bad = |why: &str| Err(OAuthError::invalid_request(format!("invalid_redirect_uri: {uri} {why}")));
     let parsed = match Url::parse(uri) {
         Ok(u) => u,
         Err(_) => return bad("is not an absolute URI"),
@@ -44,9 +40,7 @@ fn is_loopback_host(u: &Url) -> bool {
 /// Removes the port of an `http` loopback IP-literal URI, textually, leaving every other
 /// character as it was; `None` if `uri` is not such a URI.
 fn without_loopback_port(uri: &str) -> Option<String> {
-    let host = ["http://127.0.0.1", "http://[::1]"]
-        .into_iter()
-        .find(|h| uri.starts_with(h))?;
+    let host = ["http://127.0.0.1", "http://[::1]"].into_iter().find(|h| uri.starts_with(h))?;
     let rest = &uri[host.len()..];
     let rest = match rest.strip_prefix(':') {
         Some(after) => {
@@ -73,10 +67,7 @@ pub fn match_registered<'a>(registered: &'a [String], requested: &str) -> Option
         return Some(exact);
     }
     let wanted = without_loopback_port(requested)?;
-    registered
-        .iter()
-        .find(|r| without_loopback_port(r).as_deref() == Some(wanted.as_str()))
-        .map(String::as_str)
+    registered.iter().find(|r| without_loopback_port(r).as_deref() == Some(wanted.as_str())).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -113,15 +104,8 @@ mod tests {
 
     #[test]
     fn matching_is_exact_except_the_loopback_port() {
-        let reg = vec![
-            "https://c.example/cb".to_owned(),
-            "http://127.0.0.1/cb".to_owned(),
-            "http://[::1]:9/n".to_owned(),
-        ];
-        assert_eq!(
-            match_registered(&reg, "https://c.example/cb"),
-            Some("https://c.example/cb")
-        );
+        let reg = vec!["https://c.example/cb".to_owned(), "http://127.0.0.1/cb".to_owned(), "http://[::1]:9/n".to_owned()];
+        assert_eq!(match_registered(&reg, "https://c.example/cb"), Some("https://c.example/cb"));
         // SECURITY.md AZ-01: every near miss is refused.
         for near in [
             "https://c.example/cb/",
@@ -141,17 +125,8 @@ mod tests {
         ] {
             assert_eq!(match_registered(&reg, near), None, "{near}");
         }
-        assert_eq!(
-            match_registered(&reg, "http://127.0.0.1:51004/cb"),
-            Some("http://127.0.0.1/cb")
-        );
-        assert_eq!(
-            match_registered(&reg, "http://127.0.0.1/cb"),
-            Some("http://127.0.0.1/cb")
-        );
-        assert_eq!(
-            match_registered(&reg, "http://[::1]:4000/n"),
-            Some("http://[::1]:9/n")
-        );
+        assert_eq!(match_registered(&reg, "http://127.0.0.1:51004/cb"), Some("http://127.0.0.1/cb"));
+        assert_eq!(match_registered(&reg, "http://127.0.0.1/cb"), Some("http://127.0.0.1/cb"));
+        assert_eq!(match_registered(&reg, "http://[::1]:4000/n"), Some("http://[::1]:9/n"));
     }
 }

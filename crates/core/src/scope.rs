@@ -12,10 +12,7 @@ pub struct ScopeSet(BTreeSet<String>);
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 256
-        && s.bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 impl ScopeSet {
@@ -29,9 +26,7 @@ impl ScopeSet {
         let mut set = BTreeSet::new();
         for t in tokens {
             if !is_scope_token(t) {
-                return Err(OAuthError::invalid_scope(
-                    "scope_malformed: a scope contains a character RFC 6749 §3.3 does not allow",
-                ));
+                return Err(OAuthError::invalid_scope("scope_malformed: a scope contains a character RFC 6749 §3.3 does not allow"));
             }
             set.insert(t.to_owned());
         }
@@ -44,17 +39,9 @@ impl ScopeSet {
         let single = params.get("scope")?;
         let array: Vec<&str> = params.get_all("scope[]").collect();
         match (single, array.is_empty()) {
-            (Some(_), false) => Err(OAuthError::invalid_request(
-                "scope_twice: send either scope or scope[], not both",
-            )),
+            (Some(_), false) => Err(OAuthError::invalid_request("scope_twice: send either scope or scope[], not both")),
             (Some(s), true) => Self::parse(s).map(|set| (!set.is_empty()).then_some(set)),
-            (None, false) => Self::from_tokens(
-                array
-                    .iter()
-                    .flat_map(|s| s.split(' '))
-                    .filter(|t| !t.is_empty()),
-            )
-            .map(Some),
+            (None, false) => Self::from_tokens(array.iter().flat_map(|s| s.split(' ')).filter(|t| !t.is_empty())).map(Some),
             (None, true) => Ok(None),
         }
     }
@@ -80,10 +67,7 @@ impl ScopeSet {
     /// Absent: every registered scope (UltraCart sets scopes on the application profile).
     /// `*`: every registered scope (YouCan). Anything not registered: `invalid_scope`
     /// (RFC 6749 §4.1.2.1; OAuth 2.1 §10.2 "restrict the scopes each client may request").
-    pub fn resolve(
-        requested: Option<ScopeSet>,
-        allowed: &ScopeSet,
-    ) -> Result<ScopeSet, OAuthError> {
+    pub fn resolve(requested: Option<ScopeSet>, allowed: &ScopeSet) -> Result<ScopeSet, OAuthError> {
         let Some(mut requested) = requested else {
             return Ok(allowed.clone());
         };
@@ -91,9 +75,7 @@ impl ScopeSet {
             requested.0.extend(allowed.0.iter().cloned());
         }
         if let Some(extra) = requested.0.iter().find(|s| !allowed.contains(s)) {
-            return Err(OAuthError::invalid_scope(format!(
-                "scope_not_allowed: the client is not registered for the scope {extra}"
-            )));
+            return Err(OAuthError::invalid_scope(format!("scope_not_allowed: the client is not registered for the scope {extra}")));
         }
         Ok(requested)
     }
@@ -163,21 +145,12 @@ mod tests {
     #[test]
     fn parses_string_and_array_forms() {
         let p = Params::from_urlencoded("scope=b%20a%20%20b");
-        assert_eq!(
-            ScopeSet::from_params(&p).unwrap().unwrap().to_string(),
-            "a b"
-        );
+        assert_eq!(ScopeSet::from_params(&p).unwrap().unwrap().to_string(), "a b");
         let p = Params::from_urlencoded("scope%5B%5D=x&scope%5B%5D=y");
-        assert_eq!(
-            ScopeSet::from_params(&p).unwrap().unwrap().to_string(),
-            "x y"
-        );
+        assert_eq!(ScopeSet::from_params(&p).unwrap().unwrap().to_string(), "x y");
         let p = Params::from_urlencoded("scope=a&scope%5B%5D=y");
         assert!(ScopeSet::from_params(&p).is_err());
-        assert_eq!(
-            ScopeSet::from_params(&Params::from_urlencoded("scope=")).unwrap(),
-            None
-        );
+        assert_eq!(ScopeSet::from_params(&Params::from_urlencoded("scope=")).unwrap(), None);
         assert!(ScopeSet::parse("a \"b").is_err());
     }
 
@@ -185,30 +158,16 @@ mod tests {
     fn resolves_against_the_registration() {
         let allowed = set("openid email business/orders:read");
         assert_eq!(ScopeSet::resolve(None, &allowed).unwrap(), allowed);
-        assert_eq!(
-            ScopeSet::resolve(Some(set("*")), &allowed).unwrap(),
-            allowed
-        );
-        assert_eq!(
-            ScopeSet::resolve(Some(set("email")), &allowed).unwrap(),
-            set("email")
-        );
+        assert_eq!(ScopeSet::resolve(Some(set("*")), &allowed).unwrap(), allowed);
+        assert_eq!(ScopeSet::resolve(Some(set("email")), &allowed).unwrap(), set("email"));
         let e = ScopeSet::resolve(Some(set("email admin")), &allowed).unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::InvalidScope);
     }
 
     #[test]
     fn describes_scopes_in_words() {
-        let got: Vec<String> = [
-            "openid",
-            "business/orders:read",
-            "business/payments:write",
-            "read_orders",
-            "x:y",
-        ]
-        .iter()
-        .map(|s| describe(s))
-        .collect();
+        let got: Vec<String> =
+            ["openid", "business/orders:read", "business/payments:write", "read_orders", "x:y"].iter().map(|s| describe(s)).collect();
         expect![[r#"
             [
                 "Confirm who you are (your name, email address and businesses)",

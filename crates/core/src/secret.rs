@@ -49,11 +49,7 @@ impl Secret {
     pub fn generate(kind: SecretKind, rng: &mut (impl RngCore + CryptoRng)) -> Self {
         let mut bytes = [0u8; 32];
         rng.fill_bytes(&mut bytes);
-        Self(format!(
-            "{}{}",
-            kind.prefix(),
-            URL_SAFE_NO_PAD.encode(bytes)
-        ))
+        Self(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     pub fn from_presented(s: impl Into<String>) -> Self {
@@ -111,6 +107,12 @@ impl SecretHasher {
     /// A derived value bound to a purpose label, for example the CSRF token of a browser.
     pub fn derive(&self, purpose: &[u8], input: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(purpose, input))
+    }
+
+    /// A 256-bit key for `purpose`, derived from this hasher's key (an HMAC-based KDF with a
+    /// purpose label, as in HKDF-Expand with a single block).
+    pub fn derive_key(&self, purpose: &[u8]) -> [u8; 32] {
+        self.mac(b"key derivation", purpose)
     }
 
     fn mac(&self, purpose: &[u8], input: &[u8]) -> [u8; 32] {

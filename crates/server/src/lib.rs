@@ -1,1 +1,18 @@
-//! Placeholder.
+//! The HTTP face of Latchkey: the axum router, handlers, pages, configuration and startup.
+//!
+//! Architecture invariant: only this crate knows HTTP. Handlers parse, call the core's rules
+//! and the store, and map errors in one place (`error.rs`).
+
+pub mod admin;
+pub mod config;
+pub mod error;
+mod handlers;
+pub mod pages;
+pub mod runtime;
+pub mod startup;
+pub mod state;
+pub mod web;
+
+pub use config::{Config, Settings};
+pub use runtime::{Clock, Runtime, SystemClock};
+pub use startup::{Application, BuildOptions};

@@ -1,1 +1,139 @@
-//! Placeholder.
+//! The storage boundary of Latchkey: one trait, one implementation per database.
+//!
+//! Architecture invariant: every method takes the `TenantId` its rows belong to, so no query
+//! can forget the tenant. Operations that must be atomic (redeeming a code, rotating a refresh
+//! token) are single methods, so no caller can split them.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use latchkey_core::model::{
+    AuthCode, Business, Client, Family, Grant, Interaction, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
+};
+use latchkey_core::secret::SecretHash;
+use latchkey_core::UnixTime;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A storage failure. `Conflict` and `NotFound` are answers; the others are faults.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique value (an email, a name, an id) is already taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database is unreachable or busy beyond its timeout; the request may be retried.
+    #[error("database unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database error")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What happened to a code redemption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// The code was unconsumed; it is now consumed and the family and tokens exist.
+    Redeemed,
+    /// Somebody redeemed it first; nothing was written.
+    AlreadyConsumed,
+}
+
+/// What happened to a refresh rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The token was live; it is now rotated and its successors exist.
+    Rotated,
+    /// The token had already been rotated (or revoked); nothing was written.
+    NotCurrent,
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Tenants.
+    /// Returns the tenant with this name, creating it if it does not exist.
+    async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant>;
+    async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
+
+    // Users.
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn find_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<User>>;
+    async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>>;
+    /// Deletes the user and everything that belongs to them (grants, codes, tokens, sessions).
+    async fn delete_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<bool>;
+    async fn update_user_default_business(&self, tenant: TenantId, user: Uuid, business: Option<Uuid>) -> StoreResult<()>;
+
+    // Businesses.
+    async fn insert_business(&self, business: &Business) -> StoreResult<()>;
+    async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>>;
+    async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<()>;
+    /// The businesses a user belongs to, oldest membership first.
+    async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>>;
+
+    // Clients.
+    async fn insert_client(&self, client: &Client) -> StoreResult<()>;
+    async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>>;
+    async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>>;
+    /// Deletes the client and every grant, code and token issued to it.
+    async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool>;
+    async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool>;
+
+    // Signing keys.
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Every key of the tenant, newest first.
+    async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>>;
+
+    // Browser sessions and pending authorization requests.
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()>;
+    async fn insert_interaction(&self, interaction: &Interaction) -> StoreResult<()>;
+    async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>>;
+    async fn update_interaction_login(&self, tenant: TenantId, id: Uuid, user: Uuid, at: UnixTime) -> StoreResult<()>;
+    async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()>;
+
+    // Grants (consents).
+    /// The user's grant to this client, if any.
+    async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>>;
+    /// Records a grant, replacing an earlier grant of the same user to the same client.
+    async fn upsert_grant(&self, grant: &Grant) -> StoreResult<Grant>;
+
+    // Codes.
+    async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
+    async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>>;
+    /// Atomically marks the code consumed and creates the family and its first tokens; if the
+    /// code was already consumed, writes nothing (SECURITY.md AC-06).
+    async fn redeem_code(
+        &self,
+        tenant: TenantId,
+        hash: SecretHash,
+        now: UnixTime,
+        family: &Family,
+        tokens: &[TokenRecord],
+    ) -> StoreResult<RedeemOutcome>;
+
+    // Tokens.
+    async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>>;
+    /// Atomically marks a live refresh token rotated and inserts its successors; if it was not
+    /// live (rotated or revoked, itself or its family), writes nothing. A failure leaves the
+    /// old token usable (SECURITY.md RT-08).
+    async fn rotate_refresh_token(
+        &self,
+        tenant: TenantId,
+        old: SecretHash,
+        now: UnixTime,
+        tokens: &[TokenRecord],
+    ) -> StoreResult<RotateOutcome>;
+    async fn revoke_token(&self, tenant: TenantId, hash: SecretHash, now: UnixTime) -> StoreResult<()>;
+    /// Revokes a family: every token issued from one code.
+    async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()>;
+}

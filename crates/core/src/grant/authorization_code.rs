@@ -16,33 +16,33 @@ pub fn check_redemption(
 ) -> Result<(), OAuthError> {
     // RFC 6749 §4.1.3: the code was issued to the authenticated client.
     if code.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "code_client_mismatch: the code was issued to another client",
-        ));
+        return Err(OAuthError::invalid_grant("code_client_mismatch: the code was issued to another client"));
     }
     if now >= code.expires_at {
-        return Err(OAuthError::invalid_grant(
-            "code_expired: the authorization code has expired",
-        ));
+        return Err(OAuthError::invalid_grant("code_expired: the authorization code has expired"));
     }
     // RFC 6749 §4.1.3: redirect_uri is REQUIRED if it was in the authorization request, and
     // the values MUST be identical. OAuth 2.1 §4.1.3 lets clients send it anyway.
     match redirect_uri {
         Some(uri) if uri != code.redirect_uri => {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri_mismatch: redirect_uri differs from the authorization request",
-            ));
+            return Err(OAuthError::invalid_grant("redirect_uri_mismatch: redirect_uri differs from the authorization request"));
         }
         None if code.redirect_uri_explicit => {
-            return Err(OAuthError::invalid_grant("redirect_uri_missing: the authorization request named a redirect_uri, so the token request must repeat it"));
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri_missing: the authorization request named a redirect_uri, so the token request must repeat it",
+            ));
         }
         _ => {}
     }
     // RFC 9700 §4.8.2: code_verifier is present if and only if a code_challenge was.
     match (&code.code_challenge, code_verifier) {
         (Some(challenge), Some(verifier)) => CodeChallenge::from_stored(challenge.clone()).verify(verifier),
-        (Some(_), None) => Err(OAuthError::invalid_grant("pkce_verifier_missing: the code was issued with a code_challenge; send code_verifier")),
-        (None, Some(_)) => Err(OAuthError::invalid_grant("pkce_downgrade: the code was issued without a code_challenge; code_verifier is not accepted")),
+        (Some(_), None) => {
+            Err(OAuthError::invalid_grant("pkce_verifier_missing: the code was issued with a code_challenge; send code_verifier"))
+        }
+        (None, Some(_)) => {
+            Err(OAuthError::invalid_grant("pkce_downgrade: the code was issued without a code_challenge; code_verifier is not accepted"))
+        }
         (None, None) => Ok(()),
     }
 }
@@ -97,12 +97,7 @@ mod tests {
     fn reason(r: Result<(), OAuthError>) -> String {
         match r {
             Ok(()) => "ok".into(),
-            Err(e) => e
-                .description
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+            Err(e) => e.description.split(':').next().unwrap_or_default().to_owned(),
         }
     }
 
@@ -110,71 +105,14 @@ mod tests {
     fn redemption_rules() {
         let cb = Some("https://a.example/cb");
         let c1 = client("c1");
-        assert_eq!(
-            reason(check_redemption(
-                &code(Some(CH), true),
-                &c1,
-                cb,
-                Some(V),
-                10
-            )),
-            "ok"
-        );
-        assert_eq!(
-            reason(check_redemption(&code(None, false), &c1, None, None, 10)),
-            "ok"
-        );
-        assert_eq!(
-            reason(check_redemption(
-                &code(None, false),
-                &client("c2"),
-                None,
-                None,
-                10
-            )),
-            "code_client_mismatch"
-        );
-        assert_eq!(
-            reason(check_redemption(&code(None, false), &c1, None, None, 600)),
-            "code_expired"
-        );
-        assert_eq!(
-            reason(check_redemption(&code(None, true), &c1, None, None, 10)),
-            "redirect_uri_missing"
-        );
-        assert_eq!(
-            reason(check_redemption(
-                &code(None, false),
-                &c1,
-                Some("https://a.example/x"),
-                None,
-                10
-            )),
-            "redirect_uri_mismatch"
-        );
-        assert_eq!(
-            reason(check_redemption(
-                &code(Some(CH), false),
-                &c1,
-                None,
-                None,
-                10
-            )),
-            "pkce_verifier_missing"
-        );
-        assert_eq!(
-            reason(check_redemption(&code(None, false), &c1, None, Some(V), 10)),
-            "pkce_downgrade"
-        );
-        assert_eq!(
-            reason(check_redemption(
-                &code(Some(CH), false),
-                &c1,
-                None,
-                Some(&V.replace('d', "x")),
-                10
-            )),
-            "pkce_mismatch"
-        );
+        assert_eq!(reason(check_redemption(&code(Some(CH), true), &c1, cb, Some(V), 10)), "ok");
+        assert_eq!(reason(check_redemption(&code(None, false), &c1, None, None, 10)), "ok");
+        assert_eq!(reason(check_redemption(&code(None, false), &client("c2"), None, None, 10)), "code_client_mismatch");
+        assert_eq!(reason(check_redemption(&code(None, false), &c1, None, None, 600)), "code_expired");
+        assert_eq!(reason(check_redemption(&code(None, true), &c1, None, None, 10)), "redirect_uri_missing");
+        assert_eq!(reason(check_redemption(&code(None, false), &c1, Some("https://a.example/x"), None, 10)), "redirect_uri_mismatch");
+        assert_eq!(reason(check_redemption(&code(Some(CH), false), &c1, None, None, 10)), "pkce_verifier_missing");
+        assert_eq!(reason(check_redemption(&code(None, false), &c1, None, Some(V), 10)), "pkce_downgrade");
+        assert_eq!(reason(check_redemption(&code(Some(CH), false), &c1, None, Some(&V.replace('d', "x")), 10)), "pkce_mismatch");
     }
 }

@@ -15,12 +15,7 @@ pub struct Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self {
-            access_token: 3600,
-            refresh_token: 30 * 24 * 3600,
-            code: 600,
-            id_token: 3600,
-        }
+        Self { access_token: 3600, refresh_token: 30 * 24 * 3600, code: 600, id_token: 3600 }
     }
 }
 
@@ -30,9 +25,7 @@ impl Lifetimes {
         const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
         let check = |name: &str, v: i64, max: i64| {
             if v < 1 || v > max {
-                Err(format!(
-                    "{name} must be between 1 and {max} seconds, not {v}"
-                ))
+                Err(format!("{name} must be between 1 and {max} seconds, not {v}"))
             } else {
                 Ok(())
             }
@@ -52,29 +45,9 @@ mod tests {
     #[test]
     fn absurd_lifetimes_are_refused() {
         assert!(Lifetimes::default().validate().is_ok());
-        assert!(Lifetimes {
-            access_token: 1_295_999,
-            ..Default::default()
-        }
-        .validate()
-        .is_ok());
-        assert!(Lifetimes {
-            access_token: 3_600_000_000,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(Lifetimes {
-            code: 3600,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(Lifetimes {
-            id_token: 0,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
+        assert!(Lifetimes { access_token: 1_295_999, ..Default::default() }.validate().is_ok());
+        assert!(Lifetimes { access_token: 3_600_000_000, ..Default::default() }.validate().is_err());
+        assert!(Lifetimes { code: 3600, ..Default::default() }.validate().is_err());
+        assert!(Lifetimes { id_token: 0, ..Default::default() }.validate().is_err());
     }
 }

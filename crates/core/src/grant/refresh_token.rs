@@ -15,47 +15,30 @@ pub enum RefreshCheck {
 
 /// Checks a refresh token presentation. Nothing here consumes the token: a failed refresh
 /// never costs the client its session (SECURITY.md RT-08).
-pub fn check_refresh(
-    view: &TokenView,
-    client: &Client,
-    requested: Option<ScopeSet>,
-    now: UnixTime,
-) -> Result<RefreshCheck, OAuthError> {
+pub fn check_refresh(view: &TokenView, client: &Client, requested: Option<ScopeSet>, now: UnixTime) -> Result<RefreshCheck, OAuthError> {
     let t = &view.token;
     if t.kind != TokenKind::Refresh {
-        return Err(OAuthError::invalid_grant(
-            "refresh_token_invalid: the token is not a refresh token",
-        ));
+        return Err(OAuthError::invalid_grant("refresh_token_invalid: the token is not a refresh token"));
     }
     // OAuth 2.1 §4.3.1: the refresh token is bound to the client it was issued to.
     if t.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "refresh_token_client_mismatch: the refresh token was issued to another client",
-        ));
+        return Err(OAuthError::invalid_grant("refresh_token_client_mismatch: the refresh token was issued to another client"));
     }
     if t.revoked_at.is_some() || view.family.revoked_at.is_some() {
-        return Err(OAuthError::invalid_grant(
-            "refresh_token_revoked: the refresh token has been revoked",
-        ));
+        return Err(OAuthError::invalid_grant("refresh_token_revoked: the refresh token has been revoked"));
     }
     if t.rotated_at.is_some() {
         return Ok(RefreshCheck::Reused);
     }
     if now >= t.expires_at || now >= view.family.expires_at {
-        return Err(OAuthError::invalid_grant(
-            "refresh_token_expired: the refresh token has expired",
-        ));
+        return Err(OAuthError::invalid_grant("refresh_token_expired: the refresh token has expired"));
     }
     // OAuth 2.1 §4.3.1: the requested scope must not include any scope not originally granted;
     // absent, it is the original scope. The new refresh token keeps the full original scope.
     let access_scope = match requested {
         None => t.scope.clone(),
         Some(s) if s.is_subset(&t.scope) => s,
-        Some(_) => {
-            return Err(OAuthError::invalid_scope(
-                "scope_widened: a refresh may narrow the scope, never widen it",
-            ))
-        }
+        Some(_) => return Err(OAuthError::invalid_scope("scope_widened: a refresh may narrow the scope, never widen it")),
     };
     Ok(RefreshCheck::Rotate { access_scope })
 }
@@ -124,42 +107,17 @@ mod tests {
     fn refresh_rules() {
         let c1 = client("c1");
         let v = view(TokenKind::Refresh);
-        assert_eq!(
-            check_refresh(&v, &c1, None, 10),
-            Ok(RefreshCheck::Rotate {
-                access_scope: s("openid email").unwrap()
-            })
-        );
-        assert_eq!(
-            check_refresh(&v, &c1, s("email"), 10),
-            Ok(RefreshCheck::Rotate {
-                access_scope: s("email").unwrap()
-            })
-        );
-        assert!(check_refresh(&v, &c1, s("email admin"), 10)
-            .unwrap_err()
-            .description
-            .starts_with("scope_widened"));
-        assert!(check_refresh(&v, &client("c2"), None, 10)
-            .unwrap_err()
-            .description
-            .starts_with("refresh_token_client_mismatch"));
-        assert!(check_refresh(&v, &c1, None, 100)
-            .unwrap_err()
-            .description
-            .starts_with("refresh_token_expired"));
+        assert_eq!(check_refresh(&v, &c1, None, 10), Ok(RefreshCheck::Rotate { access_scope: s("openid email").unwrap() }));
+        assert_eq!(check_refresh(&v, &c1, s("email"), 10), Ok(RefreshCheck::Rotate { access_scope: s("email").unwrap() }));
+        assert!(check_refresh(&v, &c1, s("email admin"), 10).unwrap_err().description.starts_with("scope_widened"));
+        assert!(check_refresh(&v, &client("c2"), None, 10).unwrap_err().description.starts_with("refresh_token_client_mismatch"));
+        assert!(check_refresh(&v, &c1, None, 100).unwrap_err().description.starts_with("refresh_token_expired"));
         assert!(check_refresh(&view(TokenKind::Access), &c1, None, 10).is_err());
         let mut rotated = v.clone();
         rotated.token.rotated_at = Some(5);
-        assert_eq!(
-            check_refresh(&rotated, &c1, None, 10),
-            Ok(RefreshCheck::Reused)
-        );
+        assert_eq!(check_refresh(&rotated, &c1, None, 10), Ok(RefreshCheck::Reused));
         let mut revoked = v;
         revoked.family.revoked_at = Some(5);
-        assert!(check_refresh(&revoked, &c1, None, 10)
-            .unwrap_err()
-            .description
-            .starts_with("refresh_token_revoked"));
+        assert!(check_refresh(&revoked, &c1, None, 10).unwrap_err().description.starts_with("refresh_token_revoked"));
     }
 }

@@ -1,0 +1,238 @@
+//! Administrative operations, shared by the CLI and the demo mode. They work on the same
+//! database while a server runs.
+
+use crate::runtime::Runtime;
+use crate::state::DemoInfo;
+use latchkey_core::model::{Business, Client, GrantType, User};
+use latchkey_core::password;
+use latchkey_core::redirect;
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_store::StoreError;
+use rand::RngCore;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => AdminError::Exists(what),
+            e => AdminError::Store(e),
+        }
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub businesses: Vec<String>,
+}
+
+fn check_email(email: &str) -> AdminResult<String> {
+    let e = email.trim().to_lowercase();
+    let valid =
+        e.len() <= 254 && !e.contains(char::is_whitespace) && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+    if valid {
+        Ok(e)
+    } else {
+        Err(AdminError::Invalid(format!("{email:?} is not an email address")))
+    }
+}
+
+fn check_name(what: &str, name: &str) -> AdminResult<String> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 200 {
+        Err(AdminError::Invalid(format!("the {what} must have 1 to 200 characters")))
+    } else {
+        Ok(n.to_owned())
+    }
+}
+
+/// Creates a user; each named business is created if needed and the user joins it. The first
+/// business becomes the user's default.
+pub async fn create_user(rt: &Runtime, new: NewUser) -> AdminResult<User> {
+    let email = check_email(&new.email)?;
+    let name = check_name("name", &new.name)?;
+    password::check_policy(&new.password).map_err(|e| AdminError::Invalid(e.to_owned()))?;
+    if rt.store.find_user_by_email(rt.tenant.id, &email).await?.is_some() {
+        return Err(AdminError::Exists(format!("a user with the email {email}")));
+    }
+    let pw = new.password;
+    let password_hash = tokio::task::spawn_blocking(move || password::hash(&pw, &mut rand::rngs::OsRng))
+        .await
+        .map_err(|e| AdminError::Invalid(format!("hashing failed: {e}")))?
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let mut businesses = Vec::new();
+    for b in &new.businesses {
+        businesses.push(ensure_business(rt, b).await?);
+    }
+    let user = User {
+        id: Uuid::new_v4(),
+        tenant: rt.tenant.id,
+        email,
+        name,
+        password_hash,
+        default_business_id: businesses.first().map(|b| b.id),
+        created_at: rt.now(),
+    };
+    rt.store.insert_user(&user).await?;
+    for b in &businesses {
+        rt.store.insert_membership(rt.tenant.id, b.id, user.id).await?;
+    }
+    Ok(user)
+}
+
+/// Finds a business by name, creating it if needed.
+pub async fn ensure_business(rt: &Runtime, name: &str) -> AdminResult<Business> {
+    let name = check_name("business name", name)?;
+    if let Some(b) = rt.store.find_business_by_name(rt.tenant.id, &name).await? {
+        return Ok(b);
+    }
+    let b = Business { id: Uuid::new_v4(), tenant: rt.tenant.id, name, created_at: rt.now() };
+    match rt.store.insert_business(&b).await {
+        Ok(()) => Ok(b),
+        // Somebody created it at the same moment: use theirs.
+        Err(StoreError::Conflict(_)) => {
+            rt.store.find_business_by_name(rt.tenant.id, &b.name).await?.ok_or_else(|| AdminError::NotFound(b.name))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Finds a user by id or email.
+pub async fn find_user(rt: &Runtime, id_or_email: &str) -> AdminResult<User> {
+    let found = match id_or_email.parse::<Uuid>() {
+        Ok(id) => rt.store.find_user(rt.tenant.id, id).await?,
+        Err(_) => rt.store.find_user_by_email(rt.tenant.id, &id_or_email.trim().to_lowercase()).await?,
+    };
+    found.ok_or_else(|| AdminError::NotFound(format!("user {id_or_email}")))
+}
+
+pub struct NewClient {
+    pub name: String,
+    pub developer: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    pub require_pkce: bool,
+    /// A chosen client_id (the demo's); random when `None`.
+    pub client_id: Option<String>,
+}
+
+/// Registers a client and returns it with its secret (shown once; only the hash is stored).
+pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client, Option<Secret>)> {
+    let name = check_name("client name", &new.name)?;
+    if new.redirect_uris.is_empty() {
+        return Err(AdminError::Invalid("a client needs at least one --redirect-uri".into()));
+    }
+    for uri in &new.redirect_uris {
+        redirect::validate_registration(uri).map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
+    }
+    let scopes = if new.scopes.is_empty() {
+        ScopeSet::parse("openid profile email offline_access")
+    } else {
+        ScopeSet::from_tokens(new.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
+    }
+    .map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
+    let mut grant_types = Vec::new();
+    for g in &new.grant_types {
+        let parsed = GrantType::parse(g)
+            .ok_or_else(|| AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code or refresh_token")))?;
+        if !grant_types.contains(&parsed) {
+            grant_types.push(parsed);
+        }
+    }
+    if grant_types.is_empty() {
+        grant_types = GrantType::ALL.to_vec();
+    }
+    let secret = (!new.public).then(|| Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
+    let client_id = new.client_id.unwrap_or_else(|| {
+        let mut b = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    });
+    let client = Client {
+        tenant: rt.tenant.id,
+        client_id,
+        name,
+        developer: new.developer.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).unwrap_or_else(|| "an unnamed developer".into()),
+        secret_hash: secret.as_ref().map(|s| rt.hasher.hash(s.expose())),
+        redirect_uris: new.redirect_uris,
+        scopes,
+        grant_types,
+        require_pkce: new.require_pkce,
+        created_at: rt.now(),
+    };
+    rt.store.insert_client(&client).await?;
+    Ok((client, secret))
+}
+
+pub async fn find_client(rt: &Runtime, client_id: &str) -> AdminResult<Client> {
+    rt.store.find_client(rt.tenant.id, client_id).await?.ok_or_else(|| AdminError::NotFound(format!("client {client_id}")))
+}
+
+/// Replaces a confidential client's secret; the old one stops working at once.
+pub async fn rotate_client_secret(rt: &Runtime, client_id: &str) -> AdminResult<Secret> {
+    let client = find_client(rt, client_id).await?;
+    if client.is_public() {
+        return Err(AdminError::Invalid(format!("client {client_id} is public and has no secret")));
+    }
+    let secret = Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng);
+    rt.store.update_client_secret(rt.tenant.id, client_id, rt.hasher.hash(secret.expose())).await?;
+    Ok(secret)
+}
+
+pub const DEMO_EMAIL: &str = "demo@latchkey.test";
+pub const DEMO_PASSWORD: &str = "demo-password";
+pub const DEMO_CLIENT_ID: &str = "demo-app";
+
+/// Seeds a demo user in two businesses and a demo client whose redirect URI is the server's
+/// own `/demo/callback`; the client secret is replaced at every start and returned.
+pub async fn seed_demo(rt: &Runtime, issuer: &str) -> AdminResult<DemoInfo> {
+    let redirect_uri = format!("{issuer}/demo/callback");
+    if rt.store.find_user_by_email(rt.tenant.id, DEMO_EMAIL).await?.is_none() {
+        create_user(
+            rt,
+            NewUser {
+                email: DEMO_EMAIL.into(),
+                name: "Demo User".into(),
+                password: DEMO_PASSWORD.into(),
+                businesses: vec!["Demo Coffee Roasters".into(), "Demo Bakery".into()],
+            },
+        )
+        .await?;
+    }
+    // The redirect URI follows the issuer, so the demo client is registered anew each start.
+    rt.store.delete_client(rt.tenant.id, DEMO_CLIENT_ID).await?;
+    let (client, secret) = create_client(
+        rt,
+        NewClient {
+            name: "Demo App".into(),
+            developer: Some("Latchkey demo".into()),
+            redirect_uris: vec![redirect_uri.clone()],
+            scopes: vec!["openid profile email offline_access business/orders:read".into()],
+            public: false,
+            grant_types: vec![],
+            require_pkce: false,
+            client_id: Some(DEMO_CLIENT_ID.into()),
+        },
+    )
+    .await?;
+    let client_secret = secret.map(|s| s.expose().to_owned()).unwrap_or_default();
+    Ok(DemoInfo { client_id: client.client_id, client_secret, redirect_uri })
+}

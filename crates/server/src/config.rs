@@ -1,0 +1,219 @@
+//! Configuration: a serde `Settings` read from an optional TOML file, overlaid by `LATCHKEY_*`
+//! environment variables and command-line flags, then validated into a `Config` before
+//! anything binds.
+
+use latchkey_core::grant::Lifetimes;
+use latchkey_core::model::SigningAlg;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is invalid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name, reason: reason.into() }
+}
+
+/// Token lifetimes in seconds, as written in the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LifetimeSettings {
+    pub access_token: Option<i64>,
+    pub refresh_token: Option<i64>,
+    pub code: Option<i64>,
+    pub id_token: Option<i64>,
+}
+
+/// Every setting, all optional; `None` means "the default".
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on, `127.0.0.1:8080` by default.
+    pub listen: Option<String>,
+    /// The issuer URL; derived from the listen address when absent.
+    pub issuer: Option<String>,
+    /// A SQLite file path or `sqlite:` URL; `latchkey.db` by default.
+    pub database: Option<String>,
+    /// File holding the 32-byte master key (base64); `<database>.key` by default.
+    pub master_key_file: Option<PathBuf>,
+    /// The master key itself (base64), for deployments that inject secrets by environment.
+    pub master_key: Option<String>,
+    /// `RS256` (default), `ES256` or `EdDSA`.
+    pub id_token_signing_alg: Option<String>,
+    /// `full` (default: no acknowledged write is lost, even on power loss) or `normal`.
+    pub durability: Option<String>,
+    /// Refuse authorization requests without `state` (UltraCart's rule).
+    pub require_state: Option<bool>,
+    #[serde(default)]
+    pub lifetimes: LifetimeSettings,
+}
+
+macro_rules! overlay_fields {
+    ($dst:expr, $src:expr, $($f:ident),*) => { $( if $src.$f.is_some() { $dst.$f = $src.$f; } )* };
+}
+
+impl Settings {
+    /// Reads a TOML file; unknown keys are errors, so a typo never passes silently.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// Settings taken from `LATCHKEY_*` variables.
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut s = Settings::default();
+        for (k, v) in vars {
+            let int = |name: &'static str| v.parse::<i64>().map_err(|_| invalid(name, format!("{v:?} is not a whole number of seconds")));
+            match k.as_str() {
+                "LATCHKEY_LISTEN" => s.listen = Some(v),
+                "LATCHKEY_ISSUER" => s.issuer = Some(v),
+                "LATCHKEY_DATABASE_URL" | "LATCHKEY_DATABASE" => s.database = Some(v),
+                "LATCHKEY_MASTER_KEY_FILE" => s.master_key_file = Some(v.into()),
+                "LATCHKEY_MASTER_KEY" => s.master_key = Some(v),
+                "LATCHKEY_ID_TOKEN_SIGNING_ALG" => s.id_token_signing_alg = Some(v),
+                "LATCHKEY_DURABILITY" => s.durability = Some(v),
+                "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+                "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
+                "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
+                "LATCHKEY_CODE_LIFETIME" => s.lifetimes.code = Some(int("LATCHKEY_CODE_LIFETIME")?),
+                "LATCHKEY_ID_TOKEN_LIFETIME" => s.lifetimes.id_token = Some(int("LATCHKEY_ID_TOKEN_LIFETIME")?),
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// Lays `top` over `self`: every setting `top` has wins.
+    pub fn overlay(mut self, top: Settings) -> Settings {
+        overlay_fields!(self, top, listen, issuer, database, master_key_file, master_key, id_token_signing_alg, durability, require_state);
+        overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, code, id_token);
+        self
+    }
+
+    /// Validates the settings into a `Config`.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let issuer = match self.issuer {
+            None => None,
+            Some(i) => {
+                let url = url::Url::parse(&i).map_err(|e| invalid("issuer", format!("{i:?} is not a URL: {e}")))?;
+                // RFC 8414 §2: an https URL with no query or fragment (http is allowed for
+                // loopback development).
+                if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() {
+                    return Err(invalid("issuer", "must be an http(s) URL without query or fragment"));
+                }
+                Some(i.trim_end_matches('/').to_owned())
+            }
+        };
+        let database = self.database.unwrap_or_else(|| "latchkey.db".to_owned());
+        let db_path = PathBuf::from(database.strip_prefix("sqlite://").or_else(|| database.strip_prefix("sqlite:")).unwrap_or(&database));
+        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            return Err(invalid("database", "PostgreSQL is not supported by this build yet; use a SQLite file path"));
+        }
+        let master_key = match (self.master_key, self.master_key_file) {
+            (Some(k), _) => MasterKeySource::Inline(k),
+            (None, Some(f)) => MasterKeySource::File(f),
+            (None, None) => {
+                let mut f = db_path.clone().into_os_string();
+                f.push(".key");
+                MasterKeySource::File(f.into())
+            }
+        };
+        let alg = self.id_token_signing_alg.unwrap_or_else(|| "RS256".to_owned());
+        let id_token_alg =
+            SigningAlg::parse(&alg).ok_or_else(|| invalid("id_token_signing_alg", format!("{alg:?}: use RS256, ES256 or EdDSA")))?;
+        let durability = match self.durability.as_deref() {
+            None | Some("full") => latchkey_store_sqlite::Durability::Full,
+            Some("normal") => latchkey_store_sqlite::Durability::Normal,
+            Some(other) => return Err(invalid("durability", format!("{other:?}: use full or normal"))),
+        };
+        let d = Lifetimes::default();
+        let lifetimes = Lifetimes {
+            access_token: self.lifetimes.access_token.unwrap_or(d.access_token),
+            refresh_token: self.lifetimes.refresh_token.unwrap_or(d.refresh_token),
+            code: self.lifetimes.code.unwrap_or(d.code),
+            id_token: self.lifetimes.id_token.unwrap_or(d.id_token),
+        };
+        lifetimes.validate().map_err(|r| invalid("lifetimes", r))?;
+        Ok(Config {
+            listen,
+            issuer,
+            database: db_path,
+            master_key,
+            id_token_alg,
+            durability,
+            lifetimes,
+            require_state: self.require_state.unwrap_or(false),
+        })
+    }
+}
+
+/// Where the master key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// A file, created with a fresh key on first use.
+    File(PathBuf),
+    /// Base64 of 32 bytes.
+    Inline(String),
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    /// `None`: derived from the bound address (`http://ADDR`).
+    pub issuer: Option<String>,
+    pub database: PathBuf,
+    pub master_key: MasterKeySource,
+    pub id_token_alg: SigningAlg,
+    pub durability: latchkey_store_sqlite::Durability,
+    pub lifetimes: Lifetimes,
+    pub require_state: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Settings::default().into_config().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database, PathBuf::from("latchkey.db"));
+        assert_eq!(c.master_key, MasterKeySource::File("latchkey.db.key".into()));
+        assert_eq!(c.id_token_alg, SigningAlg::RS256);
+        assert_eq!(c.issuer, None);
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file: Settings = toml::from_str("listen = \"0.0.0.0:9000\"\ndatabase = \"a.db\"\n[lifetimes]\naccess_token = 1295999").unwrap();
+        let env = Settings::from_env([("LATCHKEY_DATABASE_URL".to_owned(), "sqlite:b.db".to_owned())]).unwrap();
+        let flags = Settings { listen: Some("127.0.0.1:1".into()), ..Default::default() };
+        let c = file.overlay(env).overlay(flags).into_config().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.database, PathBuf::from("b.db"));
+        assert_eq!(c.lifetimes.access_token, 1_295_999);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+        for s in [
+            Settings { issuer: Some("not a url".into()), ..Default::default() },
+            Settings { issuer: Some("https://a.example/?q".into()), ..Default::default() },
+            Settings { id_token_signing_alg: Some("HS256".into()), ..Default::default() },
+            Settings { lifetimes: LifetimeSettings { access_token: Some(3_600_000_000), ..Default::default() }, ..Default::default() },
+        ] {
+            assert!(s.into_config().is_err());
+        }
+        assert!(Settings::from_env([("LATCHKEY_CODE_LIFETIME".to_owned(), "ten".to_owned())]).is_err());
+    }
+}

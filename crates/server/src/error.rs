@@ -1,0 +1,95 @@
+//! The one place where errors become HTTP answers.
+
+use crate::pages;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::{ErrorCode, OAuthError};
+use latchkey_proto::ErrorResponse;
+use latchkey_store::StoreError;
+
+/// Every failure a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A protocol error answered as RFC 6749 §5.2 JSON (token, revocation endpoints).
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+    /// An error shown to a person as an HTML page (no redirect is safe, or a form failed).
+    #[error("{title}: {message}")]
+    Page { status: StatusCode, title: &'static str, message: String },
+    #[error("storage failure")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn page(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self::Page { status, title, message: message.into() }
+    }
+}
+
+/// Writes the error and its whole `source()` chain, for logs.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Headers every token-endpoint-like answer carries (RFC 6749 §5.1, OAuth 2.1 §3.2.3).
+pub fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub fn oauth_json(e: &OAuthError) -> Response {
+    let status = match e.code {
+        // RFC 6749 §5.2: invalid_client MAY be 401, and MUST be when the client used the
+        // Authorization header; Latchkey always answers 401 with a challenge.
+        ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    tracing::info!(error = %e.code, reason = %e.description, "request refused");
+    let body = ErrorResponse { error: e.code, error_description: e.safe_description(), error_uri: None };
+    let mut r = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"latchkey\", charset=\"UTF-8\""));
+    }
+    no_store(r)
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::OAuth(e) => oauth_json(&e),
+            AppError::Page { status, title, message } => pages::error_page(status, title, &message),
+            AppError::Store(StoreError::Unavailable(source)) => {
+                let id = uuid::Uuid::new_v4();
+                tracing::warn!(reference = %id, cause = %error_chain(source.as_ref()), "database unavailable");
+                let e = OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    format!("the database is unavailable; retry shortly (reference {id})"),
+                );
+                let mut r = oauth_json(&e);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            other => {
+                // A 5xx body is generic and carries a reference; the cause goes to the log.
+                let id = uuid::Uuid::new_v4();
+                tracing::error!(reference = %id, cause = %error_chain(&other), "internal error");
+                oauth_json(&OAuthError::new(ErrorCode::ServerError, format!("internal error (reference {id})")))
+            }
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,322 @@
+//! The authorization endpoint (RFC 6749 §3.1, §4.1; OpenID Connect Core §3.1.2) and the
+//! interaction that carries a request through sign-in and consent.
+
+use crate::error::{AppError, AppResult};
+use crate::pages::{self, ConsentPage, LoginPage};
+use crate::state::AppState;
+use crate::web::{self, PageForm};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, RedirectError};
+use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
+use latchkey_core::params::Params;
+use latchkey_core::scope;
+use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::{ErrorCode, OAuthError};
+use uuid::Uuid;
+
+pub(crate) const BROWSER_COOKIE: &str = "lk_browser";
+pub(crate) const SESSION_COOKIE: &str = "lk_session";
+/// How long a pending authorization request waits for the user.
+const INTERACTION_TTL: i64 = 30 * 60;
+pub(crate) const SESSION_TTL: i64 = 14 * 24 * 3600;
+const BROWSER_TTL: i64 = 365 * 24 * 3600;
+
+pub(crate) async fn authorize_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> AppResult<Response> {
+    let params = Params::from_urlencoded(query.as_deref().unwrap_or_default());
+    start(&state, &headers, params, false).await
+}
+
+/// OpenID Connect Core §3.1.2.1: the authorization endpoint accepts POST as well.
+pub(crate) async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> AppResult<Response> {
+    start(&state, &headers, params, true).await
+}
+
+async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post: bool) -> AppResult<Response> {
+    let (client, req) = match load_request(state, &params, after_post).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    proceed(state, headers, &client, &req, params.to_urlencoded(), None, after_post).await
+}
+
+/// `GET /oauth/authorize/continue?interaction=ID`: where sign-in returns to.
+pub(crate) async fn authorize_continue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> AppResult<Response> {
+    let q = Params::from_urlencoded(query.as_deref().unwrap_or_default());
+    let id = q.get("interaction").ok().flatten().unwrap_or_default().to_owned();
+    let interaction = find_interaction(&state, &headers, &id).await?;
+    let params = Params::from_urlencoded(&interaction.request);
+    let (client, req) = match load_request(&state, &params, false).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    proceed(&state, &headers, &client, &req, interaction.request.clone(), Some(interaction), false).await
+}
+
+/// Validates a request: first the client and redirect URI (failures are pages, never
+/// redirects: RFC 6749 §4.1.2.1, RFC 9700 §4.11.2), then the rest (failures redirect with
+/// `state` and `iss`).
+pub(crate) async fn load_request(
+    state: &AppState,
+    params: &Params,
+    after_post: bool,
+) -> AppResult<Result<(Client, AuthorizationRequest), Response>> {
+    let bad = |m: &str| AppError::page(StatusCode::BAD_REQUEST, "Invalid authorization request", m);
+    let client_id = match params.get("client_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(bad("The request names no client (client_id is missing).")),
+        Err(_) => return Err(bad("The request names its client more than once.")),
+    };
+    let Some(client) = state.store().find_client(state.tenant_id(), client_id).await? else {
+        return Err(bad("The application that sent you here is not registered (unknown client_id)."));
+    };
+    let (redirect_uri, explicit) = authorize::resolve_redirect(&client, params)
+        .map_err(|e| bad(&format!("The application sent an invalid redirect address ({}).", e.0.safe_description())))?;
+    let policy = AuthorizePolicy { require_state: state.config.require_state };
+    match authorize::validate(&client, redirect_uri, explicit, params, policy) {
+        Ok(req) => Ok(Ok((client, req))),
+        Err(e) => Ok(Err(error_redirect(state, &e, after_post))),
+    }
+}
+
+pub(crate) fn error_redirect(state: &AppState, e: &RedirectError, after_post: bool) -> Response {
+    tracing::info!(error = %e.error.code, reason = %e.error.description, "authorization request refused");
+    web::redirect(&authorize::error_redirect(e, &state.issuer), after_post)
+}
+
+fn redirect_error(state: &AppState, req: &AuthorizationRequest, code: ErrorCode, description: &'static str, after_post: bool) -> Response {
+    let e = RedirectError { redirect_uri: req.redirect_uri.clone(), state: req.state.clone(), error: OAuthError::new(code, description) };
+    error_redirect(state, &e, after_post)
+}
+
+/// The browser's live session, if any.
+pub(crate) async fn current_session(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
+    let Some(cookie) = web::cookie(headers, SESSION_COOKIE) else { return Ok(None) };
+    let hash = state.hasher().hash(cookie);
+    let session = state.store().find_session(state.tenant_id(), hash).await?;
+    Ok(session.filter(|s| s.expires_at > state.now()))
+}
+
+/// Finds an interaction and checks that this browser started it and that it is still fresh.
+pub(crate) async fn find_interaction(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<Interaction> {
+    let expired = || {
+        AppError::page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in request has expired or was already used. Return to the app and start again.",
+        )
+    };
+    let id: Uuid = id.parse().map_err(|_| expired())?;
+    let browser = web::cookie(headers, BROWSER_COOKIE).ok_or_else(expired)?;
+    let interaction = state.store().find_interaction(state.tenant_id(), id).await?.ok_or_else(expired)?;
+    if !interaction.browser_hash.ct_eq(&state.hasher().hash(browser)) || interaction.expires_at <= state.now() {
+        return Err(expired());
+    }
+    Ok(interaction)
+}
+
+/// Decides the next step for a valid request: sign in, consent, or answer with a code.
+pub(crate) async fn proceed(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &Client,
+    req: &AuthorizationRequest,
+    raw_request: String,
+    interaction: Option<Interaction>,
+    after_post: bool,
+) -> AppResult<Response> {
+    let now = state.now();
+    let session = current_session(state, headers).await?;
+    let user = match &session {
+        Some(s) => state.store().find_user(state.tenant_id(), s.user_id).await?,
+        None => None,
+    };
+    let fresh_login = match (&interaction, &session) {
+        (Some(i), Some(s)) => i.login.is_some_and(|(u, at)| u == s.user_id && at == s.auth_time),
+        _ => false,
+    };
+    let (session, user) = match (session, user) {
+        (Some(s), Some(u)) if !authorize::needs_login(req, Some(s.auth_time), fresh_login, now) => (s, u),
+        _ => {
+            // OpenID Connect Core §3.1.2.6: prompt=none never shows a page.
+            if req.prompt.none {
+                return Ok(redirect_error(state, req, ErrorCode::LoginRequired, "login_required: the user is not signed in", after_post));
+            }
+            let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
+            let browser = browser_cookie.as_deref().or_else(|| web::cookie(headers, BROWSER_COOKIE)).unwrap_or_default().to_owned();
+            let page = LoginPage {
+                client_name: &client.name,
+                interaction: interaction.id.to_string(),
+                csrf: &state.csrf_token(&browser),
+                email: req.login_hint.as_deref().unwrap_or_default(),
+                error: None,
+            };
+            return Ok(with_browser_cookie(state, pages::render(StatusCode::OK, &page), browser_cookie));
+        }
+    };
+    let grant = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
+    if authorize::needs_consent(req, grant.as_ref()) {
+        if req.prompt.none {
+            return Ok(redirect_error(
+                state,
+                req,
+                ErrorCode::ConsentRequired,
+                "consent_required: the user has not authorized this client",
+                after_post,
+            ));
+        }
+        let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
+        let browser = browser_cookie.as_deref().or_else(|| web::cookie(headers, BROWSER_COOKIE)).unwrap_or_default().to_owned();
+        let page = consent_page(state, client, req, &user, grant.as_ref(), interaction.id, &state.csrf_token(&browser)).await?;
+        return Ok(with_browser_cookie(state, page, browser_cookie));
+    }
+    let Some(grant) = grant else {
+        return Err(AppError::Internal("consent not needed without a grant".into()));
+    };
+    if let Some(i) = interaction {
+        state.store().delete_interaction(state.tenant_id(), i.id).await?;
+    }
+    issue_code(state, req, &user, &grant, session.auth_time, after_post).await
+}
+
+/// Reuses the interaction in progress or starts one bound to this browser. Returns the
+/// browser cookie to set when the browser had none.
+async fn ensure_interaction(
+    state: &AppState,
+    headers: &HeaderMap,
+    existing: Option<Interaction>,
+    raw_request: String,
+) -> AppResult<(Interaction, Option<String>)> {
+    if let Some(i) = existing {
+        return Ok((i, None));
+    }
+    let (browser, new_cookie) = match web::cookie(headers, BROWSER_COOKIE) {
+        Some(b) if b.starts_with(SecretKind::Browser.prefix()) => (b.to_owned(), None),
+        _ => {
+            let b = Secret::generate(SecretKind::Browser, &mut rand::thread_rng()).expose().to_owned();
+            (b.clone(), Some(b))
+        }
+    };
+    let now = state.now();
+    let interaction = Interaction {
+        id: Uuid::new_v4(),
+        tenant: state.tenant_id(),
+        browser_hash: state.hasher().hash(&browser),
+        request: raw_request,
+        login: None,
+        created_at: now,
+        expires_at: now + INTERACTION_TTL,
+    };
+    state.store().insert_interaction(&interaction).await?;
+    Ok((interaction, new_cookie))
+}
+
+fn with_browser_cookie(state: &AppState, mut r: Response, cookie: Option<String>) -> Response {
+    if let Some(c) = cookie {
+        r.headers_mut().append(header::SET_COOKIE, web::set_cookie(BROWSER_COOKIE, &c, BROWSER_TTL, state.secure_cookies));
+    }
+    r
+}
+
+async fn consent_page(
+    state: &AppState,
+    client: &Client,
+    req: &AuthorizationRequest,
+    user: &User,
+    grant: Option<&Grant>,
+    interaction: Uuid,
+    csrf: &str,
+) -> AppResult<Response> {
+    let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
+    let preselected = grant.and_then(|g| g.business_id).or(user.default_business_id).or_else(|| businesses.first().map(|b| b.id));
+    let page = ConsentPage {
+        client_name: &client.name,
+        developer: &client.developer,
+        user_email: &user.email,
+        interaction: interaction.to_string(),
+        csrf,
+        scopes: req.scope.iter().map(|s| (scope::describe(s), s.to_owned())).collect(),
+        businesses: businesses.iter().map(|b| (b.id.to_string(), b.name.clone(), Some(b.id) == preselected)).collect(),
+    };
+    Ok(pages::render(StatusCode::OK, &page))
+}
+
+/// Issues a code and sends the browser back with it, `state` and `iss` (RFC 6749 §4.1.2,
+/// RFC 9207 §2).
+pub(crate) async fn issue_code(
+    state: &AppState,
+    req: &AuthorizationRequest,
+    user: &User,
+    grant: &Grant,
+    auth_time: i64,
+    after_post: bool,
+) -> AppResult<Response> {
+    let now = state.now();
+    let code = Secret::generate(SecretKind::AuthorizationCode, &mut rand::thread_rng());
+    let record = AuthCode {
+        hash: state.hasher().hash(code.expose()),
+        tenant: state.tenant_id(),
+        client_id: req.client_id.clone(),
+        user_id: user.id,
+        grant_id: grant.id,
+        business_id: grant.business_id,
+        redirect_uri: req.redirect_uri.clone(),
+        redirect_uri_explicit: req.redirect_uri_explicit,
+        scope: req.scope.clone(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.as_ref().map(|c| c.as_str().to_owned()),
+        auth_time,
+        created_at: now,
+        expires_at: now + state.config.lifetimes.code,
+        consumed_at: None,
+        family_id: Uuid::new_v4(),
+    };
+    state.store().insert_code(&record).await?;
+    let mut pairs = vec![("code", code.expose())];
+    if let Some(s) = &req.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &state.issuer));
+    Ok(web::redirect(&authorize::redirect_with(&req.redirect_uri, &pairs), after_post))
+}
+
+/// Checks what every form post of the sign-in pages must carry: the browser cookie, the CSRF
+/// token derived from it, and no foreign `Origin` (SECURITY.md AZ-12).
+pub(crate) fn check_form(state: &AppState, headers: &HeaderMap, form: &Params) -> AppResult<()> {
+    let forbidden = || {
+        AppError::page(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was not sent from this site, or it has expired. Go back and try again.",
+        )
+    };
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        if origin != state.issuer_origin() {
+            return Err(forbidden());
+        }
+    }
+    let browser = web::cookie(headers, BROWSER_COOKIE).ok_or_else(forbidden)?;
+    let sent = form.get("csrf").ok().flatten().ok_or_else(forbidden)?;
+    if !latchkey_core::secret::ct_str_eq(sent, &state.csrf_token(browser)) {
+        return Err(forbidden());
+    }
+    Ok(())
+}
+
+pub(crate) fn login_page_again(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_name: &str,
+    interaction: Uuid,
+    email: &str,
+    error: &str,
+) -> Response {
+    let browser = web::cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    let page = LoginPage { client_name, interaction: interaction.to_string(), csrf: &state.csrf_token(browser), email, error: Some(error) };
+    pages::render(StatusCode::OK, &page)
+}

@@ -1,0 +1,88 @@
+//! The consent form: Allow or Deny, and the business the app may act for.
+
+use super::authorize::{check_form, current_session, error_redirect, find_interaction, issue_code, load_request};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::web::{self, PageForm};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use latchkey_core::authorize::RedirectError;
+use latchkey_core::model::Grant;
+use latchkey_core::params::Params;
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::{ErrorCode, OAuthError};
+use uuid::Uuid;
+
+pub(crate) async fn consent_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+    check_form(&state, &headers, &form)?;
+    let id = form.get("interaction").ok().flatten().unwrap_or_default();
+    let interaction = find_interaction(&state, &headers, id).await?;
+    let params = Params::from_urlencoded(&interaction.request);
+    let (client, req) = match load_request(&state, &params, true).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    let continue_url = format!("/oauth/authorize/continue?interaction={}", interaction.id);
+    // The session must still be the one that signed in for this request.
+    let Some(session) = current_session(&state, &headers).await? else {
+        return Ok(web::redirect(&continue_url, true));
+    };
+    if interaction.login.is_some_and(|(u, _)| u != session.user_id) {
+        return Ok(web::redirect(&continue_url, true));
+    }
+    let Some(user) = state.store().find_user(state.tenant_id(), session.user_id).await? else {
+        return Ok(web::redirect(&continue_url, true));
+    };
+
+    match form.get("decision").ok().flatten() {
+        Some("deny") => {
+            state.store().delete_interaction(state.tenant_id(), interaction.id).await?;
+            // RFC 6749 §4.1.2.1: access_denied when the resource owner refuses.
+            let e = RedirectError {
+                redirect_uri: req.redirect_uri.clone(),
+                state: req.state.clone(),
+                error: OAuthError::new(ErrorCode::AccessDenied, "access_denied: the user denied the request"),
+            };
+            Ok(error_redirect(&state, &e, true))
+        }
+        Some("allow") => {
+            let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
+            let business_id = match form.get("business_id").ok().flatten() {
+                Some(b) => {
+                    let id: Option<Uuid> = b.parse().ok();
+                    match businesses.iter().find(|x| Some(x.id) == id) {
+                        Some(x) => Some(x.id),
+                        None => {
+                            return Err(AppError::page(StatusCode::BAD_REQUEST, "Unknown business", "Pick one of your own businesses."))
+                        }
+                    }
+                }
+                None => {
+                    user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id))
+                }
+            };
+            let existing = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
+            // The grant covers what was consented before for the same business, plus this.
+            let scope = match &existing {
+                Some(g) if g.business_id == business_id => ScopeSet::from_tokens(g.scope.iter().chain(req.scope.iter()))?,
+                _ => req.scope.clone(),
+            };
+            let grant = state
+                .store()
+                .upsert_grant(&Grant {
+                    id: Uuid::new_v4(),
+                    tenant: state.tenant_id(),
+                    user_id: user.id,
+                    client_id: client.client_id.clone(),
+                    business_id,
+                    scope,
+                    created_at: state.now(),
+                })
+                .await?;
+            state.store().delete_interaction(state.tenant_id(), interaction.id).await?;
+            issue_code(&state, &req, &user, &grant, session.auth_time, true).await
+        }
+        _ => Err(AppError::page(StatusCode::BAD_REQUEST, "Invalid form", "Choose Allow or Deny.")),
+    }
+}

@@ -1,0 +1,72 @@
+//! Discovery (OpenID Connect Discovery 1.0, RFC 8414) and the JWKS (RFC 7517), built once at
+//! startup.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::model::SigningAlg;
+use latchkey_proto::ProviderMetadata;
+
+/// The metadata: every member states something the server really does.
+pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
+    let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let auth_methods = v(&["client_secret_basic", "client_secret_post", "none"]);
+    ProviderMetadata {
+        issuer: issuer.to_owned(),
+        authorization_endpoint: format!("{issuer}/oauth/authorize"),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        scopes_supported: v(&["openid", "profile", "email", "offline_access"]),
+        response_types_supported: v(&["code"]),
+        response_modes_supported: v(&["query"]),
+        grant_types_supported: v(&["authorization_code", "refresh_token"]),
+        subject_types_supported: v(&["public"]),
+        id_token_signing_alg_values_supported: v(&[alg.as_str()]),
+        token_endpoint_auth_methods_supported: auth_methods.clone(),
+        revocation_endpoint_auth_methods_supported: auth_methods,
+        code_challenge_methods_supported: v(&["S256"]),
+        claims_supported: v(&[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "name",
+            "email",
+            "user_id",
+            "user_name",
+            "user_email",
+            "default_business_id",
+            "business_ids",
+            "authorized_business_id",
+        ]),
+        prompt_values_supported: v(&["none", "login", "consent", "select_account"]),
+        authorization_response_iss_parameter_supported: true,
+        claims_parameter_supported: false,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+    }
+}
+
+fn json(body: &str) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_owned()).into_response()
+}
+
+pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
+    json(&state.openid_configuration)
+}
+
+pub(crate) async fn oauth_metadata(State(state): State<AppState>) -> Response {
+    json(&state.oauth_metadata)
+}
+
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    let mut r = json(&state.jwks);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}

@@ -1,0 +1,59 @@
+//! The sign-in form: email and password, checked with Argon2id off the async runtime.
+
+use super::authorize::{check_form, find_interaction, login_page_again, SESSION_COOKIE, SESSION_TTL};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::web::{self, PageForm};
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use latchkey_core::model::Session;
+use latchkey_core::params::Params;
+use latchkey_core::password;
+use latchkey_core::secret::{Secret, SecretKind};
+
+pub(crate) async fn login_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+    check_form(&state, &headers, &form)?;
+    let id = form.get("interaction").ok().flatten().unwrap_or_default();
+    let interaction = find_interaction(&state, &headers, id).await?;
+    let client_id = Params::from_urlencoded(&interaction.request).get("client_id").ok().flatten().unwrap_or_default().to_owned();
+    let client_name = state.store().find_client(state.tenant_id(), &client_id).await?.map(|c| c.name).unwrap_or_default();
+    let email = form.get("email").ok().flatten().unwrap_or_default().trim().to_lowercase();
+    let pw = form.get("password").ok().flatten().unwrap_or_default().to_owned();
+
+    let user = state.store().find_user_by_email(state.tenant_id(), &email).await?;
+    // An unknown email is checked against a dummy hash, so both failures look and take the
+    // same (SECURITY.md PW-03).
+    let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| state.dummy_password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
+        .await
+        .map_err(|e| AppError::Internal(format!("password check task failed: {e}")))?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u,
+        _ => {
+            tracing::info!("sign-in failed");
+            return Ok(login_page_again(&state, &headers, &client_name, interaction.id, &email, "The email or password is incorrect."));
+        }
+    };
+
+    let now = state.now();
+    // A new session at every sign-in: no session fixation.
+    if let Some(old) = web::cookie(&headers, SESSION_COOKIE) {
+        state.store().delete_session(state.tenant_id(), state.hasher().hash(old)).await?;
+    }
+    let secret = Secret::generate(SecretKind::Session, &mut rand::thread_rng());
+    let session = Session {
+        hash: state.hasher().hash(secret.expose()),
+        tenant: state.tenant_id(),
+        user_id: user.id,
+        auth_time: now,
+        created_at: now,
+        expires_at: now + SESSION_TTL,
+    };
+    state.store().insert_session(&session).await?;
+    state.store().update_interaction_login(state.tenant_id(), interaction.id, user.id, now).await?;
+    tracing::info!(user = %user.id, "signed in");
+    let mut r = web::redirect(&format!("/oauth/authorize/continue?interaction={}", interaction.id), true);
+    r.headers_mut().append(header::SET_COOKIE, web::set_cookie(SESSION_COOKIE, secret.expose(), SESSION_TTL, state.secure_cookies));
+    Ok(r)
+}

@@ -1,0 +1,9 @@
+//! One module per endpoint family; each handler is named for what it serves.
+
+pub(crate) mod authorize;
+pub(crate) mod consent;
+pub(crate) mod discovery;
+pub(crate) mod login;
+pub(crate) mod misc;
+pub(crate) mod revoke;
+pub(crate) mod token;

@@ -1,0 +1,36 @@
+//! Token revocation (RFC 7009), answering with the body UltraCart's SDKs read.
+
+use super::token::authenticate_client;
+use crate::error::{no_store, AppResult};
+use crate::state::AppState;
+use crate::web::OAuthBody;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use latchkey_core::model::TokenKind;
+use latchkey_core::OAuthError;
+use latchkey_proto::RevocationResponse;
+
+pub(crate) async fn revoke_post(State(state): State<AppState>, headers: HeaderMap, OAuthBody(params): OAuthBody) -> AppResult<Response> {
+    let client = authenticate_client(&state, &headers, &params).await?;
+    let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
+    // RFC 7009 §2.1: the hint is only a hint; an unknown one is ignored (one lookup finds
+    // either kind).
+    let _ = params.get("token_type_hint")?;
+    let now = state.now();
+    if let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
+        // RFC 7009 §2.1: a client may only revoke its own tokens. Another client's token is
+        // left alone, and the answer does not tell whether it exists.
+        if view.token.client_id == client.client_id {
+            match view.token.kind {
+                // RFC 7009 §2.1: revoking a refresh token revokes the access tokens of the
+                // same grant too.
+                TokenKind::Refresh => state.store().revoke_family(state.tenant_id(), view.family.id, now).await?,
+                TokenKind::Access => state.store().revoke_token(state.tenant_id(), view.token.hash, now).await?,
+            }
+            tracing::info!(client = %client.client_id, kind = view.token.kind.as_str(), "token revoked");
+        }
+    }
+    // RFC 7009 §2.2: 200 whether or not the token was valid.
+    Ok(no_store(axum::Json(RevocationResponse { successful: true, message: "The token is revoked.".into() }).into_response()))
+}

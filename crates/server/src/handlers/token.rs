@@ -1,0 +1,227 @@
+//! The token endpoint (RFC 6749 §3.2, §4.1.3, §6): authorization_code and refresh_token.
+
+use crate::error::{no_store, AppResult};
+use crate::state::AppState;
+use crate::web::OAuthBody;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::claims::{id_token_claims, IdTokenInput, Subject};
+use latchkey_core::client_auth::ClientCredentials;
+use latchkey_core::grant::authorization_code::check_redemption;
+use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck};
+use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
+use latchkey_core::params::Params;
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::{ErrorCode, OAuthError};
+use latchkey_proto::TokenResponse;
+use latchkey_store::{RedeemOutcome, RotateOutcome};
+use uuid::Uuid;
+
+pub(crate) async fn token_post(State(state): State<AppState>, headers: HeaderMap, OAuthBody(params): OAuthBody) -> AppResult<Response> {
+    let grant_type = params.get("grant_type")?.ok_or_else(|| OAuthError::invalid_request("grant_type_missing: grant_type is required"))?;
+    let client = authenticate_client(&state, &headers, &params).await?;
+    let answer = match grant_type {
+        "authorization_code" => {
+            require_grant(&client, GrantType::AuthorizationCode)?;
+            authorization_code(&state, &client, &params).await?
+        }
+        "refresh_token" => {
+            require_grant(&client, GrantType::RefreshToken)?;
+            refresh_token(&state, &client, &params).await?
+        }
+        other => {
+            return Err(
+                OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type_unsupported: {other} is not supported")).into()
+            );
+        }
+    };
+    Ok(no_store(axum::Json(answer).into_response()))
+}
+
+/// Client authentication shared by the token and revocation endpoints (RFC 6749 §2.3).
+pub(crate) async fn authenticate_client(state: &AppState, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let creds = ClientCredentials::extract(authorization, params)?;
+    let client = state
+        .store()
+        .find_client(state.tenant_id(), creds.client_id())
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
+    creds.authenticate(&client, state.hasher())?;
+    Ok(client)
+}
+
+/// ASVS V10.4.4: each client uses only the grant types it was registered for.
+fn require_grant(client: &Client, g: GrantType) -> Result<(), OAuthError> {
+    if client.allows_grant(g) {
+        Ok(())
+    } else {
+        Err(OAuthError::unauthorized_client(format!("grant_type_not_allowed: this client is not registered for {}", g.as_str())))
+    }
+}
+
+async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
+    let now = state.now();
+    let code = params.get("code")?.ok_or_else(|| OAuthError::invalid_request("code_missing: code is required"))?;
+    let hash = state.hasher().hash(code);
+    let Some(record) = state.store().find_code(state.tenant_id(), hash).await? else {
+        return Err(OAuthError::invalid_grant("code_invalid: the authorization code is unknown").into());
+    };
+    check_redemption(&record, client, params.get("redirect_uri")?, params.get("code_verifier")?, now)?;
+    let family = Family {
+        id: record.family_id,
+        tenant: state.tenant_id(),
+        grant_id: record.grant_id,
+        client_id: client.client_id.clone(),
+        user_id: record.user_id,
+        business_id: record.business_id,
+        scope: record.scope.clone(),
+        auth_time: record.auth_time,
+        created_at: now,
+        expires_at: now + state.config.lifetimes.refresh_token,
+        revoked_at: None,
+    };
+    let minted = mint(state, client, &family, &record.scope, now);
+    let outcome = if record.consumed_at.is_some() {
+        RedeemOutcome::AlreadyConsumed
+    } else {
+        state.store().redeem_code(state.tenant_id(), hash, now, &family, &minted.records).await?
+    };
+    if outcome == RedeemOutcome::AlreadyConsumed {
+        // OAuth 2.1 §4.1.3: a second valid redemption is refused and everything issued from
+        // the code is revoked.
+        state.store().revoke_family(state.tenant_id(), record.family_id, now).await?;
+        tracing::warn!(client = %client.client_id, family = %record.family_id, "authorization code replayed; its tokens are revoked");
+        return Err(
+            OAuthError::invalid_grant("code_reused: the authorization code was already used; tokens issued from it are revoked").into()
+        );
+    }
+    respond(state, client, &family, &record.scope, record.nonce.as_deref(), minted, now).await
+}
+
+async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
+    let now = state.now();
+    let presented =
+        params.get("refresh_token")?.ok_or_else(|| OAuthError::invalid_request("refresh_token_missing: refresh_token is required"))?;
+    let requested = ScopeSet::from_params(params)?;
+    let hash = state.hasher().hash(presented);
+    let Some(view) = state.store().find_token(state.tenant_id(), hash).await? else {
+        return Err(OAuthError::invalid_grant("refresh_token_invalid: the refresh token is unknown").into());
+    };
+    let reused = || OAuthError::invalid_grant("refresh_token_reused: the refresh token was already used; the session is revoked");
+    let access_scope = match check_refresh(&view, client, requested, now)? {
+        RefreshCheck::Rotate { access_scope } => access_scope,
+        RefreshCheck::Reused => {
+            // RFC 9700 §4.14.2: a rotated token presented again revokes its whole family.
+            state.store().revoke_family(state.tenant_id(), view.family.id, now).await?;
+            tracing::warn!(client = %client.client_id, family = %view.family.id, "refresh token reused; family revoked");
+            return Err(reused().into());
+        }
+    };
+    let minted = mint_rotation(state, client, &view.family, &view.token.scope, &access_scope, now);
+    match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records).await? {
+        RotateOutcome::Rotated => respond(state, client, &view.family, &access_scope, None, minted, now).await,
+        RotateOutcome::NotCurrent => {
+            // Another request rotated it first (or the family was revoked meanwhile): strict
+            // single use (SECURITY.md RT-07 a).
+            state.store().revoke_family(state.tenant_id(), view.family.id, now).await?;
+            Err(reused().into())
+        }
+    }
+}
+
+/// Freshly minted secrets and the records that store them.
+struct Minted {
+    access: Secret,
+    refresh: Option<Secret>,
+    jti: Uuid,
+    records: Vec<TokenRecord>,
+}
+
+fn mint(state: &AppState, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> Minted {
+    mint_rotation(state, client, family, scope, scope, now)
+}
+
+/// An access token with `access_scope`, and (if the client may refresh) a refresh token that
+/// keeps the family's full `refresh_scope` (OAuth 2.1 §4.3.3: same scope as the old one).
+fn mint_rotation(
+    state: &AppState,
+    client: &Client,
+    family: &Family,
+    refresh_scope: &ScopeSet,
+    access_scope: &ScopeSet,
+    now: i64,
+) -> Minted {
+    let mut rng = rand::thread_rng();
+    let jti = Uuid::new_v4();
+    let access = Secret::generate(SecretKind::AccessToken, &mut rng);
+    let refresh = client.allows_grant(GrantType::RefreshToken).then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
+    let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
+        hash: state.hasher().hash(secret.expose()),
+        tenant: state.tenant_id(),
+        kind,
+        family_id: family.id,
+        client_id: client.client_id.clone(),
+        user_id: family.user_id,
+        business_id: family.business_id,
+        scope: scope.clone(),
+        jti,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        rotated_at: None,
+    };
+    let mut records = vec![record(&access, TokenKind::Access, access_scope, now + state.config.lifetimes.access_token)];
+    if let Some(r) = &refresh {
+        records.push(record(r, TokenKind::Refresh, refresh_scope, family.expires_at));
+    }
+    Minted { access, refresh, jti, records }
+}
+
+/// The answer of RFC 6749 §5.1 with the seeds' `user_uuid` and `jti`, and an id_token when
+/// `openid` was granted (OpenID Connect Core §3.1.3.3).
+async fn respond(
+    state: &AppState,
+    client: &Client,
+    family: &Family,
+    scope: &ScopeSet,
+    nonce: Option<&str>,
+    minted: Minted,
+    now: i64,
+) -> AppResult<TokenResponse> {
+    let id_token = if scope.contains("openid") {
+        let user = state
+            .store()
+            .find_user(state.tenant_id(), family.user_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("user_gone: the user no longer exists"))?;
+        let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
+        let claims = id_token_claims(IdTokenInput {
+            issuer: &state.issuer,
+            client_id: &client.client_id,
+            subject: Subject { user: &user, business_ids: &business_ids, authorized_business_id: family.business_id },
+            scope,
+            nonce,
+            auth_time: family.auth_time,
+            access_token: minted.access.expose(),
+            alg: state.keys.active.alg(),
+            now,
+            lifetime: state.config.lifetimes.id_token,
+        });
+        Some(state.keys.active.sign_jwt("JWT", &claims).map_err(|e| crate::error::AppError::Internal(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: minted.access.expose().to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: u64::try_from(state.config.lifetimes.access_token).unwrap_or(0),
+        refresh_token: minted.refresh.map(|r| r.expose().to_owned()),
+        scope: scope.to_string(),
+        id_token,
+        user_uuid: Some(family.user_id.to_string()),
+        jti: minted.jti.to_string(),
+    })
+}

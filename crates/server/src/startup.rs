@@ -1,0 +1,154 @@
+//! Building and running the server: bind (port 0 works), load keys, serve until a signal.
+
+use crate::config::Config;
+use crate::handlers::{authorize, consent, discovery, login, misc, revoke, token};
+use crate::runtime::{Clock, KeyRing, Runtime, StartupError, SystemClock};
+use crate::state::{AppState, DemoInfo, Inner};
+use crate::{admin, web};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Options the CLI and the tests set beyond the configuration.
+pub struct BuildOptions {
+    pub clock: Arc<dyn Clock>,
+    pub demo: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), demo: false }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, binds the listener and prepares every cached document.
+    pub async fn build(config: Config, opts: BuildOptions) -> Result<Self, StartupError> {
+        let rt = Runtime::open(&config, opts.clock).await?;
+        let listener =
+            TcpListener::bind(&config.listen).await.map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
+        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let keys = KeyRing::load_or_create(&rt, config.id_token_alg).await?;
+        let demo: Option<DemoInfo> = if opts.demo {
+            Some(admin::seed_demo(&rt, &issuer).await.map_err(|e| StartupError::MasterKey(format!("demo setup failed: {e}")))?)
+        } else {
+            None
+        };
+        let dummy_password_hash = tokio::task::spawn_blocking(|| {
+            let mut pw = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pw);
+            latchkey_core::password::hash(&format!("{pw:?}"), &mut rand::rngs::OsRng)
+        })
+        .await
+        .map_err(|e| StartupError::MasterKey(e.to_string()))?
+        .map_err(|e| StartupError::MasterKey(e.to_string()))?;
+        let meta = discovery::metadata(&issuer, keys.active.alg());
+        let to_json = |v: &dyn erased::Json| v.json();
+        let state = AppState(Arc::new(Inner {
+            openid_configuration: to_json(&meta),
+            oauth_metadata: to_json(&meta),
+            jwks: to_json(&keys.jwks),
+            secure_cookies: issuer.starts_with("https://"),
+            issuer,
+            keys,
+            rt,
+            config,
+            dummy_password_hash,
+            demo,
+        }));
+        let router = router(state.clone());
+        Ok(Self { listener, router, addr, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    pub fn demo(&self) -> Option<&DemoInfo> {
+        self.state.demo.as_ref()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await
+    }
+}
+
+/// Serializing the cached documents; they are plain data, so this cannot fail.
+mod erased {
+    pub(super) trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/oauth/authorize/continue", get(authorize::authorize_continue))
+        .route("/login", post(login::login_post))
+        .route("/consent", post(consent::consent_post))
+        .route("/oauth/token", post(token::token_post))
+        .route("/oauth2/token", post(token::token_post))
+        .route("/oauth/revoke", post(revoke::revoke_post))
+        .route("/oauth2/revoke", post(revoke::revoke_post))
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata))
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/healthz", get(misc::healthz))
+        .route("/readyz", get(misc::readyz))
+        .route("/assets/latchkey.css", get(misc::stylesheet))
+        .route("/demo/callback", get(misc::demo_callback))
+        .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

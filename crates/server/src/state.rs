@@ -1,0 +1,82 @@
+//! The state every handler receives: no globals, everything travels in here.
+
+use crate::config::Config;
+use crate::runtime::{KeyRing, Runtime};
+use latchkey_core::model::{Tenant, TenantId};
+use latchkey_core::secret::SecretHasher;
+use latchkey_core::UnixTime;
+use latchkey_store::Store;
+use std::sync::Arc;
+
+/// What the demo mode shows on its callback page.
+#[derive(Debug, Clone)]
+pub struct DemoInfo {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+}
+
+pub struct Inner {
+    pub rt: Runtime,
+    pub config: Config,
+    /// The issuer identifier, exactly as in the discovery document (RFC 8414 §2).
+    pub issuer: String,
+    pub keys: KeyRing,
+    /// Pre-serialized discovery documents and JWKS: no work per request.
+    pub openid_configuration: String,
+    pub oauth_metadata: String,
+    pub jwks: String,
+    /// Cookies get `Secure` when the issuer is https.
+    pub secure_cookies: bool,
+    /// An Argon2id hash of a random password, verified against when the email is unknown so
+    /// that both failures take the same time (SECURITY.md PW-03).
+    pub dummy_password_hash: String,
+    pub demo: Option<DemoInfo>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn store(&self) -> &dyn Store {
+        self.rt.store.as_ref()
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.rt.tenant
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.rt.tenant.id
+    }
+
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.rt.hasher
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.rt.now()
+    }
+
+    /// The CSRF token of a browser: a MAC of its binding cookie, so it needs no storage and
+    /// a cross-site page cannot compute it.
+    pub fn csrf_token(&self, browser: &str) -> String {
+        self.rt.hasher.derive(b"csrf", browser.as_bytes())
+    }
+
+    /// The origin (scheme, host, port) of the issuer, for `Origin` checks.
+    pub fn issuer_origin(&self) -> &str {
+        let after_scheme = self.issuer.find("://").map(|i| i + 3).unwrap_or(0);
+        match self.issuer[after_scheme..].find('/') {
+            Some(i) => &self.issuer[..after_scheme + i],
+            None => &self.issuer,
+        }
+    }
+}

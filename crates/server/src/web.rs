@@ -1,0 +1,133 @@
+//! Small HTTP helpers: cookies, request parameters, redirects and the security headers.
+
+use crate::error::AppError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::params::Params;
+use latchkey_core::OAuthError;
+
+/// The largest request body accepted anywhere (token requests are a few hundred bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads one cookie from the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` on https issuers
+/// (SECURITY.md AZ-12).
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let v = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
+}
+
+/// A redirect: 303 after a POST (RFC 9700 §4.12 forbids 307), 302 after a GET.
+pub fn redirect(location: &str, after_post: bool) -> Response {
+    let status = if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
+    match HeaderValue::from_str(location) {
+        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
+        Err(_) => {
+            AppError::page(StatusCode::BAD_REQUEST, "Invalid redirect", "The redirect address contains characters that cannot be sent.")
+                .into_response()
+        }
+    }
+}
+
+/// The headers every answer carries: no framing (RFC 9700 §4.16, RFC 6819 §5.2.2.6), no
+/// referrer (RFC 9700 §4.2.4), no third-party resources, no MIME sniffing.
+pub async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
+
+/// The parameters of a token-endpoint-like request, from a form, multipart or JSON body
+/// (YOC sends all three). Malformed bodies are `invalid_request`, never axum's plain text.
+pub struct OAuthBody(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for OAuthBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |m: &'static str| AppError::OAuth(OAuthError::invalid_request(m));
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+        let mime = content_type.split(';').next().unwrap_or_default().trim().to_owned();
+        match mime.as_str() {
+            "application/x-www-form-urlencoded" => {
+                let body = Bytes::from_request(req, state)
+                    .await
+                    .map_err(|_| bad("body_unreadable: the body is too large or could not be read"))?;
+                let text = std::str::from_utf8(&body).map_err(|_| bad("body_not_utf8: the form body is not UTF-8"))?;
+                Ok(Self(Params::from_urlencoded(text)))
+            }
+            "application/json" => {
+                let body = Bytes::from_request(req, state)
+                    .await
+                    .map_err(|_| bad("body_unreadable: the body is too large or could not be read"))?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body is not valid JSON"))?;
+                let serde_json::Value::Object(map) = value else {
+                    return Err(bad("json_not_object: the JSON body must be an object"));
+                };
+                let mut pairs = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::String(s) => pairs.push((k, s)),
+                        serde_json::Value::Number(n) => pairs.push((k, n.to_string())),
+                        serde_json::Value::Bool(b) => pairs.push((k, b.to_string())),
+                        serde_json::Value::Null => {}
+                        _ => return Err(bad("json_value_unsupported: every member of the JSON body must be a string")),
+                    }
+                }
+                Ok(Self(Params::new(pairs)))
+            }
+            "multipart/form-data" => {
+                let mut multipart =
+                    Multipart::from_request(req, state).await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))?;
+                let mut pairs = Vec::new();
+                while let Some(field) =
+                    multipart.next_field().await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))?
+                {
+                    let name = field.name().unwrap_or_default().to_owned();
+                    let value = field.text().await.map_err(|_| bad("multipart_malformed: a multipart field is not text"))?;
+                    pairs.push((name, value));
+                }
+                Ok(Self(Params::new(pairs)))
+            }
+            _ => Err(bad("content_type_unsupported: send application/x-www-form-urlencoded, multipart/form-data or application/json")),
+        }
+    }
+}
+
+/// A form posted by one of Latchkey's own pages.
+pub struct PageForm(pub Params);
+
+impl<S: Send + Sync> FromRequest<S> for PageForm {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| AppError::page(StatusCode::PAYLOAD_TOO_LARGE, "Request too large", "The form could not be read."))?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| AppError::page(StatusCode::BAD_REQUEST, "Invalid form", "The form is not UTF-8."))?;
+        Ok(Self(Params::from_urlencoded(text)))
+    }
+}

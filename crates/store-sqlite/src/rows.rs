@@ -1,0 +1,199 @@
+//! Mapping between SQLite rows and the domain records.
+
+use crate::{fault, uuid_col};
+use latchkey_core::model::{
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind,
+    TokenRecord, TokenView, User,
+};
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretHash;
+use latchkey_store::{StoreError, StoreResult};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
+pub(crate) const CLIENT_SELECT: &str =
+    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at FROM clients";
+pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
+pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
+pub(crate) const TOKEN_VIEW_SELECT: &str =
+    "SELECT t.hash, t.tenant_id, t.kind, t.family_id, t.client_id, t.user_id, t.business_id, t.scope,
+    t.jti, t.created_at, t.expires_at, t.revoked_at, t.rotated_at,
+    f.grant_id AS f_grant_id, f.scope AS f_scope, f.auth_time AS f_auth_time, f.created_at AS f_created_at,
+    f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at
+    FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id";
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let s: String = row.try_get(col).map_err(fault)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn tenant_col(row: &SqliteRow) -> StoreResult<TenantId> {
+    uuid_col(row, "tenant_id").map(TenantId)
+}
+
+fn opt_uuid(row: &SqliteRow, col: &str) -> StoreResult<Option<Uuid>> {
+    let s: Option<String> = row.try_get(col).map_err(fault)?;
+    s.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))).transpose()
+}
+
+fn hash_col(row: &SqliteRow, col: &str) -> StoreResult<SecretHash> {
+    let b: Vec<u8> = row.try_get(col).map_err(fault)?;
+    SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
+}
+
+fn scope_col(row: &SqliteRow, col: &str) -> StoreResult<ScopeSet> {
+    let s: String = row.try_get(col).map_err(fault)?;
+    ScopeSet::parse(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a scope")))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+    row.try_get(col).map_err(fault)
+}
+
+pub(crate) fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
+    Ok(Tenant { id: TenantId(uuid_col(r, "id")?), name: get(r, "name")?, created_at: get(r, "created_at")? })
+}
+
+pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: uuid_col(r, "id")?,
+        tenant: tenant_col(r)?,
+        email: get(r, "email")?,
+        name: get(r, "name")?,
+        password_hash: get(r, "password_hash")?,
+        default_business_id: opt_uuid(r, "default_business_id")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn business_from_row(r: &SqliteRow) -> StoreResult<Business> {
+    Ok(Business { id: uuid_col(r, "id")?, tenant: tenant_col(r)?, name: get(r, "name")?, created_at: get(r, "created_at")? })
+}
+
+pub(crate) fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
+    let secret: Option<Vec<u8>> = get(r, "secret_hash")?;
+    let grant_types: Vec<GrantType> = from_json(r, "grant_types")?;
+    Ok(Client {
+        tenant: tenant_col(r)?,
+        client_id: get(r, "client_id")?,
+        name: get(r, "name")?,
+        developer: get(r, "developer")?,
+        secret_hash: secret
+            .map(|b| SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("secret_hash is not a 32-byte hash".into())))
+            .transpose()?,
+        redirect_uris: from_json(r, "redirect_uris")?,
+        scopes: scope_col(r, "scopes")?,
+        grant_types,
+        require_pkce: get(r, "require_pkce")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn signing_key_from_row(r: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let alg: String = get(r, "alg")?;
+    Ok(SigningKeyRecord {
+        kid: get(r, "kid")?,
+        tenant: tenant_col(r)?,
+        alg: SigningAlg::parse(&alg).ok_or_else(|| StoreError::Corrupt(format!("unknown signing alg {alg}")))?,
+        sealed_private_key: get(r, "sealed")?,
+        public_jwk: get(r, "public_jwk")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
+    Ok(Session {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        user_id: uuid_col(r, "user_id")?,
+        auth_time: get(r, "auth_time")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+    })
+}
+
+pub(crate) fn interaction_from_row(r: &SqliteRow) -> StoreResult<Interaction> {
+    let login_user = opt_uuid(r, "login_user_id")?;
+    let login_at: Option<i64> = get(r, "login_at")?;
+    Ok(Interaction {
+        id: uuid_col(r, "id")?,
+        tenant: tenant_col(r)?,
+        browser_hash: hash_col(r, "browser_hash")?,
+        request: get(r, "request")?,
+        login: login_user.zip(login_at),
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+    })
+}
+
+pub(crate) fn grant_from_row(r: &SqliteRow) -> StoreResult<Grant> {
+    Ok(Grant {
+        id: uuid_col(r, "id")?,
+        tenant: tenant_col(r)?,
+        user_id: uuid_col(r, "user_id")?,
+        client_id: get(r, "client_id")?,
+        business_id: opt_uuid(r, "business_id")?,
+        scope: scope_col(r, "scope")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn code_from_row(r: &SqliteRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        client_id: get(r, "client_id")?,
+        user_id: uuid_col(r, "user_id")?,
+        grant_id: uuid_col(r, "grant_id")?,
+        business_id: opt_uuid(r, "business_id")?,
+        redirect_uri: get(r, "redirect_uri")?,
+        redirect_uri_explicit: get(r, "redirect_uri_explicit")?,
+        scope: scope_col(r, "scope")?,
+        nonce: get(r, "nonce")?,
+        code_challenge: get(r, "code_challenge")?,
+        auth_time: get(r, "auth_time")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        consumed_at: get(r, "consumed_at")?,
+        family_id: uuid_col(r, "family_id")?,
+    })
+}
+
+pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
+    let kind: String = get(r, "kind")?;
+    let token = TokenRecord {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {kind}")))?,
+        family_id: uuid_col(r, "family_id")?,
+        client_id: get(r, "client_id")?,
+        user_id: uuid_col(r, "user_id")?,
+        business_id: opt_uuid(r, "business_id")?,
+        scope: scope_col(r, "scope")?,
+        jti: uuid_col(r, "jti")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        rotated_at: get(r, "rotated_at")?,
+    };
+    let family = Family {
+        id: token.family_id,
+        tenant: token.tenant,
+        grant_id: uuid_col(r, "f_grant_id")?,
+        client_id: token.client_id.clone(),
+        user_id: token.user_id,
+        business_id: token.business_id,
+        scope: scope_col(r, "f_scope")?,
+        auth_time: get(r, "f_auth_time")?,
+        created_at: get(r, "f_created_at")?,
+        expires_at: get(r, "f_expires_at")?,
+        revoked_at: get(r, "f_revoked_at")?,
+    };
+    Ok(TokenView { token, family })
+}

@@ -1,0 +1,95 @@
+//! Integration tests of the SQLite store: the shared conformance suite, one fresh database file
+//! per case, and what only SQLite has (the file, its migrations, its durability pragmas).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use latchkey_core::model::User;
+use latchkey_store::{SharedStore, Store};
+use latchkey_store_sqlite::{Durability, SqliteStore};
+use std::sync::Arc;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// A new, empty database in its own temporary directory, which lives as long as the guard.
+async fn fresh() -> (SharedStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("latchkey.db"), Durability::Full).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+latchkey_store::conformance_tests!(fresh);
+
+/// The whole suite through `run_all`, every case on its own file in one directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_run_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    latchkey_store::conformance::run_all(|| {
+        let path = dir.path().join(format!("{}.db", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
+    })
+    .await;
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 16, "run_all must make one store per case");
+}
+
+#[tokio::test]
+async fn open_creates_and_migrates_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub.db");
+    assert!(!path.exists());
+    let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+    assert!(path.exists(), "open must create the database file");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "1", "the schema must be at the latest version");
+    // The schema is usable right away.
+    let tenant = store.ensure_tenant("default", 1).await.unwrap();
+    assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
+}
+
+#[tokio::test]
+async fn reopen_is_idempotent_and_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let user = {
+        let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+        let tenant = store.ensure_tenant("default", 1).await.unwrap();
+        let user = User {
+            id: Uuid::new_v4(),
+            tenant: tenant.id,
+            email: "alice@example.com".to_owned(),
+            name: "Alice".to_owned(),
+            password_hash: "$argon2id$x".to_owned(),
+            default_business_id: None,
+            created_at: 1,
+        };
+        store.insert_user(&user).await.unwrap();
+        user
+    };
+    for _ in 0..2 {
+        let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+        assert_eq!(store.pragma("user_version").await.unwrap(), "1");
+        assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
+        assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
+    }
+}
+
+#[tokio::test]
+async fn open_url_accepts_sqlite_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("url.db");
+    let url = format!("sqlite://{}", path.display());
+    SqliteStore::open_url(&url, Durability::Full).await.unwrap();
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn durability_pragmas() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = SqliteStore::open(&dir.path().join("full.db"), Durability::Full).await.unwrap();
+    assert_eq!(full.pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(full.pragma("synchronous").await.unwrap(), "2", "Durability::Full must be synchronous=FULL");
+    assert_eq!(full.pragma("foreign_keys").await.unwrap(), "1");
+    let normal = SqliteStore::open(&dir.path().join("normal.db"), Durability::Normal).await.unwrap();
+    assert_eq!(normal.pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(normal.pragma("synchronous").await.unwrap(), "1", "Durability::Normal must be synchronous=NORMAL");
+    assert!(full.pragma("journal_mode; DROP TABLE users").await.is_err(), "pragma must refuse anything but a name");
+}

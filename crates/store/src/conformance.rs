@@ -1,0 +1,758 @@
+//! The conformance suite every `Store` backend must pass: one `pub async fn` per behaviour,
+//! each taking a fresh, empty store.
+//!
+//! A backend crate runs the suite either with [`run_all`] (one test, every case in turn, a new
+//! store for each) or with [`conformance_tests!`](crate::conformance_tests), which expands to one
+//! `#[tokio::test]` per case so that failures are reported by name:
+//!
+//! ```ignore
+//! async fn fresh() -> (SharedStore, tempfile::TempDir) { /* a new empty database */ }
+//! latchkey_store::conformance_tests!(fresh);
+//! ```
+//!
+//! The concurrency cases spawn tasks with `tokio::spawn`, so they need a Tokio runtime (the
+//! macro asks for a multi-threaded one, so that the attempts really race).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{RedeemOutcome, RotateOutcome, SharedStore, StoreError};
+use latchkey_core::model::{
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, Session, SigningAlg, SigningKeyRecord, TenantId, TokenKind,
+    TokenRecord, TokenView, User,
+};
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretHash;
+use latchkey_core::UnixTime;
+use std::future::Future;
+use uuid::Uuid;
+
+/// The clock of every fixture.
+const NOW: UnixTime = 1_700_000_000;
+/// How many tasks race in the concurrency cases.
+const RACERS: u16 = 16;
+
+/// Expands to one `#[tokio::test]` per conformance case. `$make` names an async function (or a
+/// closure returning a future) whose output is `(SharedStore, G)`: a fresh, empty store and a
+/// guard (a temporary directory, a container) kept alive until the case ends.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            tenants_ensure_is_idempotent,
+            users_insert_find_and_email_lookup,
+            users_duplicate_email_conflicts_within_a_tenant_only,
+            users_list_and_delete_cascades,
+            tenant_isolation,
+            businesses_and_memberships,
+            clients_crud_and_secret_rotation,
+            clients_duplicate_id_conflicts,
+            signing_keys_newest_first,
+            sessions_and_interactions,
+            grants_upsert_keeps_one_grant,
+            codes_redeem_exactly_once,
+            codes_concurrent_redemption_has_one_winner,
+            refresh_rotation,
+            refresh_concurrent_rotation_has_one_winner,
+            revocation,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let (store, _guard) = ($make)().await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// Runs every case in turn, each on a new store from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = SharedStore>,
+{
+    tenants_ensure_is_idempotent(make().await).await;
+    users_insert_find_and_email_lookup(make().await).await;
+    users_duplicate_email_conflicts_within_a_tenant_only(make().await).await;
+    users_list_and_delete_cascades(make().await).await;
+    tenant_isolation(make().await).await;
+    businesses_and_memberships(make().await).await;
+    clients_crud_and_secret_rotation(make().await).await;
+    clients_duplicate_id_conflicts(make().await).await;
+    signing_keys_newest_first(make().await).await;
+    sessions_and_interactions(make().await).await;
+    grants_upsert_keeps_one_grant(make().await).await;
+    codes_redeem_exactly_once(make().await).await;
+    codes_concurrent_redemption_has_one_winner(make().await).await;
+    refresh_rotation(make().await).await;
+    refresh_concurrent_rotation_has_one_winner(make().await).await;
+    revocation(make().await).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures.
+
+/// A distinct hash per `n`, in the spirit of `SecretHash([n; 32])` but with room for more than
+/// 256 of them.
+fn h(n: u16) -> SecretHash {
+    let mut b = [0x5a; 32];
+    b[..2].copy_from_slice(&n.to_be_bytes());
+    SecretHash(b)
+}
+
+fn scope(s: &str) -> ScopeSet {
+    ScopeSet::parse(s).unwrap()
+}
+
+async fn tenant(store: &SharedStore, name: &str) -> TenantId {
+    store.ensure_tenant(name, NOW).await.unwrap().id
+}
+
+fn user(tenant: TenantId, email: &str) -> User {
+    User {
+        id: Uuid::new_v4(),
+        tenant,
+        email: email.to_owned(),
+        name: format!("User {email}"),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        default_business_id: None,
+        created_at: NOW,
+    }
+}
+
+fn business(tenant: TenantId, name: &str) -> Business {
+    Business { id: Uuid::new_v4(), tenant, name: name.to_owned(), created_at: NOW }
+}
+
+fn client(tenant: TenantId, client_id: &str, secret_hash: Option<SecretHash>) -> Client {
+    Client {
+        tenant,
+        client_id: client_id.to_owned(),
+        name: format!("App {client_id}"),
+        developer: "Acme".to_owned(),
+        secret_hash,
+        redirect_uris: vec![format!("https://{client_id}.example/cb"), "http://127.0.0.1/cb".to_owned()],
+        scopes: scope("openid profile email offline_access"),
+        grant_types: GrantType::ALL.to_vec(),
+        require_pkce: secret_hash.is_some(),
+        created_at: NOW,
+    }
+}
+
+fn grant(tenant: TenantId, user: Uuid, client_id: &str, business_id: Option<Uuid>, s: &str) -> Grant {
+    Grant { id: Uuid::new_v4(), tenant, user_id: user, client_id: client_id.to_owned(), business_id, scope: scope(s), created_at: NOW }
+}
+
+fn code(tenant: TenantId, hash: SecretHash, user: Uuid, client_id: &str, grant_id: Uuid) -> AuthCode {
+    AuthCode {
+        hash,
+        tenant,
+        client_id: client_id.to_owned(),
+        user_id: user,
+        grant_id,
+        business_id: None,
+        redirect_uri: format!("https://{client_id}.example/cb"),
+        redirect_uri_explicit: true,
+        scope: scope("openid offline_access"),
+        nonce: Some("n-0S6_WzA2Mj".to_owned()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+        auth_time: NOW - 5,
+        created_at: NOW,
+        expires_at: NOW + 60,
+        consumed_at: None,
+        family_id: Uuid::new_v4(),
+    }
+}
+
+/// The family a redemption of `c` creates.
+fn family(c: &AuthCode) -> Family {
+    Family {
+        id: c.family_id,
+        tenant: c.tenant,
+        grant_id: c.grant_id,
+        client_id: c.client_id.clone(),
+        user_id: c.user_id,
+        business_id: c.business_id,
+        scope: c.scope.clone(),
+        auth_time: c.auth_time,
+        created_at: NOW,
+        expires_at: NOW + 30 * 86_400,
+        revoked_at: None,
+    }
+}
+
+fn token(f: &Family, kind: TokenKind, hash: SecretHash, jti: Uuid) -> TokenRecord {
+    TokenRecord {
+        hash,
+        tenant: f.tenant,
+        kind,
+        family_id: f.id,
+        client_id: f.client_id.clone(),
+        user_id: f.user_id,
+        business_id: f.business_id,
+        scope: f.scope.clone(),
+        jti,
+        created_at: NOW,
+        expires_at: match kind {
+            TokenKind::Access => NOW + 3_600,
+            TokenKind::Refresh => NOW + 14 * 86_400,
+        },
+        revoked_at: None,
+        rotated_at: None,
+    }
+}
+
+/// An access/refresh pair issued together.
+fn pair(f: &Family, access: SecretHash, refresh: SecretHash) -> [TokenRecord; 2] {
+    let jti = Uuid::new_v4();
+    [token(f, TokenKind::Access, access, jti), token(f, TokenKind::Refresh, refresh, jti)]
+}
+
+/// A tenant with one user, one confidential client and the user's grant to it.
+struct World {
+    tenant: TenantId,
+    user: User,
+    client: Client,
+    grant: Grant,
+}
+
+async fn world(store: &SharedStore, tenant_name: &str) -> World {
+    let tenant = tenant(store, tenant_name).await;
+    let user = user(tenant, &format!("alice@{tenant_name}.example"));
+    store.insert_user(&user).await.unwrap();
+    let client = client(tenant, "app", Some(h(1000)));
+    store.insert_client(&client).await.unwrap();
+    let grant = store.upsert_grant(&grant(tenant, user.id, &client.client_id, None, "openid offline_access")).await.unwrap();
+    World { tenant, user, client, grant }
+}
+
+/// What one successful redemption issued.
+struct Issued {
+    code: AuthCode,
+    family: Family,
+    access: TokenRecord,
+    refresh: TokenRecord,
+}
+
+/// Inserts a code with hash `h(base)` and redeems it for tokens `h(base + 1)` (access) and
+/// `h(base + 2)` (refresh).
+async fn issue(store: &SharedStore, w: &World, base: u16) -> Issued {
+    let c = code(w.tenant, h(base), w.user.id, &w.client.client_id, w.grant.id);
+    store.insert_code(&c).await.unwrap();
+    let f = family(&c);
+    let [access, refresh] = pair(&f, h(base + 1), h(base + 2));
+    let outcome = store.redeem_code(w.tenant, c.hash, NOW, &f, &[access.clone(), refresh.clone()]).await.unwrap();
+    assert_eq!(outcome, RedeemOutcome::Redeemed);
+    Issued { code: c, family: f, access, refresh }
+}
+
+async fn view(store: &SharedStore, tenant: TenantId, hash: SecretHash) -> TokenView {
+    store.find_token(tenant, hash).await.unwrap().unwrap_or_else(|| panic!("token {hash:?} not found"))
+}
+
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{what}: expected Conflict, got {r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases.
+
+/// `ensure_tenant` creates once and then returns the same tenant; unknown names are `None`.
+pub async fn tenants_ensure_is_idempotent(store: SharedStore) {
+    assert!(store.find_tenant_by_name("acme").await.unwrap().is_none());
+    let first = store.ensure_tenant("acme", NOW).await.unwrap();
+    assert_eq!(first.name, "acme");
+    assert_eq!(first.created_at, NOW);
+    let again = store.ensure_tenant("acme", NOW + 100).await.unwrap();
+    assert_eq!(again, first, "a second ensure_tenant must return the existing tenant unchanged");
+    assert_eq!(store.find_tenant_by_name("acme").await.unwrap(), Some(first.clone()));
+    let other = store.ensure_tenant("globex", NOW).await.unwrap();
+    assert_ne!(other.id, first.id);
+    assert!(store.find_tenant_by_name("initech").await.unwrap().is_none());
+}
+
+/// A user can be found by id and by email, whatever the case of the email asked for.
+pub async fn users_insert_find_and_email_lookup(store: SharedStore) {
+    let t = tenant(&store, "acme").await;
+    let alice = user(t, "alice@example.com");
+    store.insert_user(&alice).await.unwrap();
+    assert_eq!(store.find_user(t, alice.id).await.unwrap(), Some(alice.clone()));
+    assert!(store.find_user(t, Uuid::new_v4()).await.unwrap().is_none());
+    assert_eq!(store.find_user_by_email(t, "alice@example.com").await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.find_user_by_email(t, "Alice@Example.COM").await.unwrap(), Some(alice.clone()));
+    assert!(store.find_user_by_email(t, "bob@example.com").await.unwrap().is_none());
+}
+
+/// Emails are unique within a tenant, not across tenants.
+pub async fn users_duplicate_email_conflicts_within_a_tenant_only(store: SharedStore) {
+    let a = tenant(&store, "acme").await;
+    let b = tenant(&store, "globex").await;
+    let alice = user(a, "alice@example.com");
+    store.insert_user(&alice).await.unwrap();
+    assert_conflict(store.insert_user(&user(a, "alice@example.com")).await, "same email, same tenant");
+    assert_eq!(store.list_users(a).await.unwrap(), vec![alice.clone()], "a conflicting insert must write nothing");
+
+    let other = user(b, "alice@example.com");
+    store.insert_user(&other).await.unwrap();
+    assert_eq!(store.find_user_by_email(b, "alice@example.com").await.unwrap(), Some(other));
+    assert_eq!(store.find_user_by_email(a, "alice@example.com").await.unwrap(), Some(alice));
+}
+
+/// `list_users` lists the tenant's users; `delete_user` removes the user and what is theirs.
+pub async fn users_list_and_delete_cascades(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let bob = user(w.tenant, "bob@acme.example");
+    store.insert_user(&bob).await.unwrap();
+    let elsewhere = world(&store, "globex").await;
+
+    let mut listed = store.list_users(w.tenant).await.unwrap();
+    listed.sort_by(|x, y| x.email.cmp(&y.email));
+    assert_eq!(listed, vec![w.user.clone(), bob.clone()]);
+
+    // Everything Alice owns: a grant (from `world`), a session, a membership, an issued family.
+    let session = Session { hash: h(1), tenant: w.tenant, user_id: w.user.id, auth_time: NOW, created_at: NOW, expires_at: NOW + 3_600 };
+    store.insert_session(&session).await.unwrap();
+    let biz = business(w.tenant, "Acme Retail");
+    store.insert_business(&biz).await.unwrap();
+    store.insert_membership(w.tenant, biz.id, w.user.id).await.unwrap();
+    let issued = issue(&store, &w, 10).await;
+    // And Bob's, which must survive.
+    let bob_session = Session { hash: h(2), user_id: bob.id, ..session.clone() };
+    store.insert_session(&bob_session).await.unwrap();
+    let bob_grant = store.upsert_grant(&grant(w.tenant, bob.id, &w.client.client_id, None, "openid")).await.unwrap();
+
+    assert!(store.delete_user(w.tenant, w.user.id).await.unwrap());
+    assert!(store.find_user(w.tenant, w.user.id).await.unwrap().is_none());
+    assert!(store.find_user_by_email(w.tenant, &w.user.email).await.unwrap().is_none());
+    assert!(store.find_grant(w.tenant, w.user.id, &w.client.client_id).await.unwrap().is_none(), "grant survived delete_user");
+    assert!(store.find_session(w.tenant, session.hash).await.unwrap().is_none(), "session survived delete_user");
+    assert!(store.find_code(w.tenant, issued.code.hash).await.unwrap().is_none(), "code survived delete_user");
+    assert!(store.find_token(w.tenant, issued.access.hash).await.unwrap().is_none(), "access token survived delete_user");
+    assert!(store.find_token(w.tenant, issued.refresh.hash).await.unwrap().is_none(), "refresh token survived delete_user");
+    assert!(store.list_user_businesses(w.tenant, w.user.id).await.unwrap().is_empty(), "membership survived delete_user");
+    assert_eq!(store.list_users(w.tenant).await.unwrap(), vec![bob.clone()]);
+    assert!(!store.delete_user(w.tenant, w.user.id).await.unwrap(), "a second delete must report nothing deleted");
+
+    // The business itself, Bob's rows and the other tenant are untouched.
+    assert_eq!(store.find_business_by_name(w.tenant, "Acme Retail").await.unwrap(), Some(biz));
+    assert_eq!(store.find_session(w.tenant, bob_session.hash).await.unwrap(), Some(bob_session));
+    assert_eq!(store.find_grant(w.tenant, bob.id, &w.client.client_id).await.unwrap(), Some(bob_grant));
+    assert_eq!(store.find_user(elsewhere.tenant, elsewhere.user.id).await.unwrap(), Some(elsewhere.user));
+}
+
+/// Nothing inserted under tenant A can be seen or changed through tenant B's id.
+pub async fn tenant_isolation(store: SharedStore) {
+    let a = world(&store, "acme").await;
+    let b = world(&store, "globex").await;
+    // `world` gives both tenants a client called "app"; these names exist only in A.
+    let only_a = client(a.tenant, "a-only", None);
+    store.insert_client(&only_a).await.unwrap();
+    let session = Session { hash: h(1), tenant: a.tenant, user_id: a.user.id, auth_time: NOW, created_at: NOW, expires_at: NOW + 3_600 };
+    store.insert_session(&session).await.unwrap();
+    let interaction = Interaction {
+        id: Uuid::new_v4(),
+        tenant: a.tenant,
+        browser_hash: h(2),
+        request: "response_type=code&client_id=app".to_owned(),
+        login: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    store.insert_interaction(&interaction).await.unwrap();
+    let biz = business(a.tenant, "Acme Retail");
+    store.insert_business(&biz).await.unwrap();
+    store.insert_membership(a.tenant, biz.id, a.user.id).await.unwrap();
+    let issued = issue(&store, &a, 10).await;
+    let pending = code(a.tenant, h(20), a.user.id, &a.client.client_id, a.grant.id);
+    store.insert_code(&pending).await.unwrap();
+
+    let t = b.tenant;
+    assert!(store.find_user(t, a.user.id).await.unwrap().is_none(), "user leaked");
+    assert!(store.find_user_by_email(t, &a.user.email).await.unwrap().is_none(), "user leaked by email");
+    assert!(!store.list_users(t).await.unwrap().iter().any(|u| u.id == a.user.id), "user leaked in list");
+    assert!(store.find_client(t, "a-only").await.unwrap().is_none(), "client leaked");
+    assert!(!store.list_clients(t).await.unwrap().iter().any(|c| c.client_id == "a-only"), "client leaked in list");
+    assert!(store.find_session(t, session.hash).await.unwrap().is_none(), "session leaked");
+    assert!(store.find_interaction(t, interaction.id).await.unwrap().is_none(), "interaction leaked");
+    assert!(store.find_business_by_name(t, "Acme Retail").await.unwrap().is_none(), "business leaked");
+    assert!(store.list_user_businesses(t, a.user.id).await.unwrap().is_empty(), "membership leaked");
+    assert!(store.find_grant(t, a.user.id, "app").await.unwrap().is_none(), "grant leaked");
+    assert!(store.find_code(t, issued.code.hash).await.unwrap().is_none(), "code leaked");
+    assert!(store.find_code(t, pending.hash).await.unwrap().is_none(), "code leaked");
+    assert!(store.find_token(t, issued.access.hash).await.unwrap().is_none(), "access token leaked");
+    assert!(store.find_token(t, issued.refresh.hash).await.unwrap().is_none(), "refresh token leaked");
+
+    // Nor can B's id change A's rows.
+    let fb = Family { tenant: t, ..family(&pending) };
+    let stolen = pair(&fb, h(21), h(22));
+    let redeemed = store.redeem_code(t, pending.hash, NOW, &fb, &stolen).await;
+    assert!(!matches!(redeemed, Ok(RedeemOutcome::Redeemed)), "redeemed another tenant's code: {redeemed:?}");
+    assert_eq!(store.find_code(a.tenant, pending.hash).await.unwrap().unwrap().consumed_at, None);
+    let rotated = store.rotate_refresh_token(t, issued.refresh.hash, NOW, &pair(&fb, h(23), h(24))).await;
+    assert!(!matches!(rotated, Ok(RotateOutcome::Rotated)), "rotated another tenant's token: {rotated:?}");
+    let _ = store.revoke_token(t, issued.access.hash, NOW).await;
+    let _ = store.revoke_family(t, issued.family.id, NOW).await;
+    let _ = store.update_client_secret(t, "a-only", h(25)).await;
+    let _ = store.delete_session(t, session.hash).await;
+    let _ = store.delete_interaction(t, interaction.id).await;
+    assert_eq!(store.delete_user(t, a.user.id).await.ok(), Some(false), "deleted another tenant's user");
+    assert_eq!(store.delete_client(t, "a-only").await.ok(), Some(false), "deleted another tenant's client");
+
+    let access = view(&store, a.tenant, issued.access.hash).await;
+    assert!(access.is_active(NOW), "another tenant revoked a token: {access:?}");
+    let refresh = view(&store, a.tenant, issued.refresh.hash).await;
+    assert!(refresh.is_active(NOW) && refresh.token.rotated_at.is_none(), "another tenant touched a refresh token: {refresh:?}");
+    assert_eq!(store.find_client(a.tenant, "a-only").await.unwrap(), Some(only_a));
+    assert_eq!(store.find_session(a.tenant, session.hash).await.unwrap(), Some(session));
+    assert_eq!(store.find_interaction(a.tenant, interaction.id).await.unwrap(), Some(interaction));
+    assert_eq!(store.find_user(a.tenant, a.user.id).await.unwrap(), Some(a.user));
+}
+
+/// Businesses by name, idempotent memberships listed oldest first, the default business.
+pub async fn businesses_and_memberships(store: SharedStore) {
+    let t = tenant(&store, "acme").await;
+    let alice = user(t, "alice@example.com");
+    store.insert_user(&alice).await.unwrap();
+    // Joined in an order that is not alphabetical, and within one second.
+    let zeta = business(t, "Zeta Foods");
+    let alpha = business(t, "Alpha Motors");
+    let mid = business(t, "Midway Books");
+    for b in [&zeta, &alpha, &mid] {
+        store.insert_business(b).await.unwrap();
+    }
+    assert_eq!(store.find_business_by_name(t, "Zeta Foods").await.unwrap(), Some(zeta.clone()));
+    assert!(store.find_business_by_name(t, "Nope Inc").await.unwrap().is_none());
+    assert_conflict(store.insert_business(&business(t, "Zeta Foods")).await, "same business name, same tenant");
+
+    assert!(store.list_user_businesses(t, alice.id).await.unwrap().is_empty());
+    store.insert_membership(t, zeta.id, alice.id).await.unwrap();
+    store.insert_membership(t, alpha.id, alice.id).await.unwrap();
+    store.insert_membership(t, zeta.id, alice.id).await.unwrap(); // Idempotent.
+    store.insert_membership(t, mid.id, alice.id).await.unwrap();
+    store.insert_membership(t, alpha.id, alice.id).await.unwrap(); // Idempotent.
+    assert_eq!(
+        store.list_user_businesses(t, alice.id).await.unwrap(),
+        vec![zeta.clone(), alpha.clone(), mid.clone()],
+        "memberships must be listed once each, oldest first"
+    );
+
+    store.update_user_default_business(t, alice.id, Some(alpha.id)).await.unwrap();
+    assert_eq!(store.find_user(t, alice.id).await.unwrap().unwrap().default_business_id, Some(alpha.id));
+    store.update_user_default_business(t, alice.id, None).await.unwrap();
+    assert_eq!(store.find_user(t, alice.id).await.unwrap().unwrap().default_business_id, None);
+}
+
+/// Clients: insert, find, list, rotate a secret, delete (with what was issued to them).
+pub async fn clients_crud_and_secret_rotation(store: SharedStore) {
+    let w = world(&store, "acme").await; // Client "app", confidential.
+    let public = client(w.tenant, "spa", None);
+    store.insert_client(&public).await.unwrap();
+
+    assert_eq!(store.find_client(w.tenant, "app").await.unwrap(), Some(w.client.clone()));
+    assert_eq!(store.find_client(w.tenant, "spa").await.unwrap(), Some(public.clone()));
+    assert!(store.find_client(w.tenant, "nope").await.unwrap().is_none());
+    let mut listed = store.list_clients(w.tenant).await.unwrap();
+    listed.sort_by(|x, y| x.client_id.cmp(&y.client_id));
+    assert_eq!(listed, vec![w.client.clone(), public.clone()]);
+
+    assert!(store.update_client_secret(w.tenant, "app", h(1001)).await.unwrap());
+    assert_eq!(store.find_client(w.tenant, "app").await.unwrap().unwrap().secret_hash, Some(h(1001)));
+    assert!(!store.update_client_secret(w.tenant, "spa", h(1002)).await.unwrap(), "a public client must stay public");
+    assert_eq!(store.find_client(w.tenant, "spa").await.unwrap().unwrap().secret_hash, None);
+    assert!(!store.update_client_secret(w.tenant, "nope", h(1003)).await.unwrap());
+
+    let issued = issue(&store, &w, 10).await;
+    assert!(store.delete_client(w.tenant, "app").await.unwrap());
+    assert!(store.find_client(w.tenant, "app").await.unwrap().is_none());
+    assert!(store.find_grant(w.tenant, w.user.id, "app").await.unwrap().is_none(), "grant survived delete_client");
+    assert!(store.find_code(w.tenant, issued.code.hash).await.unwrap().is_none(), "code survived delete_client");
+    assert!(store.find_token(w.tenant, issued.access.hash).await.unwrap().is_none(), "access token survived delete_client");
+    assert!(store.find_token(w.tenant, issued.refresh.hash).await.unwrap().is_none(), "refresh token survived delete_client");
+    assert!(!store.delete_client(w.tenant, "app").await.unwrap(), "a second delete must report nothing deleted");
+    assert_eq!(store.list_clients(w.tenant).await.unwrap(), vec![public]);
+    assert!(store.find_user(w.tenant, w.user.id).await.unwrap().is_some(), "delete_client must not delete users");
+}
+
+/// A client id is unique within a tenant.
+pub async fn clients_duplicate_id_conflicts(store: SharedStore) {
+    let a = tenant(&store, "acme").await;
+    let b = tenant(&store, "globex").await;
+    let first = client(a, "app", Some(h(1)));
+    store.insert_client(&first).await.unwrap();
+    assert_conflict(store.insert_client(&client(a, "app", None)).await, "same client_id, same tenant");
+    assert_eq!(store.find_client(a, "app").await.unwrap(), Some(first), "a conflicting insert must write nothing");
+    store.insert_client(&client(b, "app", None)).await.unwrap();
+}
+
+/// Signing keys come back newest first, only the tenant's own.
+pub async fn signing_keys_newest_first(store: SharedStore) {
+    let t = tenant(&store, "acme").await;
+    let other = tenant(&store, "globex").await;
+    assert!(store.list_signing_keys(t).await.unwrap().is_empty());
+    let key = |tenant, kid: &str, alg, created_at| SigningKeyRecord {
+        kid: kid.to_owned(),
+        tenant,
+        alg,
+        sealed_private_key: kid.bytes().chain([0, 1, 2, 255]).collect(),
+        public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
+        created_at,
+    };
+    // Kids and insertion order chosen so that neither, in either direction, gives newest first.
+    let newest = key(t, "z-newest", SigningAlg::ES256, NOW);
+    let middle = key(t, "a-middle", SigningAlg::RS256, NOW - 86_400);
+    let oldest = key(t, "m-oldest", SigningAlg::EdDSA, NOW - 2 * 86_400);
+    for k in [&middle, &oldest, &newest] {
+        store.insert_signing_key(k).await.unwrap();
+    }
+    store.insert_signing_key(&key(other, "elsewhere", SigningAlg::EdDSA, NOW + 1)).await.unwrap();
+    assert_eq!(store.list_signing_keys(t).await.unwrap(), vec![newest, middle, oldest]);
+    assert_conflict(store.insert_signing_key(&key(t, "a-middle", SigningAlg::EdDSA, NOW + 5)).await, "same kid, same tenant");
+}
+
+/// Sessions and interactions: insert, find, update the login, delete.
+pub async fn sessions_and_interactions(store: SharedStore) {
+    let t = tenant(&store, "acme").await;
+    let alice = user(t, "alice@example.com");
+    store.insert_user(&alice).await.unwrap();
+
+    let session = Session { hash: h(1), tenant: t, user_id: alice.id, auth_time: NOW - 10, created_at: NOW, expires_at: NOW + 3_600 };
+    store.insert_session(&session).await.unwrap();
+    assert_eq!(store.find_session(t, h(1)).await.unwrap(), Some(session.clone()));
+    assert!(store.find_session(t, h(2)).await.unwrap().is_none());
+    store.delete_session(t, h(1)).await.unwrap();
+    assert!(store.find_session(t, h(1)).await.unwrap().is_none());
+    store.delete_session(t, h(1)).await.unwrap(); // Deleting nothing is fine.
+
+    let interaction = Interaction {
+        id: Uuid::new_v4(),
+        tenant: t,
+        browser_hash: h(3),
+        request: "response_type=code&client_id=app&scope=openid&state=xyz".to_owned(),
+        login: None,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    store.insert_interaction(&interaction).await.unwrap();
+    assert_eq!(store.find_interaction(t, interaction.id).await.unwrap(), Some(interaction.clone()));
+    assert!(store.find_interaction(t, Uuid::new_v4()).await.unwrap().is_none());
+    store.update_interaction_login(t, interaction.id, alice.id, NOW + 7).await.unwrap();
+    let found = store.find_interaction(t, interaction.id).await.unwrap().unwrap();
+    assert_eq!(found.login, Some((alice.id, NOW + 7)));
+    assert_eq!(found, Interaction { login: Some((alice.id, NOW + 7)), ..interaction.clone() });
+    store.delete_interaction(t, interaction.id).await.unwrap();
+    assert!(store.find_interaction(t, interaction.id).await.unwrap().is_none());
+}
+
+/// Upserting a grant for the same user and client keeps one grant, with the newest scope.
+pub async fn grants_upsert_keeps_one_grant(store: SharedStore) {
+    let t = tenant(&store, "acme").await;
+    let alice = user(t, "alice@example.com");
+    store.insert_user(&alice).await.unwrap();
+    store.insert_client(&client(t, "app", None)).await.unwrap();
+    store.insert_client(&client(t, "other", None)).await.unwrap();
+    let biz = business(t, "Acme Retail");
+    store.insert_business(&biz).await.unwrap();
+
+    assert!(store.find_grant(t, alice.id, "app").await.unwrap().is_none());
+    let first = grant(t, alice.id, "app", None, "openid");
+    let stored = store.upsert_grant(&first).await.unwrap();
+    assert_eq!(stored, first);
+    assert_eq!(store.find_grant(t, alice.id, "app").await.unwrap(), Some(first.clone()));
+
+    let second = Grant { id: Uuid::new_v4(), business_id: Some(biz.id), scope: scope("openid email offline_access"), ..first.clone() };
+    let stored = store.upsert_grant(&second).await.unwrap();
+    assert_eq!(stored.id, first.id, "the upsert must keep the first grant's id");
+    assert_eq!(stored.business_id, Some(biz.id));
+    assert_eq!(stored.scope, second.scope);
+    assert_eq!(store.find_grant(t, alice.id, "app").await.unwrap(), Some(stored));
+
+    let to_other = store.upsert_grant(&grant(t, alice.id, "other", None, "openid")).await.unwrap();
+    assert_ne!(to_other.id, first.id, "a grant to another client is another grant");
+    assert_eq!(store.find_grant(t, alice.id, "app").await.unwrap().unwrap().id, first.id);
+}
+
+/// A code is redeemed once; the second redemption writes nothing.
+pub async fn codes_redeem_exactly_once(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let c = AuthCode {
+        business_id: None,
+        nonce: None,
+        code_challenge: None,
+        redirect_uri_explicit: false,
+        ..code(w.tenant, h(1), w.user.id, "app", w.grant.id)
+    };
+    store.insert_code(&c).await.unwrap();
+    let full = code(w.tenant, h(2), w.user.id, "app", w.grant.id);
+    store.insert_code(&full).await.unwrap();
+    assert_eq!(store.find_code(w.tenant, c.hash).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.find_code(w.tenant, full.hash).await.unwrap(), Some(full.clone()));
+    assert!(store.find_code(w.tenant, h(3)).await.unwrap().is_none());
+
+    let f = family(&c);
+    let first = pair(&f, h(10), h(11));
+    assert_eq!(store.redeem_code(w.tenant, c.hash, NOW + 1, &f, &first).await.unwrap(), RedeemOutcome::Redeemed);
+    assert_eq!(store.find_code(w.tenant, c.hash).await.unwrap().unwrap().consumed_at, Some(NOW + 1));
+    for t in &first {
+        let v = view(&store, w.tenant, t.hash).await;
+        assert_eq!(&v.token, t);
+        assert_eq!(v.family, f);
+        assert!(v.is_active(NOW + 1), "freshly issued token inactive: {v:?}");
+    }
+
+    // The replay, with another family id to make any write visible.
+    let f2 = Family { id: Uuid::new_v4(), ..f.clone() };
+    let second = pair(&f2, h(12), h(13));
+    assert_eq!(store.redeem_code(w.tenant, c.hash, NOW + 2, &f2, &second).await.unwrap(), RedeemOutcome::AlreadyConsumed);
+    for t in &second {
+        assert!(store.find_token(w.tenant, t.hash).await.unwrap().is_none(), "a refused redemption wrote a token");
+    }
+    assert_eq!(
+        store.find_code(w.tenant, c.hash).await.unwrap().unwrap().consumed_at,
+        Some(NOW + 1),
+        "a refused redemption moved consumed_at"
+    );
+    assert!(view(&store, w.tenant, first[0].hash).await.is_active(NOW + 2), "a refused redemption must not by itself revoke");
+    // The other code is untouched.
+    assert_eq!(store.find_code(w.tenant, full.hash).await.unwrap().unwrap().consumed_at, None);
+}
+
+/// Of many concurrent redemptions of one code, exactly one wins, and only its tokens exist.
+pub async fn codes_concurrent_redemption_has_one_winner(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let c = code(w.tenant, h(1), w.user.id, "app", w.grant.id);
+    store.insert_code(&c).await.unwrap();
+    let f = family(&c);
+    let attempts: Vec<[TokenRecord; 2]> = (0..RACERS).map(|i| pair(&f, h(100 + 2 * i), h(101 + 2 * i))).collect();
+
+    let handles: Vec<_> = attempts
+        .iter()
+        .map(|tokens| {
+            let (store, tenant, f, tokens) = (store.clone(), w.tenant, f.clone(), tokens.clone());
+            tokio::spawn(async move { store.redeem_code(tenant, h(1), NOW, &f, &tokens).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.expect("redeem task panicked").expect("redeem failed"));
+    }
+    let winners: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| **o == RedeemOutcome::Redeemed).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "expected exactly one Redeemed, got {outcomes:?}");
+
+    for (i, tokens) in attempts.iter().enumerate() {
+        for t in tokens {
+            let found = store.find_token(w.tenant, t.hash).await.unwrap();
+            assert_eq!(found.is_some(), i == winners[0], "attempt {i}: token presence does not match the outcome");
+        }
+    }
+}
+
+/// A live refresh token rotates once; its successor rotates in turn.
+pub async fn refresh_rotation(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let issued = issue(&store, &w, 10).await;
+    let f = &issued.family;
+
+    let next = pair(f, h(20), h(21));
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 5, &next).await.unwrap(), RotateOutcome::Rotated);
+    let old = view(&store, w.tenant, issued.refresh.hash).await;
+    assert_eq!(old.token.rotated_at, Some(NOW + 5));
+    assert_eq!(old.token.revoked_at, None);
+    for t in &next {
+        let v = view(&store, w.tenant, t.hash).await;
+        assert_eq!(&v.token, t);
+        assert_eq!(&v.family, f);
+        assert!(v.is_active(NOW + 5));
+    }
+    assert!(view(&store, w.tenant, issued.access.hash).await.is_active(NOW + 5), "rotation must not revoke the old access token");
+
+    // A second rotation of the same token is refused and writes nothing.
+    let replay = pair(f, h(22), h(23));
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 6, &replay).await.unwrap(), RotateOutcome::NotCurrent);
+    for t in &replay {
+        assert!(store.find_token(w.tenant, t.hash).await.unwrap().is_none(), "a refused rotation wrote a token");
+    }
+    assert_eq!(view(&store, w.tenant, issued.refresh.hash).await.token.rotated_at, Some(NOW + 5), "a refused rotation moved rotated_at");
+
+    // Access tokens and unknown tokens do not rotate.
+    let bogus = pair(f, h(24), h(25));
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.access.hash, NOW + 6, &bogus).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(999), NOW + 6, &bogus).await.unwrap(), RotateOutcome::NotCurrent);
+    assert!(store.find_token(w.tenant, h(24)).await.unwrap().is_none());
+
+    // The successor is current.
+    let after = pair(f, h(26), h(27));
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 7, &after).await.unwrap(), RotateOutcome::Rotated);
+    assert!(view(&store, w.tenant, h(27)).await.is_active(NOW + 7));
+}
+
+/// Of many concurrent rotations of one refresh token, exactly one wins, and only its tokens exist.
+pub async fn refresh_concurrent_rotation_has_one_winner(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let issued = issue(&store, &w, 10).await;
+    let attempts: Vec<[TokenRecord; 2]> = (0..RACERS).map(|i| pair(&issued.family, h(100 + 2 * i), h(101 + 2 * i))).collect();
+
+    let handles: Vec<_> = attempts
+        .iter()
+        .map(|tokens| {
+            let (store, tenant, old, tokens) = (store.clone(), w.tenant, issued.refresh.hash, tokens.clone());
+            tokio::spawn(async move { store.rotate_refresh_token(tenant, old, NOW + 1, &tokens).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for handle in handles {
+        outcomes.push(handle.await.expect("rotate task panicked").expect("rotate failed"));
+    }
+    let winners: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| **o == RotateOutcome::Rotated).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "expected exactly one Rotated, got {outcomes:?}");
+
+    for (i, tokens) in attempts.iter().enumerate() {
+        for t in tokens {
+            let found = store.find_token(w.tenant, t.hash).await.unwrap();
+            assert_eq!(found.is_some(), i == winners[0], "attempt {i}: token presence does not match the outcome");
+        }
+    }
+}
+
+/// Revoking a family ends every token in it; revoking one token ends only that token.
+pub async fn revocation(store: SharedStore) {
+    let w = world(&store, "acme").await;
+
+    // A family with a rotation behind it, then revoked.
+    let issued = issue(&store, &w, 10).await;
+    let next = pair(&issued.family, h(20), h(21));
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 1, &next).await.unwrap(), RotateOutcome::Rotated);
+    // A second family of the same user and client, which must survive.
+    let bystander = issue(&store, &w, 30).await;
+
+    store.revoke_family(w.tenant, issued.family.id, NOW + 2).await.unwrap();
+    for hash in [issued.access.hash, issued.refresh.hash, h(20), h(21)] {
+        let v = view(&store, w.tenant, hash).await;
+        assert_eq!(v.family.revoked_at, Some(NOW + 2));
+        assert!(!v.is_active(NOW + 2), "token of a revoked family still active: {v:?}");
+    }
+    let refused = pair(&issued.family, h(22), h(23));
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 3, &refused).await.unwrap(), RotateOutcome::NotCurrent);
+    assert!(store.find_token(w.tenant, h(23)).await.unwrap().is_none());
+    store.revoke_family(w.tenant, issued.family.id, NOW + 4).await.unwrap(); // Idempotent.
+    for hash in [bystander.access.hash, bystander.refresh.hash] {
+        assert!(view(&store, w.tenant, hash).await.is_active(NOW + 4), "revoke_family reached another family");
+    }
+
+    // Revoking the bystander's access token ends only that token.
+    store.revoke_token(w.tenant, bystander.access.hash, NOW + 5).await.unwrap();
+    let access = view(&store, w.tenant, bystander.access.hash).await;
+    assert_eq!(access.token.revoked_at, Some(NOW + 5));
+    assert_eq!(access.family.revoked_at, None);
+    assert!(!access.is_active(NOW + 5));
+    let refresh = view(&store, w.tenant, bystander.refresh.hash).await;
+    assert!(refresh.is_active(NOW + 5), "revoking an access token revoked its refresh token: {refresh:?}");
+
+    // Revoking a refresh token stops its rotation.
+    store.revoke_token(w.tenant, bystander.refresh.hash, NOW + 6).await.unwrap();
+    assert!(!view(&store, w.tenant, bystander.refresh.hash).await.is_active(NOW + 6));
+    let refused = pair(&bystander.family, h(40), h(41));
+    assert_eq!(store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused).await.unwrap(), RotateOutcome::NotCurrent);
+    assert!(store.find_token(w.tenant, h(41)).await.unwrap().is_none());
+}
