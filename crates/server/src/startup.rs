@@ -83,6 +83,11 @@ impl Application {
         &self.state.issuer
     }
 
+    /// The runtime the server uses (same store, clock and keys), for tests and tools.
+    pub fn runtime(&self) -> crate::runtime::Runtime {
+        self.state.rt.clone()
+    }
+
     pub fn demo(&self) -> Option<&DemoInfo> {
         self.state.demo.as_ref()
     }

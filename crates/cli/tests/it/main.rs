@@ -1,0 +1,132 @@
+//! The `latchkey` binary as an operator uses it: admin commands on the database of a running
+//! server, with `--json` for scripts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use latchkey_testkit::{spawn_app, TestApp, TestClient};
+use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn latchkey(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    let db = app.dir.path().join("latchkey.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(&db)
+        .args(args)
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .env_remove("LATCHKEY_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn users_are_managed_on_the_database_of_a_running_server() {
+    let app = spawn_app().await;
+    let created = json(&latchkey(&app, &["--json", "user", "create", "--email", "Ada@Example.com", "--name", "Ada", "--password-stdin", "--business", "Ada Coffee", "--business", "Ada Bakery"], "s3cret-password\n"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let shown = json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""));
+    assert_eq!(shown["id"], id.as_str());
+    assert_eq!(shown["email"], "ada@example.com");
+    assert_eq!(shown["businesses"].as_array().unwrap().len(), 2);
+    let listed = json(&latchkey(&app, &["--json", "user", "list"], ""));
+    assert_eq!(listed["users"].as_array().unwrap().len(), 1);
+
+    let dup = latchkey(&app, &["user", "create", "--email", "ada@example.com", "--name", "Ada", "--password-stdin"], "another-password\n");
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let weak = latchkey(&app, &["user", "create", "--email", "bob@example.com", "--name", "Bob", "--password-stdin"], "short\n");
+    assert!(!weak.status.success());
+
+    // The running server knows the user at once: sign-in works with the password set by the CLI.
+    let client = app.client("openid").await;
+    let b = app.browser();
+    let html = b.get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={}", client.client_id))).await.text().await.unwrap();
+    assert_eq!(b.submit_login(&html, "ada@example.com", "s3cret-password").await.status(), 303);
+
+    let deleted = json(&latchkey(&app, &["--json", "user", "delete", &id], ""));
+    assert_eq!(deleted["deleted"], true);
+    assert!(!latchkey(&app, &["user", "show", &id], "").status.success());
+}
+
+#[tokio::test]
+async fn clients_created_by_the_cli_work_against_the_running_server() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let out = json(&latchkey(
+        &app,
+        &["--json", "client", "create", "--name", "Shop App", "--redirect-uri", "https://shop.example/cb", "--scope", "openid", "--scope", "email"],
+        "",
+    ));
+    let client_id = out["client_id"].as_str().unwrap().to_owned();
+    let secret = out["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("lk_cs_"));
+    let client = TestClient { client_id: client_id.clone(), secret: Some(secret.clone()), redirect_uri: "https://shop.example/cb".into() };
+    let t = app.tokens_for(&client, "ada@example.com", "openid email").await;
+    assert!(t["id_token"].is_string());
+
+    let shown = json(&latchkey(&app, &["--json", "client", "show", &client_id], ""));
+    assert_eq!(shown["name"], "Shop App");
+    assert!(shown.get("client_secret").is_none(), "the secret is shown only at creation");
+    assert!(!String::from_utf8_lossy(&latchkey(&app, &["client", "show", &client_id], "").stdout).contains(&secret));
+
+    // Rotation: the old secret stops working at once.
+    let rotated = json(&latchkey(&app, &["--json", "client", "rotate-secret", &client_id], ""));
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let refresh = |s: String| {
+        let app = &app;
+        let rt = t["refresh_token"].as_str().unwrap().to_owned();
+        let id = client_id.clone();
+        async move {
+            app.http()
+                .post(app.url("/oauth/token"))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", id.as_str()), ("client_secret", s.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(refresh(secret).await, 401);
+    assert_eq!(refresh(new_secret).await, 200);
+
+    let public = json(&latchkey(&app, &["--json", "client", "create", "--name", "CLI", "--redirect-uri", "http://127.0.0.1/cb", "--public"], ""));
+    assert!(public["client_secret"].is_null());
+    assert_eq!(json(&latchkey(&app, &["--json", "client", "list"], ""))["clients"].as_array().unwrap().len(), 2);
+
+    let bad = latchkey(&app, &["client", "create", "--name", "Bad", "--redirect-uri", "http://evil.example/cb"], "");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("https"));
+
+    assert_eq!(json(&latchkey(&app, &["--json", "client", "delete", &client_id], ""))["deleted"], true);
+    let r = app.browser().get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={client_id}"))).await;
+    assert_eq!(r.status(), 400, "a deleted client is unknown at once");
+}
+
+#[test]
+fn bad_configuration_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .current_dir(dir.path())
+        .args(["serve", "--issuer", "not a url"])
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issuer"));
+    assert!(!dir.path().join("latchkey.db").exists(), "nothing was created");
+}

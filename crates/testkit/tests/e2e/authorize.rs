@@ -1,0 +1,289 @@
+//! The authorization endpoint: what is a page, what is a redirect, and the sign-in and
+//! consent rules.
+
+use latchkey_server::admin::NewClient;
+use latchkey_server::Settings;
+use latchkey_testkit::{location, query_param, spawn_app, spawn_app_with, urlencode, TestApp, TestClient, PASSWORD};
+
+fn authorize_url(app: &TestApp, client: &TestClient, extra: &str) -> String {
+    app.url(&format!("/oauth/authorize?response_type=code&client_id={}&{extra}", client.client_id))
+}
+
+async fn two_uri_client(app: &TestApp) -> TestClient {
+    app.client_with(NewClient {
+        name: "Two".into(),
+        developer: None,
+        redirect_uris: vec!["https://c.example/cb".into(), "https://c.example/other".into()],
+        scopes: vec!["openid email".into()],
+        public: false,
+        grant_types: vec![],
+        require_pkce: false,
+        client_id: None,
+    })
+    .await
+}
+
+/// SECURITY.md AZ-01, AZ-02: an unknown client or a redirect URI that does not match is an
+/// HTML error page, never a redirect.
+#[tokio::test]
+async fn bad_client_or_redirect_uri_is_a_page_not_a_redirect() {
+    let app = spawn_app().await;
+    let c = two_uri_client(&app).await;
+    let b = app.browser();
+    let mut urls = vec![
+        app.url("/oauth/authorize?response_type=code&client_id=nope&redirect_uri=https%3A%2F%2Fc.example%2Fcb"),
+        app.url("/oauth/authorize?response_type=code"),
+        authorize_url(&app, &c, ""),
+    ];
+    for near in [
+        "https://c.example/cb/",
+        "https://C.example/cb",
+        "https://c.example:443/cb",
+        "https://c.example/cb?x=1",
+        "https://c.example/cb#f",
+        "https://c.example/CB",
+        "https://c.example/cb%2F",
+        "https://c.example/./cb",
+        "http://c.example/cb",
+        "https://evil.example/cb",
+    ] {
+        urls.push(authorize_url(&app, &c, &format!("redirect_uri={}", urlencode(near))));
+    }
+    for url in urls {
+        let r = b.get(&url).await;
+        assert_eq!(r.status(), 400, "{url}");
+        assert!(location(&r).is_none(), "{url} must not redirect");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let html = r.text().await.unwrap();
+        assert!(html.contains("<h1>Invalid authorization request</h1>"), "{html}");
+    }
+}
+
+/// SECURITY.md AZ-08, AZ-16: errors after validation redirect with error, state (byte for
+/// byte) and iss.
+#[tokio::test]
+async fn later_errors_redirect_with_state_and_iss() {
+    let app = spawn_app().await;
+    let c = app.client("openid email").await;
+    let b = app.browser();
+    let state = "a b&c=d/é?%";
+    let cases = [
+        ("response_type=token", "unsupported_response_type"),
+        ("response_type=code&scope=admin", "invalid_scope"),
+        ("response_type=code&code_challenge=abc&code_challenge_method=S256", "invalid_request"),
+        ("response_type=code&code_challenge_method=plain&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "invalid_request"),
+        ("response_type=code&request=eyJ", "request_not_supported"),
+        ("response_type=code&prompt=none", "login_required"),
+    ];
+    for (q, want) in cases {
+        let url = app.url(&format!("/oauth/authorize?{q}&client_id={}&state={}", c.client_id, urlencode(state)));
+        let r = b.get(&url).await;
+        assert_eq!(r.status(), 302, "{q}");
+        let loc = location(&r).unwrap();
+        assert!(loc.starts_with("https://app.example/cb?"), "{loc}");
+        assert_eq!(query_param(&loc, "error").as_deref(), Some(want), "{q}");
+        assert!(query_param(&loc, "error_description").is_some());
+        assert_eq!(query_param(&loc, "state").as_deref(), Some(state));
+        assert_eq!(query_param(&loc, "iss").as_deref(), Some(app.issuer.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn public_clients_must_use_pkce() {
+    let app = spawn_app().await;
+    let c = app
+        .client_with(NewClient {
+            name: "SPA".into(),
+            developer: None,
+            redirect_uris: vec!["https://spa.example/cb".into()],
+            scopes: vec!["openid".into()],
+            public: true,
+            grant_types: vec![],
+            require_pkce: false,
+            client_id: None,
+        })
+        .await;
+    let r = app.browser().get(&authorize_url(&app, &c, "state=s")).await;
+    let loc = location(&r).unwrap();
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("invalid_request"));
+    assert!(query_param(&loc, "error_description").unwrap().starts_with("pkce_required"));
+}
+
+#[tokio::test]
+async fn deny_redirects_with_access_denied() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid email").await;
+    let loc = app.browser().sign_in_and_consent(&authorize_url(&app, &c, "state=xyz"), "ada@example.com", "deny").await;
+    assert!(loc.starts_with("https://app.example/cb?"));
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("xyz"));
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(app.issuer.as_str()));
+    assert!(query_param(&loc, "code").is_none());
+}
+
+#[tokio::test]
+async fn consent_is_remembered_unless_prompt_consent() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &["Shop"]).await;
+    let c = app.client("openid email").await;
+    let b = app.browser();
+    let loc = b.sign_in_and_consent(&authorize_url(&app, &c, "scope=openid%20email&state=1"), "ada@example.com", "allow").await;
+    assert!(query_param(&loc, "code").is_some());
+    // Same client and scopes (any order, and a subset): straight back with a code.
+    for q in ["scope=email%20openid&state=2", "scope=email&state=3", "scope=openid%20email&prompt=none&state=4"] {
+        let r = b.get(&authorize_url(&app, &c, q)).await;
+        assert_eq!(r.status(), 302, "{q}");
+        assert!(query_param(&location(&r).unwrap(), "code").is_some(), "{q}");
+    }
+    // prompt=consent asks again.
+    let r = b.get(&authorize_url(&app, &c, "scope=email&prompt=consent")).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("action=\"/consent\""));
+}
+
+/// OpenID Connect Core §3.1.2.1: prompt=login and max_age make the user sign in again.
+#[tokio::test]
+async fn prompt_login_and_max_age_force_a_new_sign_in() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid email").await;
+    let b = app.browser();
+    b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
+    let page = |r: reqwest::Response| async move { r.text().await.unwrap() };
+    let html = page(b.get(&authorize_url(&app, &c, "prompt=login")).await).await;
+    assert!(html.contains("action=\"/login\""));
+    // After signing in within this request, it completes without asking a third time.
+    let r = b.submit_login(&html, "ada@example.com", PASSWORD).await;
+    let r = b.follow(&r).await;
+    assert_eq!(r.status(), 302);
+    assert!(query_param(&location(&r).unwrap(), "code").is_some());
+
+    app.clock.advance(120);
+    let r = b.get(&authorize_url(&app, &c, "max_age=10000")).await;
+    assert_eq!(r.status(), 302, "a recent sign-in satisfies max_age=10000");
+    let html = page(b.get(&authorize_url(&app, &c, "max_age=60")).await).await;
+    assert!(html.contains("action=\"/login\""), "an older sign-in does not satisfy max_age=60");
+    let r = b.get(&authorize_url(&app, &c, "max_age=60&prompt=none&state=s")).await;
+    assert_eq!(query_param(&location(&r).unwrap(), "error").as_deref(), Some("login_required"));
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let b = app.browser();
+    let html = b.get(&authorize_url(&app, &c, "login_hint=ada%40example.com")).await.text().await.unwrap();
+    assert!(html.contains("value=\"ada@example.com\""), "login_hint prefills the email");
+    let wrong = b.submit_login(&html, "ada@example.com", "wrong password").await;
+    let unknown = b.submit_login(&html, "bob@example.com", "wrong password").await;
+    assert_eq!(wrong.status(), unknown.status());
+    let (w, u) = (wrong.text().await.unwrap(), unknown.text().await.unwrap());
+    assert!(w.contains("The email or password is incorrect."));
+    assert!(u.contains("The email or password is incorrect."));
+}
+
+/// SECURITY.md AZ-12: forms need the CSRF token of this browser and no foreign Origin.
+#[tokio::test]
+async fn forms_without_csrf_or_from_another_origin_are_refused() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let b = app.browser();
+    let html = b.get(&authorize_url(&app, &c, "")).await.text().await.unwrap();
+    let interaction = latchkey_testkit::field(&html, "interaction").unwrap();
+    let csrf = latchkey_testkit::field(&html, "csrf").unwrap();
+    let creds = [("interaction", interaction.as_str()), ("email", "ada@example.com"), ("password", PASSWORD)];
+    let r = b.post_form("/login", &creds).await;
+    assert_eq!(r.status(), 403);
+    let mut with_bad = creds.to_vec();
+    with_bad.push(("csrf", "forged"));
+    assert_eq!(b.post_form("/login", &with_bad).await.status(), 403);
+    let mut good = creds.to_vec();
+    good.push(("csrf", &csrf));
+    let r = b.http.post(app.url("/login")).header("Origin", "https://evil.example").form(&good).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Another browser (no cookie) cannot use this browser's form.
+    let other = app.browser();
+    assert_eq!(other.post_form("/login", &good).await.status(), 403);
+    // The genuine post works, answered with 303 (never 307: RFC 9700 §4.12).
+    assert_eq!(b.post_form("/login", &good).await.status(), 303);
+}
+
+/// SECURITY.md AZ-10, AZ-11, AZ-06: framing, referrer and CORS headers.
+#[tokio::test]
+async fn pages_carry_the_security_headers() {
+    let app = spawn_app().await;
+    let c = app.client("openid").await;
+    let r = app.http().get(authorize_url(&app, &c, "")).header("Origin", "https://x.example").send().await.unwrap();
+    let h = r.headers();
+    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert!(h.get("access-control-allow-origin").is_none());
+    let cookie = h["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "no third-party resources or links");
+}
+
+#[tokio::test]
+async fn post_to_the_authorization_endpoint_works_and_answers_303() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let b = app.browser();
+    b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
+    let r = b
+        .http
+        .post(app.url("/oauth2/authorize"))
+        .form(&[("response_type", "code"), ("client_id", &c.client_id), ("state", "p")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let loc = location(&r).unwrap();
+    assert!(query_param(&loc, "code").is_some());
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("p"));
+}
+
+/// YouCan's `scope[]` array and `*`; UltraCart's absent scope and redirect_uri.
+#[tokio::test]
+async fn scope_array_star_and_registered_defaults() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("read_orders write_products").await;
+    let b = app.browser();
+    for (q, want) in
+        [("scope%5B%5D=*", "read_orders write_products"), ("scope%5B%5D=read_orders", "read_orders"), ("", "read_orders write_products")]
+    {
+        let loc = b.sign_in_and_consent(&authorize_url(&app, &c, &format!("{q}&state=s&prompt=consent")), "ada@example.com", "allow").await;
+        let code = query_param(&loc, "code").unwrap();
+        let t: serde_json::Value = app
+            .http()
+            .post(app.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", &c.client_id),
+                ("client_secret", c.secret.as_deref().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["scope"], want, "{q}");
+    }
+}
+
+/// UltraCart's compatibility switch: state required.
+#[tokio::test]
+async fn state_can_be_required() {
+    let app = spawn_app_with(Settings { require_state: Some(true), ..Default::default() }).await;
+    let c = app.client("openid").await;
+    let r = app.browser().get(&authorize_url(&app, &c, "")).await;
+    assert_eq!(query_param(&location(&r).unwrap(), "error").as_deref(), Some("invalid_request"));
+}

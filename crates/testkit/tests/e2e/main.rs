@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server on 127.0.0.1:0, driven over HTTP by a browser-like
+//! client and by the `openidconnect` crate as the relying party.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod authorize;
+mod discovery;
+mod oidc;
+mod revoke;
+mod token;

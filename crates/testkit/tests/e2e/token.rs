@@ -1,0 +1,367 @@
+//! The token endpoint: body formats, client authentication, code and refresh rules.
+
+use latchkey_server::admin::NewClient;
+use latchkey_testkit::{spawn_app, TestApp, TestClient};
+use serde_json::{json, Value};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+async fn setup() -> (TestApp, TestClient) {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &["Ada Coffee"]).await;
+    let c = app.client("openid email offline_access").await;
+    (app, c)
+}
+
+async fn post(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = app.http().post(app.url("/oauth/token")).form(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+fn secret(c: &TestClient) -> &str {
+    c.secret.as_deref().unwrap()
+}
+
+#[tokio::test]
+async fn every_body_format_and_auth_method_works() {
+    let (app, c) = setup().await;
+    for format in ["form", "json", "multipart"] {
+        for basic in [true, false] {
+            let code = app.code_for(&c, "ada@example.com", "scope=openid%20email").await;
+            let mut fields = vec![("grant_type", "authorization_code".to_owned()), ("code", code)];
+            if !basic {
+                fields.push(("client_id", c.client_id.clone()));
+                fields.push(("client_secret", secret(&c).to_owned()));
+            }
+            let mut req = app.http().post(app.url("/oauth2/token"));
+            if basic {
+                req = req.basic_auth(&c.client_id, c.secret.as_deref());
+            }
+            req = match format {
+                "form" => req.form(&fields),
+                "json" => req.json(&fields.iter().cloned().collect::<std::collections::HashMap<_, _>>()),
+                _ => {
+                    let mut f = reqwest::multipart::Form::new();
+                    for (k, v) in fields.clone() {
+                        f = f.text(k, v);
+                    }
+                    req.multipart(f)
+                }
+            };
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{format} basic={basic}");
+            assert_eq!(r.headers()["cache-control"], "no-store");
+            assert_eq!(r.headers()["pragma"], "no-cache");
+            let t: Value = r.json().await.unwrap();
+            assert_eq!(t["token_type"], "Bearer");
+            assert_eq!(t["expires_in"], 3600);
+            assert!(t["access_token"].as_str().unwrap().starts_with("lk_at_"));
+            assert!(t["refresh_token"].as_str().unwrap().starts_with("lk_rt_"));
+            assert_eq!(t["scope"], "email openid");
+            assert!(t["id_token"].is_string());
+            assert!(t["user_uuid"].is_string() && t["jti"].is_string());
+        }
+    }
+}
+
+/// SECURITY.md TE-02, TE-03: errors are JSON; invalid_client is 401 with a challenge; two
+/// methods at once are refused.
+#[tokio::test]
+async fn client_authentication_rules() {
+    let (app, c) = setup().await;
+    let code = app.code_for(&c, "ada@example.com", "").await;
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.client_id, Some("wrong"))
+        .form(&[("grant_type", "authorization_code"), ("code", &code)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.client_id, c.secret.as_deref())
+        .form(&[("grant_type", "authorization_code"), ("code", &code), ("client_secret", secret(&c))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+
+    let (s, b) = post(&app, &[("grant_type", "authorization_code"), ("code", &code), ("client_id", &c.client_id)]).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")), "a confidential client must authenticate");
+    let (s, b) =
+        post(&app, &[("grant_type", "authorization_code"), ("code", &code), ("client_id", "unknown"), ("client_secret", "x")]).await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
+    // The code survived all of that: failures consume nothing.
+    let (s, _) =
+        post(&app, &[("grant_type", "authorization_code"), ("code", &code), ("client_id", &c.client_id), ("client_secret", secret(&c))])
+            .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn malformed_requests_are_clear_4xx() {
+    let (app, c) = setup().await;
+    let auth = |r: reqwest::RequestBuilder| r.basic_auth(&c.client_id, c.secret.as_deref());
+    let cases: Vec<reqwest::RequestBuilder> = vec![
+        auth(app.http().post(app.url("/oauth/token"))).body("grant_type=authorization_code"),
+        auth(app.http().post(app.url("/oauth/token"))).header("content-type", "application/json").body("{not json"),
+        auth(app.http().post(app.url("/oauth/token"))).header("content-type", "application/json").body("[1,2]"),
+        auth(app.http().post(app.url("/oauth/token"))).header("content-type", "multipart/form-data; boundary=x").body("garbage"),
+        auth(app.http().post(app.url("/oauth/token"))).form(&[("grant_type", "password")]),
+        auth(app.http().post(app.url("/oauth/token"))).form(&[("grant_type", "authorization_code")]),
+        auth(app.http().post(app.url("/oauth/token"))).form(&[("grant_type", "authorization_code"), ("code", "a"), ("code", "b")]),
+        auth(app.http().post(app.url("/oauth/token"))).form(&[("grant_type", "authorization_code"), ("code", &"x".repeat(100_000))]),
+        app.http().post(app.url("/oauth/token")).header("authorization", "Basic %%%").form(&[("grant_type", "authorization_code")]),
+    ];
+    for (i, req) in cases.into_iter().enumerate() {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!((400..500).contains(&status), "case {i}: {status}");
+        let body: Value = r.json().await.unwrap_or_else(|_| panic!("case {i}: JSON error body"));
+        assert!(body["error"].is_string(), "case {i}");
+        let d = body["error_description"].as_str().unwrap();
+        assert!(!d.contains(['\r', '\n', '\t', '"', '\\']), "case {i}");
+    }
+    let (s, b) = post(&app, &[("grant_type", "password"), ("client_id", &c.client_id), ("client_secret", secret(&c))]).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unsupported_grant_type")));
+}
+
+/// SECURITY.md AC-01, AC-02: a second valid redemption fails and revokes what the first
+/// issued; an invalid replay revokes nothing.
+#[tokio::test]
+async fn code_reuse_revokes_the_tokens_it_issued() {
+    let (app, c) = setup().await;
+    let code = app.code_for(&c, "ada@example.com", "").await;
+    let redeem = [("grant_type", "authorization_code"), ("code", &code), ("client_id", &c.client_id), ("client_secret", secret(&c))];
+    let (s, first) = post(&app, &redeem).await;
+    assert_eq!(s, 200);
+    let other = app.client("openid").await;
+    let (s, b) = post(
+        &app,
+        &[("grant_type", "authorization_code"), ("code", &code), ("client_id", &other.client_id), ("client_secret", secret(&other))],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "another client's replay is refused");
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ("client_id", &c.client_id),
+        ("client_secret", secret(&c)),
+    ];
+    // The invalid replay revoked nothing: the refresh token still works (and rotates).
+    let (s, second) = post(&app, &refresh).await;
+    assert_eq!(s, 200);
+    let (s, b) = post(&app, &redeem).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert!(b["error_description"].as_str().unwrap().starts_with("code_reused"));
+    let refresh2 = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", second["refresh_token"].as_str().unwrap()),
+        ("client_id", &c.client_id),
+        ("client_secret", secret(&c)),
+    ];
+    let (s, b) = post(&app, &refresh2).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "the valid replay revoked the family");
+}
+
+/// SECURITY.md AC-03, AC-04, AC-05, PK-03.
+#[tokio::test]
+async fn code_binding_expiry_and_pkce_rules() {
+    let (app, c) = setup().await;
+    let base = |code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("client_id", c.client_id.clone()),
+            ("client_secret", secret(&c).to_owned()),
+        ]
+    };
+    let run = |form: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, &pairs).await
+        }
+    };
+    let reason = |b: &Value| b["error_description"].as_str().unwrap().split(':').next().unwrap().to_owned();
+
+    let code = app.code_for(&c, "ada@example.com", "redirect_uri=https%3A%2F%2Fapp.example%2Fcb").await;
+    let (_, b) = run(base(&code)).await;
+    assert_eq!(reason(&b), "redirect_uri_missing");
+    let mut f = base(&code);
+    f.push(("redirect_uri", "https://app.example/other".into()));
+    assert_eq!(reason(&run(f).await.1), "redirect_uri_mismatch");
+
+    let code = app.code_for(&c, "ada@example.com", &format!("code_challenge={CHALLENGE}&code_challenge_method=S256")).await;
+    assert_eq!(reason(&run(base(&code)).await.1), "pkce_verifier_missing");
+    let mut f = base(&code);
+    f.push(("code_verifier", VERIFIER.replace('d', "e")));
+    assert_eq!(reason(&run(f).await.1), "pkce_mismatch");
+    let mut f = base(&code);
+    f.push(("code_verifier", VERIFIER.into()));
+    assert_eq!(run(f).await.0, 200);
+
+    let code = app.code_for(&c, "ada@example.com", "").await;
+    let mut f = base(&code);
+    f.push(("code_verifier", VERIFIER.into()));
+    assert_eq!(reason(&run(f).await.1), "pkce_downgrade");
+
+    let code = app.code_for(&c, "ada@example.com", "").await;
+    app.clock.advance(601);
+    assert_eq!(reason(&run(base(&code)).await.1), "code_expired");
+    assert_eq!(reason(&run(base("lk_ac_unknown")).await.1), "code_invalid");
+}
+
+/// SECURITY.md RT-01, RT-02, RT-03, RT-08.
+#[tokio::test]
+async fn refresh_rotation_scope_and_reuse_rules() {
+    let (app, c) = setup().await;
+    let t = app.tokens_for(&c, "ada@example.com", "openid email offline_access").await;
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String, scope: Option<&'static str>, client: &TestClient| {
+        let mut f = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token),
+            ("client_id", client.client_id.clone()),
+            ("client_secret", client.secret.clone().unwrap()),
+        ];
+        if let Some(s) = scope {
+            f.push(("scope", s.into()));
+        }
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, &pairs).await
+        }
+    };
+    // A failed refresh never consumes the token: wrong client, widened scope.
+    let other = app.client("openid email offline_access").await;
+    let (s, b) = refresh(rt1.clone(), None, &other).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    let (s, b) = refresh(rt1.clone(), Some("openid email profile"), &c).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")));
+    // Narrowing works; the new refresh token keeps the full scope.
+    let (s, n) = refresh(rt1.clone(), Some("email"), &c).await;
+    assert_eq!(s, 200);
+    assert_eq!(n["scope"], "email");
+    assert!(n["id_token"].is_null(), "no openid in the narrowed scope, no id_token");
+    let rt2 = n["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt1, rt2);
+    let (s, n) = refresh(rt2.clone(), None, &c).await;
+    assert_eq!(s, 200);
+    assert_eq!(n["scope"], "email offline_access openid");
+    let rt3 = n["refresh_token"].as_str().unwrap().to_owned();
+    // Reuse of a rotated token revokes the family, including the newest token.
+    let (s, b) = refresh(rt1.clone(), None, &c).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    assert!(b["error_description"].as_str().unwrap().starts_with("refresh_token_reused"));
+    let (s, b) = refresh(rt3, None, &c).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+}
+
+#[tokio::test]
+async fn refresh_tokens_expire_and_grants_are_restricted_per_client() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app
+        .client_with(NewClient {
+            name: "No refresh".into(),
+            developer: None,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scopes: vec!["openid".into()],
+            public: false,
+            grant_types: vec!["authorization_code".into()],
+            require_pkce: false,
+            client_id: None,
+        })
+        .await;
+    let t = app.tokens_for(&c, "ada@example.com", "openid").await;
+    assert!(t["refresh_token"].is_null(), "a client without the refresh grant gets no refresh token");
+    let (s, b) = post(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "lk_rt_x"),
+            ("client_id", &c.client_id),
+            ("client_secret", c.secret.as_deref().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
+
+    let full = app.client("openid").await;
+    let t = app.tokens_for(&full, "ada@example.com", "openid").await;
+    app.clock.advance(30 * 24 * 3600 + 1);
+    let (s, b) = post(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", &full.client_id),
+            ("client_secret", secret(&full)),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["error_description"].as_str().map(|d| d.starts_with("refresh_token_expired"))), (400, Some(true)));
+}
+
+/// A public client authenticates with its client_id alone, and must use PKCE.
+#[tokio::test]
+async fn public_client_flow() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app
+        .client_with(NewClient {
+            name: "CLI tool".into(),
+            developer: None,
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            scopes: vec!["openid".into()],
+            public: true,
+            grant_types: vec![],
+            require_pkce: false,
+            client_id: None,
+        })
+        .await;
+    let code = app
+        .code_for(
+            &c,
+            "ada@example.com",
+            &format!("redirect_uri=http%3A%2F%2F127.0.0.1%3A5555%2Fcb&code_challenge={CHALLENGE}&code_challenge_method=S256"),
+        )
+        .await;
+    let (s, t) = post(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &c.client_id),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", "http://127.0.0.1:5555/cb"),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    let (s, b) = post(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", &c.client_id),
+            ("client_secret", "made-up"),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
+    let _ = json!({});
+}
