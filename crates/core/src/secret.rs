@@ -116,21 +116,16 @@ impl SecretHasher {
     }
 
     fn mac(&self, purpose: &[u8], input: &[u8]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
-            Ok(m) => m,
-            Err(_) => unreachable_hmac(),
-        };
+        // RFC 2104 §2: a key shorter than the block is padded with zeros to the block size, so
+        // passing the padded block is the same HMAC, through the infallible constructor.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.key);
+        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into());
         mac.update(purpose);
         mac.update(&[0]);
         mac.update(input);
         mac.finalize().into_bytes().into()
     }
-}
-
-#[cold]
-fn unreachable_hmac() -> ! {
-    unreachable!("HMAC takes keys of every length")
 }
 
 impl fmt::Debug for SecretHasher {
@@ -161,6 +156,15 @@ mod tests {
             assert_eq!(URL_SAFE_NO_PAD.decode(body).expect("base64url").len(), 32);
             assert!(seen.insert(s.expose().to_owned()));
         }
+    }
+
+    #[test]
+    fn padded_key_is_the_same_hmac() {
+        let h = SecretHasher::new([7; 32]);
+        let mut reference = <Hmac<Sha256> as Mac>::new_from_slice(&[7; 32]).unwrap();
+        reference.update(b"secret\0x");
+        let want: [u8; 32] = reference.finalize().into_bytes().into();
+        assert_eq!(h.hash("x").0, want);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub struct Settings {
     /// File holding the 32-byte master key (base64); `<database>.key` by default.
     pub master_key_file: Option<PathBuf>,
     /// The master key itself (base64), for deployments that inject secrets by environment.
-    pub master_key: Option<String>,
+    pub master_key: Option<Redacted>,
     /// `RS256` (default), `ES256` or `EdDSA`.
     pub id_token_signing_alg: Option<String>,
     /// `full` (default: no acknowledged write is lost, even on power loss) or `normal`.
@@ -76,7 +76,7 @@ impl Settings {
                 "LATCHKEY_ISSUER" => s.issuer = Some(v),
                 "LATCHKEY_DATABASE_URL" | "LATCHKEY_DATABASE" => s.database = Some(v),
                 "LATCHKEY_MASTER_KEY_FILE" => s.master_key_file = Some(v.into()),
-                "LATCHKEY_MASTER_KEY" => s.master_key = Some(v),
+                "LATCHKEY_MASTER_KEY" => s.master_key = Some(Redacted(v)),
                 "LATCHKEY_ID_TOKEN_SIGNING_ALG" => s.id_token_signing_alg = Some(v),
                 "LATCHKEY_DURABILITY" => s.durability = Some(v),
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
@@ -155,13 +155,24 @@ impl Settings {
     }
 }
 
+/// A secret setting: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Where the master key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MasterKeySource {
     /// A file, created with a fresh key on first use.
     File(PathBuf),
     /// Base64 of 32 bytes.
-    Inline(String),
+    Inline(Redacted),
 }
 
 /// Validated configuration.
@@ -201,6 +212,13 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.database, PathBuf::from("b.db"));
         assert_eq!(c.lifetimes.access_token, 1_295_999);
+    }
+
+    #[test]
+    fn the_master_key_never_reaches_debug_output() {
+        let s = Settings::from_env([("LATCHKEY_MASTER_KEY".to_owned(), "c2VjcmV0LWtleQ==".to_owned())]).unwrap();
+        assert!(!format!("{s:?}").contains("c2VjcmV0"));
+        assert!(!format!("{:?}", s.into_config().unwrap()).contains("c2VjcmV0"));
     }
 
     #[test]

@@ -9,11 +9,17 @@ use latchkey_store::Store;
 use std::sync::Arc;
 
 /// What the demo mode shows on its callback page.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoInfo {
     pub client_id: String,
     pub client_secret: String,
     pub redirect_uri: String,
+}
+
+impl std::fmt::Debug for DemoInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoInfo").field("client_id", &self.client_id).field("redirect_uri", &self.redirect_uri).finish_non_exhaustive()
+    }
 }
 
 pub struct Inner {

@@ -35,7 +35,24 @@ fn json(out: &Output) -> Value {
 #[tokio::test]
 async fn users_are_managed_on_the_database_of_a_running_server() {
     let app = spawn_app().await;
-    let created = json(&latchkey(&app, &["--json", "user", "create", "--email", "Ada@Example.com", "--name", "Ada", "--password-stdin", "--business", "Ada Coffee", "--business", "Ada Bakery"], "s3cret-password\n"));
+    let created = json(&latchkey(
+        &app,
+        &[
+            "--json",
+            "user",
+            "create",
+            "--email",
+            "Ada@Example.com",
+            "--name",
+            "Ada",
+            "--password-stdin",
+            "--business",
+            "Ada Coffee",
+            "--business",
+            "Ada Bakery",
+        ],
+        "s3cret-password\n",
+    ));
     let id = created["id"].as_str().unwrap().to_owned();
     let shown = json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""));
     assert_eq!(shown["id"], id.as_str());
@@ -67,7 +84,19 @@ async fn clients_created_by_the_cli_work_against_the_running_server() {
     app.user("ada@example.com", &[]).await;
     let out = json(&latchkey(
         &app,
-        &["--json", "client", "create", "--name", "Shop App", "--redirect-uri", "https://shop.example/cb", "--scope", "openid", "--scope", "email"],
+        &[
+            "--json",
+            "client",
+            "create",
+            "--name",
+            "Shop App",
+            "--redirect-uri",
+            "https://shop.example/cb",
+            "--scope",
+            "openid",
+            "--scope",
+            "email",
+        ],
         "",
     ));
     let client_id = out["client_id"].as_str().unwrap().to_owned();
@@ -93,7 +122,12 @@ async fn clients_created_by_the_cli_work_against_the_running_server() {
         async move {
             app.http()
                 .post(app.url("/oauth/token"))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", id.as_str()), ("client_secret", s.as_str())])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                    ("client_id", id.as_str()),
+                    ("client_secret", s.as_str()),
+                ])
                 .send()
                 .await
                 .unwrap()
@@ -104,7 +138,8 @@ async fn clients_created_by_the_cli_work_against_the_running_server() {
     assert_eq!(refresh(secret).await, 401);
     assert_eq!(refresh(new_secret).await, 200);
 
-    let public = json(&latchkey(&app, &["--json", "client", "create", "--name", "CLI", "--redirect-uri", "http://127.0.0.1/cb", "--public"], ""));
+    let public =
+        json(&latchkey(&app, &["--json", "client", "create", "--name", "CLI", "--redirect-uri", "http://127.0.0.1/cb", "--public"], ""));
     assert!(public["client_secret"].is_null());
     assert_eq!(json(&latchkey(&app, &["--json", "client", "list"], ""))["clients"].as_array().unwrap().len(), 2);
 
