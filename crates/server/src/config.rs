@@ -2,7 +2,7 @@
 //! environment variables and command-line flags, then validated into a `Config` before
 //! anything binds.
 
-use latchkey_core::grant::Lifetimes;
+use latchkey_core::grant::{Lifetimes, RefreshPolicy};
 use latchkey_core::model::SigningAlg;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,9 @@ pub struct Settings {
     pub durability: Option<String>,
     /// Refuse authorization requests without `state` (UltraCart's rule).
     pub require_state: Option<bool>,
+    /// `always` (default) or `offline_access`: issue refresh tokens only when that scope was
+    /// granted (Yoco's rule).
+    pub refresh_token_policy: Option<String>,
     #[serde(default)]
     pub lifetimes: LifetimeSettings,
 }
@@ -79,6 +82,7 @@ impl Settings {
                 "LATCHKEY_MASTER_KEY" => s.master_key = Some(Redacted(v)),
                 "LATCHKEY_ID_TOKEN_SIGNING_ALG" => s.id_token_signing_alg = Some(v),
                 "LATCHKEY_DURABILITY" => s.durability = Some(v),
+                "LATCHKEY_REFRESH_TOKEN_POLICY" => s.refresh_token_policy = Some(v),
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
@@ -92,7 +96,19 @@ impl Settings {
 
     /// Lays `top` over `self`: every setting `top` has wins.
     pub fn overlay(mut self, top: Settings) -> Settings {
-        overlay_fields!(self, top, listen, issuer, database, master_key_file, master_key, id_token_signing_alg, durability, require_state);
+        overlay_fields!(
+            self,
+            top,
+            listen,
+            issuer,
+            database,
+            master_key_file,
+            master_key,
+            id_token_signing_alg,
+            durability,
+            require_state,
+            refresh_token_policy
+        );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, code, id_token);
         self
     }
@@ -142,6 +158,12 @@ impl Settings {
             id_token: self.lifetimes.id_token.unwrap_or(d.id_token),
         };
         lifetimes.validate().map_err(|r| invalid("lifetimes", r))?;
+        let refresh_policy = match self.refresh_token_policy.as_deref() {
+            None => RefreshPolicy::default(),
+            Some(p) => {
+                RefreshPolicy::parse(p).ok_or_else(|| invalid("refresh_token_policy", format!("{p:?}: use always or offline_access")))?
+            }
+        };
         Ok(Config {
             listen,
             issuer,
@@ -150,6 +172,7 @@ impl Settings {
             id_token_alg,
             durability,
             lifetimes,
+            refresh_policy,
             require_state: self.require_state.unwrap_or(false),
         })
     }
@@ -186,6 +209,7 @@ pub struct Config {
     pub id_token_alg: SigningAlg,
     pub durability: latchkey_store_sqlite::Durability,
     pub lifetimes: Lifetimes,
+    pub refresh_policy: RefreshPolicy,
     pub require_state: bool,
 }
 

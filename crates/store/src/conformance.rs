@@ -5,7 +5,7 @@
 //! store for each) or with [`conformance_tests!`](crate::conformance_tests), which expands to one
 //! `#[tokio::test]` per case so that failures are reported by name:
 //!
-//! ```ignore
+//! ```text
 //! async fn fresh() -> (SharedStore, tempfile::TempDir) { /* a new empty database */ }
 //! latchkey_store::conformance_tests!(fresh);
 //! ```

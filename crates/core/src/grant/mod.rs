@@ -3,6 +3,35 @@
 pub mod authorization_code;
 pub mod refresh_token;
 
+use crate::scope::ScopeSet;
+
+/// When a code or refresh grant issues a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// Always (YouCan, YOC, UltraCart).
+    #[default]
+    Always,
+    /// Only when `offline_access` was granted (Yoco; OpenID Connect Core §11).
+    OfflineAccess,
+}
+
+impl RefreshPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "always" => Some(Self::Always),
+            "offline_access" => Some(Self::OfflineAccess),
+            _ => None,
+        }
+    }
+
+    pub fn issues_refresh_token(self, scope: &ScopeSet) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OfflineAccess => scope.contains("offline_access"),
+        }
+    }
+}
+
 /// Token lifetimes in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
@@ -41,6 +70,17 @@ impl Lifetimes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_policy() {
+        let with = ScopeSet::parse("openid offline_access").unwrap();
+        let without = ScopeSet::parse("openid").unwrap();
+        assert!(RefreshPolicy::Always.issues_refresh_token(&without));
+        assert!(RefreshPolicy::OfflineAccess.issues_refresh_token(&with));
+        assert!(!RefreshPolicy::OfflineAccess.issues_refresh_token(&without));
+        assert_eq!(RefreshPolicy::parse("offline_access"), Some(RefreshPolicy::OfflineAccess));
+        assert_eq!(RefreshPolicy::parse("never"), None);
+    }
 
     #[test]
     fn absurd_lifetimes_are_refused() {

@@ -157,7 +157,8 @@ fn mint_rotation(
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
     let access = Secret::generate(SecretKind::AccessToken, &mut rng);
-    let refresh = client.allows_grant(GrantType::RefreshToken).then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
+    let refresh = (client.allows_grant(GrantType::RefreshToken) && state.config.refresh_policy.issues_refresh_token(refresh_scope))
+        .then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
     let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
         hash: state.hasher().hash(secret.expose()),
         tenant: state.tenant_id(),

@@ -365,3 +365,35 @@ async fn public_client_flow() {
     assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
     let _ = json!({});
 }
+
+/// Yoco: a refresh token only when `offline_access` was granted, when the server is set so.
+#[tokio::test]
+async fn refresh_tokens_can_require_offline_access() {
+    let app = latchkey_testkit::spawn_app_with(latchkey_server::Settings {
+        refresh_token_policy: Some("offline_access".into()),
+        ..Default::default()
+    })
+    .await;
+    app.user("ada@example.com", &["Ada Coffee"]).await;
+    let c = app.client("openid offline_access business/orders:read").await;
+    let without = app.tokens_for(&c, "ada@example.com", "openid business/orders:read").await;
+    assert!(without["refresh_token"].is_null());
+    assert!(without["id_token"].is_string());
+    let with = app.tokens_for(&c, "ada@example.com", "openid offline_access business/orders:read").await;
+    assert!(with["refresh_token"].as_str().unwrap().starts_with("lk_rt_"));
+    assert_eq!(with["scope"], "business/orders:read offline_access openid");
+}
+
+/// YouCan's long-lived tokens: `expires_in` follows the configured lifetime.
+#[tokio::test]
+async fn access_token_lifetime_is_configurable() {
+    let settings = latchkey_server::Settings {
+        lifetimes: latchkey_server::config::LifetimeSettings { access_token: Some(1_295_999), ..Default::default() },
+        ..Default::default()
+    };
+    let app = latchkey_testkit::spawn_app_with(settings).await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let t = app.tokens_for(&c, "ada@example.com", "openid").await;
+    assert_eq!(t["expires_in"], 1_295_999);
+}
