@@ -91,7 +91,7 @@ pub async fn create_user(rt: &Runtime, new: NewUser) -> AdminResult<User> {
     };
     rt.store.insert_user(&user).await?;
     for b in &businesses {
-        rt.store.insert_membership(rt.tenant.id, b.id, user.id).await?;
+        rt.store.insert_membership(rt.tenant.id, b.id, user.id, rt.now()).await?;
     }
     Ok(user)
 }

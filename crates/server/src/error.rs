@@ -93,3 +93,38 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    /// The answer for a person in a browser: every failure is an HTML page, never JSON.
+    pub fn into_page_response(self) -> Response {
+        match self {
+            AppError::Page { status, title, message } => pages::error_page(status, title, &message),
+            AppError::OAuth(e) => pages::error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.safe_description()),
+            AppError::Store(StoreError::Unavailable(source)) => {
+                let id = uuid::Uuid::new_v4();
+                tracing::warn!(reference = %id, cause = %error_chain(source.as_ref()), "database unavailable");
+                let mut r = pages::error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    &format!("The service is busy. Try again in a moment (reference {id})."),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            other => {
+                let id = uuid::Uuid::new_v4();
+                tracing::error!(reference = %id, cause = %error_chain(&other), "internal error");
+                pages::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    &format!("An internal error occurred (reference {id})."),
+                )
+            }
+        }
+    }
+}
+
+/// For handlers that serve people: errors become HTML pages.
+pub fn as_page(r: AppResult<Response>) -> Response {
+    r.unwrap_or_else(AppError::into_page_response)
+}

@@ -264,12 +264,13 @@ impl Store for SqliteStore {
         row.map(|r| business_from_row(&r)).transpose()
     }
 
-    async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<()> {
+    async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid, now: UnixTime) -> StoreResult<()> {
         self.write(
-            sqlx::query("INSERT INTO memberships (tenant_id, business_id, user_id, created_at) VALUES (?, ?, ?, unixepoch()) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO memberships (tenant_id, business_id, user_id, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(tenant.0.to_string())
                 .bind(business.to_string())
-                .bind(user.to_string()),
+                .bind(user.to_string())
+                .bind(now),
         )
         .await
         .map(drop)

@@ -316,7 +316,7 @@ pub async fn users_list_and_delete_cascades(store: SharedStore) {
     store.insert_session(&session).await.unwrap();
     let biz = business(w.tenant, "Acme Retail");
     store.insert_business(&biz).await.unwrap();
-    store.insert_membership(w.tenant, biz.id, w.user.id).await.unwrap();
+    store.insert_membership(w.tenant, biz.id, w.user.id, NOW).await.unwrap();
     let issued = issue(&store, &w, 10).await;
     // And Bob's, which must survive.
     let bob_session = Session { hash: h(2), user_id: bob.id, ..session.clone() };
@@ -363,7 +363,7 @@ pub async fn tenant_isolation(store: SharedStore) {
     store.insert_interaction(&interaction).await.unwrap();
     let biz = business(a.tenant, "Acme Retail");
     store.insert_business(&biz).await.unwrap();
-    store.insert_membership(a.tenant, biz.id, a.user.id).await.unwrap();
+    store.insert_membership(a.tenant, biz.id, a.user.id, NOW).await.unwrap();
     let issued = issue(&store, &a, 10).await;
     let pending = code(a.tenant, h(20), a.user.id, &a.client.client_id, a.grant.id);
     store.insert_code(&pending).await.unwrap();
@@ -427,11 +427,11 @@ pub async fn businesses_and_memberships(store: SharedStore) {
     assert_conflict(store.insert_business(&business(t, "Zeta Foods")).await, "same business name, same tenant");
 
     assert!(store.list_user_businesses(t, alice.id).await.unwrap().is_empty());
-    store.insert_membership(t, zeta.id, alice.id).await.unwrap();
-    store.insert_membership(t, alpha.id, alice.id).await.unwrap();
-    store.insert_membership(t, zeta.id, alice.id).await.unwrap(); // Idempotent.
-    store.insert_membership(t, mid.id, alice.id).await.unwrap();
-    store.insert_membership(t, alpha.id, alice.id).await.unwrap(); // Idempotent.
+    store.insert_membership(t, zeta.id, alice.id, NOW).await.unwrap();
+    store.insert_membership(t, alpha.id, alice.id, NOW).await.unwrap();
+    store.insert_membership(t, zeta.id, alice.id, NOW).await.unwrap(); // Idempotent.
+    store.insert_membership(t, mid.id, alice.id, NOW).await.unwrap();
+    store.insert_membership(t, alpha.id, alice.id, NOW).await.unwrap(); // Idempotent.
     assert_eq!(
         store.list_user_businesses(t, alice.id).await.unwrap(),
         vec![zeta.clone(), alpha.clone(), mid.clone()],

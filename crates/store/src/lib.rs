@@ -75,7 +75,8 @@ pub trait Store: Send + Sync + 'static {
     // Businesses.
     async fn insert_business(&self, business: &Business) -> StoreResult<()>;
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>>;
-    async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<()>;
+    /// Adds the user to the business; adding twice is not an error.
+    async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid, now: UnixTime) -> StoreResult<()>;
     /// The businesses a user belongs to, oldest membership first.
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>>;
 

@@ -1,7 +1,7 @@
 //! The authorization endpoint (RFC 6749 §3.1, §4.1; OpenID Connect Core §3.1.2) and the
 //! interaction that carries a request through sign-in and consent.
 
-use crate::error::{AppError, AppResult};
+use crate::error::{as_page, AppError, AppResult};
 use crate::pages::{self, ConsentPage, LoginPage};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
@@ -23,14 +23,14 @@ const INTERACTION_TTL: i64 = 30 * 60;
 pub(crate) const SESSION_TTL: i64 = 14 * 24 * 3600;
 const BROWSER_TTL: i64 = 365 * 24 * 3600;
 
-pub(crate) async fn authorize_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> AppResult<Response> {
+pub(crate) async fn authorize_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = Params::from_urlencoded(query.as_deref().unwrap_or_default());
-    start(&state, &headers, params, false).await
+    as_page(start(&state, &headers, params, false).await)
 }
 
 /// OpenID Connect Core §3.1.2.1: the authorization endpoint accepts POST as well.
-pub(crate) async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> AppResult<Response> {
-    start(&state, &headers, params, true).await
+pub(crate) async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> Response {
+    as_page(start(&state, &headers, params, true).await)
 }
 
 async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post: bool) -> AppResult<Response> {
@@ -42,20 +42,20 @@ async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post
 }
 
 /// `GET /oauth/authorize/continue?interaction=ID`: where sign-in returns to.
-pub(crate) async fn authorize_continue(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> AppResult<Response> {
+pub(crate) async fn authorize_continue(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    as_page(resume(&state, &headers, query).await)
+}
+
+async fn resume(state: &AppState, headers: &HeaderMap, query: Option<String>) -> AppResult<Response> {
     let q = Params::from_urlencoded(query.as_deref().unwrap_or_default());
     let id = q.get("interaction").ok().flatten().unwrap_or_default().to_owned();
-    let interaction = find_interaction(&state, &headers, &id).await?;
+    let interaction = find_interaction(state, headers, &id).await?;
     let params = Params::from_urlencoded(&interaction.request);
-    let (client, req) = match load_request(&state, &params, false).await? {
+    let (client, req) = match load_request(state, &params, false).await? {
         Ok(ok) => ok,
         Err(answer) => return Ok(answer),
     };
-    proceed(&state, &headers, &client, &req, interaction.request.clone(), Some(interaction), false).await
+    proceed(state, headers, &client, &req, interaction.request.clone(), Some(interaction), false).await
 }
 
 /// Validates a request: first the client and redirect URI (failures are pages, never

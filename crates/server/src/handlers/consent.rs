@@ -1,7 +1,7 @@
 //! The consent form: Allow or Deny, and the business the app may act for.
 
 use super::authorize::{check_form, current_session, error_redirect, find_interaction, issue_code, load_request};
-use crate::error::{AppError, AppResult};
+use crate::error::{as_page, AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::State;
@@ -14,7 +14,11 @@ use latchkey_core::scope::ScopeSet;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
-pub(crate) async fn consent_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+pub(crate) async fn consent_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
+    as_page(consent(state, headers, form).await)
+}
+
+async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult<Response> {
     check_form(&state, &headers, &form)?;
     let id = form.get("interaction").ok().flatten().unwrap_or_default();
     let interaction = find_interaction(&state, &headers, id).await?;

@@ -1,7 +1,7 @@
 //! The sign-in form: email and password, checked with Argon2id off the async runtime.
 
 use super::authorize::{check_form, find_interaction, login_page_again, SESSION_COOKIE, SESSION_TTL};
-use crate::error::{AppError, AppResult};
+use crate::error::{as_page, AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::State;
@@ -12,7 +12,11 @@ use latchkey_core::params::Params;
 use latchkey_core::password;
 use latchkey_core::secret::{Secret, SecretKind};
 
-pub(crate) async fn login_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+pub(crate) async fn login_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
+    as_page(login(state, headers, form).await)
+}
+
+async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<Response> {
     check_form(&state, &headers, &form)?;
     let id = form.get("interaction").ok().flatten().unwrap_or_default();
     let interaction = find_interaction(&state, &headers, id).await?;

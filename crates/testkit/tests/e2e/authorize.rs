@@ -287,3 +287,16 @@ async fn state_can_be_required() {
     let r = app.browser().get(&authorize_url(&app, &c, "")).await;
     assert_eq!(query_param(&location(&r).unwrap(), "error").as_deref(), Some("invalid_request"));
 }
+
+/// People get pages, never JSON: a form too large to read is an HTML 4xx.
+#[tokio::test]
+async fn page_errors_are_html() {
+    let app = spawn_app().await;
+    let big = "x".repeat(100_000);
+    let r = app.browser().post_form("/login", &[("interaction", big.as_str())]).await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let r = app.browser().get(&app.url("/oauth/authorize/continue?interaction=not-a-uuid")).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Sign-in expired"));
+}
