@@ -77,6 +77,30 @@ pub fn id_token_claims(input: IdTokenInput<'_>) -> IdTokenClaims {
     }
 }
 
+/// The UserInfo claims (OpenID Connect Core §5.3.2, §5.4): `sub` always; Yoco's identity and
+/// business claims with `openid`; `name` with `profile`; `email` with `email`.
+pub fn userinfo_claims(subject: &Subject<'_>, scope: &ScopeSet) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{json, Value};
+    let user = subject.user;
+    let mut m = serde_json::Map::new();
+    m.insert("sub".into(), json!(user.id.to_string()));
+    if scope.contains("openid") {
+        m.insert("user_id".into(), json!(user.id.to_string()));
+        m.insert("user_name".into(), json!(user.name));
+        m.insert("user_email".into(), json!(user.email));
+        m.insert("default_business_id".into(), user.default_business_id.map_or(Value::Null, |b| json!(b.to_string())));
+        m.insert("business_ids".into(), json!(subject.business_ids.iter().map(Uuid::to_string).collect::<Vec<_>>()));
+        m.insert("authorized_business_id".into(), subject.authorized_business_id.map_or(Value::Null, |b| json!(b.to_string())));
+    }
+    if scope.contains("profile") {
+        m.insert("name".into(), json!(user.name));
+    }
+    if scope.contains("email") {
+        m.insert("email".into(), json!(user.email));
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,10 @@ pub enum AppError {
     /// An error shown to a person as an HTML page (no redirect is safe, or a form failed).
     #[error("{title}: {message}")]
     Page { status: StatusCode, title: &'static str, message: String },
+    /// A protected resource refused the bearer token (RFC 6750 §3): `error` is `None` when
+    /// the request carried no token at all (§3.1).
+    #[error("bearer token refused: {description}")]
+    Bearer { status: StatusCode, error: Option<&'static str>, description: &'static str },
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -71,6 +75,18 @@ impl IntoResponse for AppError {
         match self {
             AppError::OAuth(e) => oauth_json(&e),
             AppError::Page { status, title, message } => pages::error_page(status, title, &message),
+            AppError::Bearer { status, error, description } => {
+                let challenge = match error {
+                    Some(e) => format!("Bearer realm=\"latchkey\", error=\"{e}\", error_description=\"{description}\""),
+                    None => "Bearer realm=\"latchkey\"".to_owned(),
+                };
+                let body = serde_json::json!({"error": error.unwrap_or("invalid_request"), "error_description": description});
+                let mut r = (status, axum::Json(body)).into_response();
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                no_store(r)
+            }
             AppError::Store(StoreError::Unavailable(source)) => {
                 let id = uuid::Uuid::new_v4();
                 tracing::warn!(reference = %id, cause = %error_chain(source.as_ref()), "database unavailable");

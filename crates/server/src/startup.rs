@@ -1,7 +1,7 @@
 //! Building and running the server: bind (port 0 works), load keys, serve until a signal.
 
 use crate::config::Config;
-use crate::handlers::{authorize, consent, discovery, login, misc, revoke, token};
+use crate::handlers::{authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
 use crate::runtime::{Clock, KeyRing, Runtime, StartupError, SystemClock};
 use crate::state::{AppState, DemoInfo, Inner};
 use crate::{admin, web};
@@ -121,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/token", post(token::token_post))
         .route("/oauth/revoke", post(revoke::revoke_post))
         .route("/oauth2/revoke", post(revoke::revoke_post))
+        .route("/oauth/introspect", post(introspect::introspect_post))
+        .route("/oauth2/introspect", post(introspect::introspect_post))
+        .route("/oauth/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
+        .route("/oauth2/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata))
         .route("/.well-known/jwks.json", get(discovery::jwks))

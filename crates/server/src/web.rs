@@ -23,6 +23,21 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1); `Err` for another scheme
+/// or a malformed header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| NotBearer)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
+        _ => Err(NotBearer),
+    }
+}
+
+/// The `Authorization` header holds something other than a Bearer token.
+#[derive(Debug, Clone, Copy)]
+pub struct NotBearer;
+
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` on https issuers
 /// (SECURITY.md AZ-12).
 pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {

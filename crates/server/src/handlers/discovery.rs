@@ -18,6 +18,8 @@ pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
         token_endpoint: format!("{issuer}/oauth/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         revocation_endpoint: format!("{issuer}/oauth/revoke"),
+        introspection_endpoint: format!("{issuer}/oauth/introspect"),
+        userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
         scopes_supported: v(&["openid", "profile", "email", "offline_access"]),
         response_types_supported: v(&["code"]),
         response_modes_supported: v(&["query"]),
@@ -26,6 +28,8 @@ pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
         id_token_signing_alg_values_supported: v(&[alg.as_str()]),
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         revocation_endpoint_auth_methods_supported: auth_methods,
+        // RFC 7662 §2.1: introspection needs an authenticated (confidential) caller.
+        introspection_endpoint_auth_methods_supported: v(&["client_secret_basic", "client_secret_post"]),
         code_challenge_methods_supported: v(&["S256"]),
         claims_supported: v(&[
             "iss",

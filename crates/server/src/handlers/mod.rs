@@ -3,7 +3,9 @@
 pub(crate) mod authorize;
 pub(crate) mod consent;
 pub(crate) mod discovery;
+pub(crate) mod introspect;
 pub(crate) mod login;
 pub(crate) mod misc;
 pub(crate) mod revoke;
 pub(crate) mod token;
+pub(crate) mod userinfo;

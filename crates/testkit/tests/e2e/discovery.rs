@@ -21,8 +21,9 @@ async fn discovery_advertises_what_is_implemented() {
         assert_eq!(m["grant_types_supported"], serde_json::json!(["authorization_code", "refresh_token"]));
         assert_eq!(m["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
-        assert!(m.get("userinfo_endpoint").is_none(), "no userinfo endpoint yet, so none advertised");
-        assert!(m.get("introspection_endpoint").is_none());
+        assert_eq!(m["userinfo_endpoint"], app.url("/oauth/userinfo"));
+        assert_eq!(m["introspection_endpoint"], app.url("/oauth/introspect"));
+        assert_eq!(m["introspection_endpoint_auth_methods_supported"], serde_json::json!(["client_secret_basic", "client_secret_post"]));
     }
     let jwks: Value = app.http().get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();

@@ -6,5 +6,6 @@
 mod authorize;
 mod discovery;
 mod oidc;
+mod resource;
 mod revoke;
 mod token;

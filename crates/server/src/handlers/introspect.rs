@@ -1,0 +1,63 @@
+//! Token introspection (RFC 7662) for resource servers.
+
+use super::token::authenticate_client;
+use crate::error::{no_store, AppResult};
+use crate::state::AppState;
+use crate::web::OAuthBody;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use latchkey_core::model::TokenKind;
+use latchkey_core::OAuthError;
+use latchkey_proto::IntrospectionResponse;
+
+/// RFC 7662 §2.1: the caller authenticates as a confidential client, so nobody can scan for
+/// tokens anonymously (SECURITY.md IN-01). Any confidential client of the tenant may
+/// introspect any of its tokens: that is the resource-server role (IN-03).
+pub(crate) async fn introspect_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OAuthBody(params): OAuthBody,
+) -> AppResult<Response> {
+    let caller = authenticate_client(&state, &headers, &params).await?;
+    if caller.is_public() {
+        return Err(OAuthError::invalid_client("introspection_needs_confidential_client: a public client cannot introspect tokens").into());
+    }
+    let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
+    let _ = params.get("token_type_hint")?;
+    let answer = introspect(&state, token).await?;
+    Ok(no_store(axum::Json(answer).into_response()))
+}
+
+async fn introspect(state: &AppState, token: &str) -> AppResult<IntrospectionResponse> {
+    let now = state.now();
+    // IN-02: unknown, expired, revoked or malformed tokens all answer exactly {"active": false}.
+    let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? else {
+        return Ok(IntrospectionResponse::default());
+    };
+    if !view.is_active(now) || view.token.rotated_at.is_some() {
+        return Ok(IntrospectionResponse::default());
+    }
+    let user = state.store().find_user(state.tenant_id(), view.token.user_id).await?;
+    let Some(user) = user else { return Ok(IntrospectionResponse::default()) };
+    let t = &view.token;
+    Ok(IntrospectionResponse {
+        active: true,
+        scope: Some(t.scope.to_string()),
+        client_id: Some(t.client_id.clone()),
+        username: Some(user.email),
+        token_type: Some(match t.kind {
+            TokenKind::Access => "Bearer".into(),
+            TokenKind::Refresh => "refresh_token".into(),
+        }),
+        exp: Some(match t.kind {
+            TokenKind::Access => t.expires_at,
+            TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
+        }),
+        iat: Some(t.created_at),
+        sub: Some(user.id.to_string()),
+        iss: Some(state.issuer.clone()),
+        jti: Some(t.jti.to_string()),
+        authorized_business_id: t.business_id.map(|b| b.to_string()),
+    })
+}

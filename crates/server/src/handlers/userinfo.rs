@@ -1,0 +1,79 @@
+//! The UserInfo endpoint (OpenID Connect Core §5.3) for access tokens.
+
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::web::{self, PageForm};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_core::claims::{userinfo_claims, Subject};
+use latchkey_core::model::TokenKind;
+use latchkey_core::params::Params;
+use uuid::Uuid;
+
+fn invalid_token(description: &'static str) -> AppError {
+    AppError::Bearer { status: StatusCode::UNAUTHORIZED, error: Some("invalid_token"), description }
+}
+
+pub(crate) async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> AppResult<Response> {
+    // SECURITY.md TK-04: never a bearer token in the URL (RFC 6750 §2.3 is not supported).
+    if Params::from_urlencoded(query.as_deref().unwrap_or_default()).contains("access_token") {
+        return Err(AppError::Bearer {
+            status: StatusCode::BAD_REQUEST,
+            error: Some("invalid_request"),
+            description: "tokens in the query string are refused; use the Authorization header",
+        });
+    }
+    userinfo(&state, &headers, None).await
+}
+
+/// RFC 6750 §2.2: POST may carry the token in a form body instead of the header.
+pub(crate) async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+    let body_token = form.get("access_token").ok().flatten().map(str::to_owned);
+    userinfo(&state, &headers, body_token).await
+}
+
+async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<String>) -> AppResult<Response> {
+    let header_token = web::bearer_token(headers).map_err(|_| invalid_token("the Authorization header is not a Bearer token"))?;
+    let token = match (header_token, body_token.as_deref()) {
+        (Some(_), Some(_)) => {
+            // RFC 6750 §2: a client MUST NOT use more than one method per request.
+            return Err(AppError::Bearer {
+                status: StatusCode::BAD_REQUEST,
+                error: Some("invalid_request"),
+                description: "send the token once, in the header or the body",
+            });
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => {
+            return Err(AppError::Bearer { status: StatusCode::UNAUTHORIZED, error: None, description: "a Bearer token is required" })
+        }
+    };
+    let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? else {
+        return Err(invalid_token("the token is unknown"));
+    };
+    // SECURITY.md RT-09: refresh tokens are never accepted here.
+    if view.token.kind != TokenKind::Access {
+        return Err(invalid_token("only access tokens are accepted"));
+    }
+    if !view.is_active(state.now()) {
+        return Err(invalid_token("the token is expired or revoked"));
+    }
+    // OpenID Connect Core §5.3: UserInfo answers tokens issued for an OpenID request.
+    if !view.token.scope.contains("openid") {
+        return Err(AppError::Bearer {
+            status: StatusCode::FORBIDDEN,
+            error: Some("insufficient_scope"),
+            description: "the token was not granted the openid scope",
+        });
+    }
+    let Some(user) = state.store().find_user(state.tenant_id(), view.token.user_id).await? else {
+        return Err(invalid_token("the user no longer exists"));
+    };
+    let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
+    let claims = userinfo_claims(
+        &Subject { user: &user, business_ids: &business_ids, authorized_business_id: view.token.business_id },
+        &view.token.scope,
+    );
+    Ok(crate::error::no_store(axum::Json(claims).into_response()))
+}
