@@ -248,7 +248,7 @@ mod tests {
             secret_hash: (!public).then_some(SecretHash([0; 32])),
             redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
             scopes: ScopeSet::parse("openid email").unwrap(),
-            grant_types: GrantType::ALL.to_vec(),
+            grant_types: GrantType::DEFAULT.to_vec(),
             require_pkce: false,
             created_at: 0,
         }

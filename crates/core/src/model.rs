@@ -55,6 +55,7 @@ pub struct Business {
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    ClientCredentials,
 }
 
 impl GrantType {
@@ -62,6 +63,7 @@ impl GrantType {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 
@@ -69,11 +71,13 @@ impl GrantType {
         match s {
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
             _ => None,
         }
     }
 
-    pub const ALL: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::RefreshToken];
+    /// What a client may use when its registration names no grant type.
+    pub const DEFAULT: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::RefreshToken];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,9 +154,11 @@ pub struct AuthCode {
 pub struct Family {
     pub id: Uuid,
     pub tenant: TenantId,
-    pub grant_id: Uuid,
+    /// The consent behind it; `None` for a client acting for itself (client_credentials).
+    pub grant_id: Option<Uuid>,
     pub client_id: String,
-    pub user_id: Uuid,
+    /// `None` for a client acting for itself (client_credentials).
+    pub user_id: Option<Uuid>,
     pub business_id: Option<Uuid>,
     pub scope: ScopeSet,
     pub auth_time: UnixTime,
@@ -193,7 +199,8 @@ pub struct TokenRecord {
     pub kind: TokenKind,
     pub family_id: Uuid,
     pub client_id: String,
-    pub user_id: Uuid,
+    /// `None` for a client acting for itself (client_credentials).
+    pub user_id: Option<Uuid>,
     pub business_id: Option<Uuid>,
     pub scope: ScopeSet,
     /// Names the access/refresh pair this token was issued in (the answer's `jti`).

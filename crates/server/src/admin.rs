@@ -151,18 +151,32 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     .map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
     let mut grant_types = Vec::new();
     for g in &new.grant_types {
-        let parsed = GrantType::parse(g)
-            .ok_or_else(|| AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code or refresh_token")))?;
+        let parsed = GrantType::parse(g).ok_or_else(|| {
+            AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code, refresh_token or client_credentials"))
+        })?;
         if !grant_types.contains(&parsed) {
             grant_types.push(parsed);
         }
     }
     if grant_types.is_empty() {
-        grant_types = GrantType::ALL.to_vec();
+        grant_types = GrantType::DEFAULT.to_vec();
+    }
+    if new.public && grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(AdminError::Invalid("a public client cannot use client_credentials (OAuth 2.1 §4.2)".into()));
+    }
+    // RFC 9700 §4.15: a client acting for itself has its client_id as subject, so a client_id
+    // must never look like a user's subject (a UUID, in any of its spellings).
+    if let Some(id) = &new.client_id {
+        if id.parse::<Uuid>().is_ok() || id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminError::Invalid(format!(
+                "{id:?} cannot be a client_id: use 1 to 128 visible characters that do not form a UUID"
+            )));
+        }
     }
     let secret = (!new.public).then(|| Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
     let client_id = new.client_id.unwrap_or_else(|| {
-        let mut b = [0u8; 16];
+        // 48 hex characters: 192 bits, and never parseable as a UUID.
+        let mut b = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut b);
         b.iter().map(|x| format!("{x:02x}")).collect()
     });

@@ -122,9 +122,9 @@ CREATE TABLE codes (
 CREATE TABLE families (
     tenant_id    TEXT NOT NULL,
     id           TEXT NOT NULL,
-    grant_id     TEXT NOT NULL,
+    grant_id     TEXT,              -- NULL: a client acting for itself (client_credentials)
     client_id    TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
+    user_id      TEXT,
     business_id  TEXT,
     scope        TEXT NOT NULL,
     auth_time    INTEGER NOT NULL,
@@ -142,7 +142,7 @@ CREATE TABLE tokens (
     kind         TEXT NOT NULL,
     family_id    TEXT NOT NULL,
     client_id    TEXT NOT NULL,
-    user_id      TEXT NOT NULL,
+    user_id      TEXT,
     business_id  TEXT,
     scope        TEXT NOT NULL,
     jti          TEXT NOT NULL,

@@ -132,6 +132,28 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
     tx.commit().await.map_err(fault)
 }
 
+async fn insert_family_row(tx: &mut Transaction<'static, Sqlite>, f: &Family) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO families (tenant_id, id, grant_id, client_id, user_id, business_id, scope, auth_time, created_at, expires_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(f.tenant.0.to_string())
+    .bind(f.id.to_string())
+    .bind(f.grant_id.map(|g| g.to_string()))
+    .bind(&f.client_id)
+    .bind(f.user_id.map(|u| u.to_string()))
+    .bind(f.business_id.map(|b| b.to_string()))
+    .bind(f.scope.to_string())
+    .bind(f.auth_time)
+    .bind(f.created_at)
+    .bind(f.expires_at)
+    .bind(f.revoked_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(fault)?;
+    Ok(())
+}
+
 async fn insert_tokens(tx: &mut Transaction<'static, Sqlite>, tokens: &[TokenRecord]) -> StoreResult<()> {
     for t in tokens {
         sqlx::query(
@@ -143,7 +165,7 @@ async fn insert_tokens(tx: &mut Transaction<'static, Sqlite>, tokens: &[TokenRec
         .bind(t.kind.as_str())
         .bind(t.family_id.to_string())
         .bind(&t.client_id)
-        .bind(t.user_id.to_string())
+        .bind(t.user_id.map(|u| u.to_string()))
         .bind(t.business_id.map(|b| b.to_string()))
         .bind(t.scope.to_string())
         .bind(t.jti.to_string())
@@ -545,27 +567,17 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(fault)?;
             return Ok(RedeemOutcome::AlreadyConsumed);
         }
-        sqlx::query(
-            "INSERT INTO families (tenant_id, id, grant_id, client_id, user_id, business_id, scope, auth_time, created_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(f.tenant.0.to_string())
-        .bind(f.id.to_string())
-        .bind(f.grant_id.to_string())
-        .bind(&f.client_id)
-        .bind(f.user_id.to_string())
-        .bind(f.business_id.map(|b| b.to_string()))
-        .bind(f.scope.to_string())
-        .bind(f.auth_time)
-        .bind(f.created_at)
-        .bind(f.expires_at)
-        .bind(f.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(fault)?;
+        insert_family_row(&mut tx, f).await?;
         insert_tokens(&mut tx, tokens).await?;
         tx.commit().await.map_err(fault)?;
         Ok(RedeemOutcome::Redeemed)
+    }
+
+    async fn insert_family(&self, _tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_family_row(&mut tx, family).await?;
+        insert_tokens(&mut tx, tokens).await?;
+        tx.commit().await.map_err(fault)
     }
 
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {

@@ -173,7 +173,7 @@ pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
         kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {kind}")))?,
         family_id: uuid_col(r, "family_id")?,
         client_id: get(r, "client_id")?,
-        user_id: uuid_col(r, "user_id")?,
+        user_id: opt_uuid(r, "user_id")?,
         business_id: opt_uuid(r, "business_id")?,
         scope: scope_col(r, "scope")?,
         jti: uuid_col(r, "jti")?,
@@ -185,7 +185,7 @@ pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
     let family = Family {
         id: token.family_id,
         tenant: token.tenant,
-        grant_id: uuid_col(r, "f_grant_id")?,
+        grant_id: opt_uuid(r, "f_grant_id")?,
         client_id: token.client_id.clone(),
         user_id: token.user_id,
         business_id: token.business_id,

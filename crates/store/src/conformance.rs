@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             refresh_rotation,
             refresh_concurrent_rotation_has_one_winner,
             revocation,
+            client_families_have_no_user,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -89,6 +90,7 @@ where
     refresh_rotation(make().await).await;
     refresh_concurrent_rotation_has_one_winner(make().await).await;
     revocation(make().await).await;
+    client_families_have_no_user(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ fn client(tenant: TenantId, client_id: &str, secret_hash: Option<SecretHash>) ->
         secret_hash,
         redirect_uris: vec![format!("https://{client_id}.example/cb"), "http://127.0.0.1/cb".to_owned()],
         scopes: scope("openid profile email offline_access"),
-        grant_types: GrantType::ALL.to_vec(),
+        grant_types: GrantType::DEFAULT.to_vec(),
         require_pkce: secret_hash.is_some(),
         created_at: NOW,
     }
@@ -171,9 +173,9 @@ fn family(c: &AuthCode) -> Family {
     Family {
         id: c.family_id,
         tenant: c.tenant,
-        grant_id: c.grant_id,
+        grant_id: Some(c.grant_id),
         client_id: c.client_id.clone(),
-        user_id: c.user_id,
+        user_id: Some(c.user_id),
         business_id: c.business_id,
         scope: c.scope.clone(),
         auth_time: c.auth_time,
@@ -755,4 +757,36 @@ pub async fn revocation(store: SharedStore) {
     let refused = pair(&bystander.family, h(40), h(41));
     assert_eq!(store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused).await.unwrap(), RotateOutcome::NotCurrent);
     assert!(store.find_token(w.tenant, h(41)).await.unwrap().is_none());
+}
+
+/// A client acting for itself (client_credentials): a family and token with no user or grant,
+/// written at once, and deleted with the client.
+pub async fn client_families_have_no_user(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let family = Family {
+        id: Uuid::new_v4(),
+        tenant: w.tenant,
+        grant_id: None,
+        client_id: w.client.client_id.clone(),
+        user_id: None,
+        business_id: None,
+        scope: scope("reports:read"),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW + 3_600,
+        revoked_at: None,
+    };
+    let access = token(&family, TokenKind::Access, h(90), Uuid::new_v4());
+    store.insert_family(w.tenant, &family, std::slice::from_ref(&access)).await.unwrap();
+    let v = view(&store, w.tenant, h(90)).await;
+    assert_eq!(v.token.user_id, None);
+    assert_eq!(v.family.grant_id, None);
+    assert!(v.is_active(NOW + 1));
+    assert!(store.find_token(TenantId(Uuid::new_v4()), h(90)).await.unwrap().is_none(), "tenant isolation");
+    // The same family twice is a conflict, and nothing of the second attempt is written.
+    let again = token(&family, TokenKind::Access, h(91), Uuid::new_v4());
+    assert!(matches!(store.insert_family(w.tenant, &family, &[again]).await, Err(StoreError::Conflict(_))));
+    assert!(store.find_token(w.tenant, h(91)).await.unwrap().is_none());
+    assert!(store.delete_client(w.tenant, &w.client.client_id).await.unwrap());
+    assert!(store.find_token(w.tenant, h(90)).await.unwrap().is_none(), "deleting the client deletes its tokens");
 }

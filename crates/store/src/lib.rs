@@ -123,6 +123,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RedeemOutcome>;
 
     // Tokens.
+    /// Creates a family with its tokens at once (a grant that redeems no code:
+    /// client_credentials).
+    async fn insert_family(&self, tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()>;
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>>;
     /// Atomically marks a live refresh token rotated and inserts its successors; if it was not
     /// live (rotated or revoked, itself or its family), writes nothing. A failure leaves the

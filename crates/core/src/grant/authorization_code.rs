@@ -88,7 +88,7 @@ mod tests {
             secret_hash: None,
             redirect_uris: vec![],
             scopes: ScopeSet::default(),
-            grant_types: GrantType::ALL.to_vec(),
+            grant_types: GrantType::DEFAULT.to_vec(),
             require_pkce: false,
             created_at: 0,
         }

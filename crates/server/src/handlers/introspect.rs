@@ -38,14 +38,21 @@ async fn introspect(state: &AppState, token: &str) -> AppResult<IntrospectionRes
     if !view.is_active(now) || view.token.rotated_at.is_some() {
         return Ok(IntrospectionResponse::default());
     }
-    let user = state.store().find_user(state.tenant_id(), view.token.user_id).await?;
-    let Some(user) = user else { return Ok(IntrospectionResponse::default()) };
+    // A user token whose user is gone is not active; a client's own token has the client as
+    // its subject (RFC 9700 §4.15: client ids never look like user ids, which are UUIDs).
+    let (sub, username) = match view.token.user_id {
+        Some(id) => match state.store().find_user(state.tenant_id(), id).await? {
+            Some(user) => (user.id.to_string(), Some(user.email)),
+            None => return Ok(IntrospectionResponse::default()),
+        },
+        None => (view.token.client_id.clone(), None),
+    };
     let t = &view.token;
     Ok(IntrospectionResponse {
         active: true,
         scope: Some(t.scope.to_string()),
         client_id: Some(t.client_id.clone()),
-        username: Some(user.email),
+        username,
         token_type: Some(match t.kind {
             TokenKind::Access => "Bearer".into(),
             TokenKind::Refresh => "refresh_token".into(),
@@ -55,7 +62,7 @@ async fn introspect(state: &AppState, token: &str) -> AppResult<IntrospectionRes
             TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
         }),
         iat: Some(t.created_at),
-        sub: Some(user.id.to_string()),
+        sub: Some(sub),
         iss: Some(state.issuer.clone()),
         jti: Some(t.jti.to_string()),
         authorized_business_id: t.business_id.map(|b| b.to_string()),

@@ -31,6 +31,10 @@ pub(crate) async fn token_post(State(state): State<AppState>, headers: HeaderMap
             require_grant(&client, GrantType::RefreshToken)?;
             refresh_token(&state, &client, &params).await?
         }
+        "client_credentials" => {
+            require_grant(&client, GrantType::ClientCredentials)?;
+            client_credentials(&state, &client, &params).await?
+        }
         other => {
             return Err(
                 OAuthError::new(ErrorCode::UnsupportedGrantType, format!("grant_type_unsupported: {other} is not supported")).into()
@@ -73,9 +77,9 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     let family = Family {
         id: record.family_id,
         tenant: state.tenant_id(),
-        grant_id: record.grant_id,
+        grant_id: Some(record.grant_id),
         client_id: client.client_id.clone(),
-        user_id: record.user_id,
+        user_id: Some(record.user_id),
         business_id: record.business_id,
         scope: record.scope.clone(),
         auth_time: record.auth_time,
@@ -130,6 +134,45 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
             Err(reused().into())
         }
     }
+}
+
+/// Scopes that speak of a user, meaningless for a client acting for itself.
+const USER_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// RFC 6749 §4.4: a confidential client acting for itself. The token's subject is the client,
+/// and no refresh token is issued (§4.4.3).
+async fn client_credentials(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
+    // OAuth 2.1 §4.2: only confidential clients may use this grant.
+    if client.is_public() {
+        return Err(OAuthError::unauthorized_client("public_client: client_credentials needs a confidential client").into());
+    }
+    let own_scopes = ScopeSet::from_tokens(client.scopes.iter().filter(|s| !USER_SCOPES.contains(s)))?;
+    let requested = ScopeSet::from_params(params)?;
+    if let Some(r) = &requested {
+        if let Some(s) = r.iter().find(|s| USER_SCOPES.contains(s)) {
+            return Err(OAuthError::invalid_scope(format!("scope_needs_user: {s} needs a user; client_credentials has none")).into());
+        }
+    }
+    let scope = ScopeSet::resolve(requested, &own_scopes)?;
+    let now = state.now();
+    let family = Family {
+        id: Uuid::new_v4(),
+        tenant: state.tenant_id(),
+        grant_id: None,
+        client_id: client.client_id.clone(),
+        user_id: None,
+        business_id: None,
+        scope: scope.clone(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + state.config.lifetimes.access_token,
+        revoked_at: None,
+    };
+    let mut minted = mint(state, client, &family, &scope, now);
+    minted.records.retain(|r| r.kind == TokenKind::Access);
+    minted.refresh = None;
+    state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
+    respond(state, client, &family, &scope, None, minted, now).await
 }
 
 /// Freshly minted secrets and the records that store them.
@@ -192,10 +235,10 @@ async fn respond(
     minted: Minted,
     now: i64,
 ) -> AppResult<TokenResponse> {
-    let id_token = if scope.contains("openid") {
+    let id_token = if let (true, Some(user_id)) = (scope.contains("openid"), family.user_id) {
         let user = state
             .store()
-            .find_user(state.tenant_id(), family.user_id)
+            .find_user(state.tenant_id(), user_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("user_gone: the user no longer exists"))?;
         let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
@@ -222,7 +265,7 @@ async fn respond(
         refresh_token: minted.refresh.map(|r| r.expose().to_owned()),
         scope: scope.to_string(),
         id_token,
-        user_uuid: Some(family.user_id.to_string()),
+        user_uuid: family.user_id.map(|u| u.to_string()),
         jti: minted.jti.to_string(),
     })
 }

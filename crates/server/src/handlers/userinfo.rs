@@ -67,7 +67,10 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
             description: "the token was not granted the openid scope",
         });
     }
-    let Some(user) = state.store().find_user(state.tenant_id(), view.token.user_id).await? else {
+    let Some(user_id) = view.token.user_id else {
+        return Err(invalid_token("the token does not belong to a user"));
+    };
+    let Some(user) = state.store().find_user(state.tenant_id(), user_id).await? else {
         return Err(invalid_token("the user no longer exists"));
     };
     let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();

@@ -397,3 +397,72 @@ async fn access_token_lifetime_is_configurable() {
     let t = app.tokens_for(&c, "ada@example.com", "openid").await;
     assert_eq!(t["expires_in"], 1_295_999);
 }
+
+/// RFC 6749 §4.4: the client acts for itself; no refresh token; its subject never collides
+/// with a user's (SECURITY.md TE-07, TE-09).
+#[tokio::test]
+async fn client_credentials_grant() {
+    let app = spawn_app().await;
+    let c = app
+        .client_with(NewClient {
+            name: "Reporting job".into(),
+            developer: None,
+            redirect_uris: vec!["https://jobs.example/cb".into()],
+            scopes: vec!["openid reports:read reports:write".into()],
+            public: false,
+            grant_types: vec!["client_credentials".into()],
+            require_pkce: false,
+            client_id: None,
+        })
+        .await;
+    assert!(c.client_id.parse::<uuid::Uuid>().is_err(), "client ids never look like user subjects");
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.client_id, c.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["scope"], "reports:read reports:write");
+    assert!(t["refresh_token"].is_null() && t["id_token"].is_null() && t["user_uuid"].is_null());
+    assert!(t["jti"].is_string());
+    let (s, narrowed) = post(
+        &app,
+        &[("grant_type", "client_credentials"), ("scope", "reports:read"), ("client_id", &c.client_id), ("client_secret", secret(&c))],
+    )
+    .await;
+    assert_eq!((s, narrowed["scope"].as_str()), (200, Some("reports:read")));
+    let (s, b) = post(
+        &app,
+        &[("grant_type", "client_credentials"), ("scope", "openid"), ("client_id", &c.client_id), ("client_secret", secret(&c))],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")));
+
+    let (_, intro) = {
+        let r = app
+            .http()
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(&c.client_id, c.secret.as_deref())
+            .form(&[("token", t["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(intro["active"], true);
+    assert_eq!(intro["sub"], c.client_id.as_str());
+    assert!(intro.get("username").is_none());
+    let r = app.http().get(app.url("/oauth/userinfo")).bearer_auth(t["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 403, "no user behind a client_credentials token");
+
+    // A client not registered for the grant may not use it.
+    let other = app.client("reports:read").await;
+    let (s, b) =
+        post(&app, &[("grant_type", "client_credentials"), ("client_id", &other.client_id), ("client_secret", secret(&other))]).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
+}
