@@ -9,6 +9,7 @@ pub mod claims;
 pub mod client_auth;
 pub mod error;
 pub mod grant;
+pub mod guessing;
 pub mod jose;
 pub mod model;
 pub mod params;

@@ -56,6 +56,9 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// RFC 6749 §4.3 (YOC). RFC 9700 §2.4 says it MUST NOT be used; Latchkey ships it off by
+    /// default, for confidential clients registered for it (SECURITY.md PW-01).
+    Password,
 }
 
 impl GrantType {
@@ -64,6 +67,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::Password => "password",
         }
     }
 
@@ -72,6 +76,7 @@ impl GrantType {
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
             "client_credentials" => Some(Self::ClientCredentials),
+            "password" => Some(Self::Password),
             _ => None,
         }
     }

@@ -152,7 +152,7 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     let mut grant_types = Vec::new();
     for g in &new.grant_types {
         let parsed = GrantType::parse(g).ok_or_else(|| {
-            AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code, refresh_token or client_credentials"))
+            AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code, refresh_token, client_credentials or password"))
         })?;
         if !grant_types.contains(&parsed) {
             grant_types.push(parsed);
@@ -163,6 +163,9 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     }
     if new.public && grant_types.contains(&GrantType::ClientCredentials) {
         return Err(AdminError::Invalid("a public client cannot use client_credentials (OAuth 2.1 §4.2)".into()));
+    }
+    if new.public && grant_types.contains(&GrantType::Password) {
+        return Err(AdminError::Invalid("a public client cannot use the password grant (RFC 9700 §2.4)".into()));
     }
     // RFC 9700 §4.15: a client acting for itself has its client_id as subject, so a client_id
     // must never look like a user's subject (a UUID, in any of its spellings).

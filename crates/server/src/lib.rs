@@ -4,6 +4,7 @@
 //! and the store, and map errors in one place (`error.rs`).
 
 pub mod admin;
+mod auth;
 pub mod config;
 pub mod error;
 mod handlers;

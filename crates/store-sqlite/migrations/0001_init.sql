@@ -153,3 +153,12 @@ CREATE TABLE tokens (
     FOREIGN KEY (tenant_id, family_id) REFERENCES families(tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX tokens_family ON tokens(tenant_id, family_id);
+
+-- Online guessing counters: attempts per key (an account or a client) in the current window.
+CREATE TABLE login_attempts (
+    tenant_id     TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    attempts      INTEGER NOT NULL,
+    window_start  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);

@@ -9,6 +9,7 @@
 mod rows;
 
 use async_trait::async_trait;
+use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, Interaction, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
@@ -472,6 +473,41 @@ impl Store for SqliteStore {
 
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()> {
         self.write(sqlx::query("DELETE FROM interactions WHERE tenant_id = ? AND id = ?").bind(tenant.0.to_string()).bind(id.to_string()))
+            .await
+            .map(drop)
+    }
+
+    async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {
+        // One statement: the count and the decision cannot be split by a parallel attempt.
+        let row = sqlx::query(
+            "INSERT INTO login_attempts (tenant_id, key, attempts, window_start) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (tenant_id, key) DO UPDATE SET
+                attempts = CASE WHEN window_start + ?4 <= ?3 THEN 1 ELSE attempts + 1 END,
+                window_start = CASE WHEN window_start + ?4 <= ?3 THEN ?3 ELSE window_start END
+             RETURNING attempts, window_start",
+        )
+        .bind(tenant.0.to_string())
+        .bind(key)
+        .bind(now)
+        .bind(window)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(fault)?;
+        Ok(AttemptCount { attempts: row.try_get("attempts").map_err(fault)?, window_start: row.try_get("window_start").map_err(fault)? })
+    }
+
+    async fn release_attempt(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
+        self.write(
+            sqlx::query("UPDATE login_attempts SET attempts = MAX(attempts - 1, 0) WHERE tenant_id = ? AND key = ?")
+                .bind(tenant.0.to_string())
+                .bind(key),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
+        self.write(sqlx::query("DELETE FROM login_attempts WHERE tenant_id = ? AND key = ?").bind(tenant.0.to_string()).bind(key))
             .await
             .map(drop)
     }

@@ -8,6 +8,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
+use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, Interaction, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
@@ -101,6 +102,15 @@ pub trait Store: Send + Sync + 'static {
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>>;
     async fn update_interaction_login(&self, tenant: TenantId, id: Uuid, user: Uuid, at: UnixTime) -> StoreResult<()>;
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()>;
+
+    // Guessing counters.
+    /// Atomically counts one attempt for `key`, starting a new window when the current one
+    /// (of `window` seconds) has ended, and returns the count.
+    async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount>;
+    /// Takes one attempt back (a success that should not count against a shared budget).
+    async fn release_attempt(&self, tenant: TenantId, key: &str) -> StoreResult<()>;
+    /// Forgets the key's attempts (a successful sign-in clears its account).
+    async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()>;
 
     // Grants (consents).
     /// The user's grant to this client, if any.

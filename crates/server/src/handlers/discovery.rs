@@ -23,7 +23,7 @@ pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
         scopes_supported: v(&["openid", "profile", "email", "offline_access"]),
         response_types_supported: v(&["code"]),
         response_modes_supported: v(&["query"]),
-        grant_types_supported: v(&["authorization_code", "refresh_token", "client_credentials"]),
+        grant_types_supported: v(&["authorization_code", "refresh_token", "client_credentials", "password"]),
         subject_types_supported: v(&["public"]),
         id_token_signing_alg_values_supported: v(&[alg.as_str()]),
         token_endpoint_auth_methods_supported: auth_methods.clone(),

@@ -1,7 +1,8 @@
 //! The sign-in form: email and password, checked with Argon2id off the async runtime.
 
 use super::authorize::{check_form, find_interaction, login_page_again, SESSION_COOKIE, SESSION_TTL};
-use crate::error::{as_page, AppError, AppResult};
+use crate::auth::{check_password, CredentialFailure};
+use crate::error::{as_page, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::State;
@@ -9,7 +10,6 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use latchkey_core::model::Session;
 use latchkey_core::params::Params;
-use latchkey_core::password;
 use latchkey_core::secret::{Secret, SecretKind};
 
 pub(crate) async fn login_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
@@ -25,18 +25,15 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     let email = form.get("email").ok().flatten().unwrap_or_default().trim().to_lowercase();
     let pw = form.get("password").ok().flatten().unwrap_or_default().to_owned();
 
-    let user = state.store().find_user_by_email(state.tenant_id(), &email).await?;
-    // An unknown email is checked against a dummy hash, so both failures look and take the
-    // same (SECURITY.md PW-03).
-    let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| state.dummy_password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
-        .await
-        .map_err(|e| AppError::Internal(format!("password check task failed: {e}")))?;
-    let user = match (ok, user) {
-        (true, Some(u)) => u,
-        _ => {
+    let user = match check_password(&state, &email, pw, None).await? {
+        Ok(u) => u,
+        Err(CredentialFailure::Invalid) => {
             tracing::info!("sign-in failed");
             return Ok(login_page_again(&state, &headers, &client_name, interaction.id, &email, "The email or password is incorrect."));
+        }
+        Err(CredentialFailure::TooManyAttempts { .. }) => {
+            let message = "Too many attempts for this account. Wait a few minutes, then try again.";
+            return Ok(login_page_again(&state, &headers, &client_name, interaction.id, &email, message));
         }
     };
 

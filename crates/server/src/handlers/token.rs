@@ -1,5 +1,6 @@
 //! The token endpoint (RFC 6749 §3.2, §4.1.3, §6): authorization_code and refresh_token.
 
+use crate::auth::{check_password, CredentialFailure};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
@@ -34,6 +35,10 @@ pub(crate) async fn token_post(State(state): State<AppState>, headers: HeaderMap
         "client_credentials" => {
             require_grant(&client, GrantType::ClientCredentials)?;
             client_credentials(&state, &client, &params).await?
+        }
+        "password" => {
+            require_grant(&client, GrantType::Password)?;
+            password(&state, &client, &params).await?
         }
         other => {
             return Err(
@@ -171,6 +176,46 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let mut minted = mint(state, client, &family, &scope, now);
     minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
+    state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
+    respond(state, client, &family, &scope, None, minted, now).await
+}
+
+/// RFC 6749 §4.3, for YOC. Only confidential clients registered for it (SECURITY.md PW-01);
+/// the password check is behind the guessing protection of `auth::check_password`.
+async fn password(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
+    if client.is_public() {
+        return Err(OAuthError::unauthorized_client("public_client: the password grant needs a confidential client").into());
+    }
+    let username = params.get("username")?.ok_or_else(|| OAuthError::invalid_request("username_missing: username is required"))?;
+    let password = params.get("password")?.ok_or_else(|| OAuthError::invalid_request("password_missing: password is required"))?;
+    let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
+    let user = match check_password(state, username, password.to_owned(), Some(&client.client_id)).await? {
+        Ok(user) => user,
+        Err(CredentialFailure::Invalid) => {
+            return Err(OAuthError::invalid_grant("invalid_credentials: the username or password is incorrect").into())
+        }
+        Err(CredentialFailure::TooManyAttempts { retry_after }) => {
+            return Err(OAuthError::invalid_grant(format!("too_many_attempts: try again in {retry_after} seconds")).into());
+        }
+    };
+    let now = state.now();
+    let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
+    let business_id =
+        user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id));
+    let family = Family {
+        id: Uuid::new_v4(),
+        tenant: state.tenant_id(),
+        grant_id: None,
+        client_id: client.client_id.clone(),
+        user_id: Some(user.id),
+        business_id,
+        scope: scope.clone(),
+        auth_time: now,
+        created_at: now,
+        expires_at: now + state.config.lifetimes.refresh_token,
+        revoked_at: None,
+    };
+    let minted = mint(state, client, &family, &scope, now);
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
     respond(state, client, &family, &scope, None, minted, now).await
 }

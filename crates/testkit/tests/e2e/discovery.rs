@@ -18,7 +18,10 @@ async fn discovery_advertises_what_is_implemented() {
         assert_eq!(m["jwks_uri"], app.url("/.well-known/jwks.json"));
         assert_eq!(m["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(m["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-        assert_eq!(m["grant_types_supported"], serde_json::json!(["authorization_code", "refresh_token", "client_credentials"]));
+        assert_eq!(
+            m["grant_types_supported"],
+            serde_json::json!(["authorization_code", "refresh_token", "client_credentials", "password"])
+        );
         assert_eq!(m["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["userinfo_endpoint"], app.url("/oauth/userinfo"));

@@ -6,6 +6,7 @@
 mod authorize;
 mod discovery;
 mod oidc;
+mod password;
 mod resource;
 mod revoke;
 mod token;

@@ -133,7 +133,7 @@ async fn malformed_requests_are_clear_4xx() {
         let d = body["error_description"].as_str().unwrap();
         assert!(!d.contains(['\r', '\n', '\t', '"', '\\']), "case {i}");
     }
-    let (s, b) = post(&app, &[("grant_type", "password"), ("client_id", &c.client_id), ("client_secret", secret(&c))]).await;
+    let (s, b) = post(&app, &[("grant_type", "implicit"), ("client_id", &c.client_id), ("client_secret", secret(&c))]).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("unsupported_grant_type")));
 }
 

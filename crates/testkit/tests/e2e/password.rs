@@ -1,0 +1,169 @@
+//! The password grant (YOC) and the online guessing protection it shares with the sign-in form.
+
+use futures::future::join_all;
+use latchkey_server::admin::NewClient;
+use latchkey_testkit::{spawn_app, TestApp, TestClient, PASSWORD};
+use serde_json::Value;
+use std::collections::HashMap;
+
+async fn yoc_client(app: &TestApp) -> TestClient {
+    app.client_with(NewClient {
+        name: "YOC Hub".into(),
+        developer: Some("YOC".into()),
+        redirect_uris: vec!["https://hub.example/cb".into()],
+        scopes: vec!["openid email offline_access".into()],
+        public: false,
+        grant_types: vec!["password".into(), "refresh_token".into()],
+        require_pkce: false,
+        client_id: None,
+    })
+    .await
+}
+
+async fn grant(app: &TestApp, c: &TestClient, user: &str, password: &str) -> (u16, Value) {
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", password),
+            ("client_id", &c.client_id),
+            ("client_secret", c.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The YOC seed's requests: multipart, JSON and form bodies, with the client in the body or in
+/// a Basic header; the answer carries user_uuid and jti, and a refresh returns a new pair.
+#[tokio::test]
+async fn yoc_request_formats_all_work() {
+    let app = spawn_app().await;
+    let user = app.user("hub@example.com", &[]).await;
+    let c = yoc_client(&app).await;
+    let http = app.http();
+    for format in ["multipart", "json", "form"] {
+        for basic in [false, true] {
+            let mut fields: Vec<(&str, String)> =
+                vec![("grant_type", "password".into()), ("username", "hub@example.com".into()), ("password", PASSWORD.into())];
+            if !basic {
+                fields.push(("client_id", c.client_id.clone()));
+                fields.push(("client_secret", c.secret.clone().unwrap()));
+            }
+            let mut req = http.post(app.url("/oauth/token"));
+            if basic {
+                req = req.basic_auth(&c.client_id, c.secret.as_deref());
+            }
+            req = match format {
+                "json" => req.json(&fields.iter().cloned().collect::<HashMap<_, _>>()),
+                "form" => req.form(&fields),
+                _ => req.multipart(fields.iter().fold(reqwest::multipart::Form::new(), |f, (k, v)| f.text(*k, v.clone()))),
+            };
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{format} basic={basic}");
+            assert_eq!(r.headers()["cache-control"], "no-store");
+            assert_eq!(r.headers()["pragma"], "no-cache");
+            let t: Value = r.json().await.unwrap();
+            assert_eq!(t["user_uuid"], user.id.to_string());
+            assert!(t["jti"].is_string() && t["access_token"].is_string() && t["refresh_token"].is_string());
+            assert_eq!(t["token_type"], "Bearer");
+            assert!(t["expires_in"].is_u64());
+
+            let refreshed: Value = http
+                .post(app.url("/oauth/token"))
+                .json(&serde_json::json!({
+                    "grant_type": "refresh_token",
+                    "refresh_token": t["refresh_token"],
+                    "client_id": c.client_id,
+                    "client_secret": c.secret,
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(refreshed["access_token"].is_string() && refreshed["refresh_token"].is_string());
+            assert_ne!(refreshed["refresh_token"], t["refresh_token"]);
+            assert_ne!(refreshed["jti"], t["jti"], "jti names each access/refresh pair");
+            assert_eq!(refreshed["user_uuid"], user.id.to_string());
+        }
+    }
+}
+
+/// SECURITY.md PW-01, TE-08: off unless the client is registered for it.
+#[tokio::test]
+async fn the_grant_is_off_unless_registered() {
+    let app = spawn_app().await;
+    app.user("hub@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let (s, b) = grant(&app, &c, "hub@example.com", PASSWORD).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
+    let public = latchkey_server::admin::create_client(
+        &app.rt,
+        NewClient {
+            name: "Public".into(),
+            developer: None,
+            redirect_uris: vec!["https://p.example/cb".into()],
+            scopes: vec![],
+            public: true,
+            grant_types: vec!["password".into()],
+            require_pkce: false,
+            client_id: None,
+        },
+    )
+    .await;
+    assert!(public.is_err(), "a public client cannot be registered for the password grant");
+}
+
+/// SECURITY.md PW-03: unknown user and wrong password get the same answer.
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let app = spawn_app().await;
+    app.user("hub@example.com", &[]).await;
+    let c = yoc_client(&app).await;
+    let wrong = grant(&app, &c, "hub@example.com", "not the password").await;
+    let unknown = grant(&app, &c, "nobody@example.com", "not the password").await;
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong.0, 400);
+    assert_eq!(wrong.1["error"], "invalid_grant");
+}
+
+/// SECURITY.md PW-02: parallel wrong guesses never get more password checks than the budget;
+/// parallel valid sign-ins of other users are not slowed; the lock ends with the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guessing_stays_within_the_budget() {
+    let app = spawn_app().await;
+    app.user("victim@example.com", &[]).await;
+    for i in 0..8 {
+        app.user(&format!("user{i}@example.com"), &[]).await;
+    }
+    let c = yoc_client(&app).await;
+    let attacks = (0..40).map(|_| grant(&app, &c, "victim@example.com", "guess"));
+    let valid = (0..8).map(|i| {
+        let app = &app;
+        let c = &c;
+        async move { grant(app, c, &format!("user{i}@example.com"), PASSWORD).await }
+    });
+    let (attacks, valid) = tokio::join!(join_all(attacks), join_all(valid));
+    let checked = attacks.iter().filter(|(_, b)| b["error_description"].as_str().unwrap().starts_with("invalid_credentials")).count();
+    let throttled = attacks.iter().filter(|(_, b)| b["error_description"].as_str().unwrap().starts_with("too_many_attempts")).count();
+    assert_eq!(checked, 10, "exactly the account budget of guesses was checked");
+    assert_eq!(throttled, 30);
+    assert!(valid.iter().all(|(s, _)| *s == 200), "other users sign in while one account is attacked");
+    // Locked: even the right password is refused until the window ends, on the form too.
+    let (s, b) = grant(&app, &c, "victim@example.com", PASSWORD).await;
+    assert_eq!(s, 400);
+    assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"));
+    let client = app.client("openid").await;
+    let browser = app.browser();
+    let html =
+        browser.get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={}", client.client_id))).await.text().await.unwrap();
+    let page = browser.submit_login(&html, "victim@example.com", PASSWORD).await.text().await.unwrap();
+    assert!(page.contains("Too many attempts"), "the sign-in form shares the protection");
+    app.clock.advance(15 * 60);
+    assert_eq!(grant(&app, &c, "victim@example.com", PASSWORD).await.0, 200, "the lock ends with the window");
+}
