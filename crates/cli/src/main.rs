@@ -41,6 +41,41 @@ enum Command {
     /// Manage OAuth clients (apps).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage businesses and who belongs to them.
+    #[command(subcommand)]
+    Business(BusinessCommand),
+}
+
+#[derive(Subcommand)]
+enum BusinessCommand {
+    /// Create a business.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List businesses.
+    List,
+    /// Add a user (by id or email) to a business (by id or name).
+    AddMember {
+        business: String,
+        #[arg(long)]
+        user: String,
+        /// Make it the user's default business.
+        #[arg(long)]
+        default: bool,
+    },
+    /// Remove a user from a business.
+    RemoveMember {
+        business: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Make a business the user's default.
+    SetDefault {
+        business: String,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Args)]
@@ -150,6 +185,7 @@ async fn main() -> Result<()> {
         }
         Command::User(cmd) => user(&cli, cmd).await,
         Command::Client(cmd) => client(&cli, cmd).await,
+        Command::Business(cmd) => business(&cli, cmd).await,
     }
 }
 
@@ -304,6 +340,36 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
             print(cli, json!({"client_id": client_id, "client_secret": s.expose()}), || {
                 format!("client_id:     {client_id}\nclient_secret: {}\n\nThe old secret no longer works.", s.expose())
             });
+        }
+    }
+    Ok(())
+}
+
+async fn business(cli: &Cli, cmd: &BusinessCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    let member = |b: &latchkey_core::model::Business, u: &latchkey_core::model::User| json!({"business_id": b.id, "user_id": u.id});
+    match cmd {
+        BusinessCommand::Create { name } => {
+            let b = admin::create_business(&rt, name).await?;
+            print(cli, json!({"id": b.id}), || format!("created business {} ({})", b.name, b.id));
+        }
+        BusinessCommand::List => {
+            let all = rt.store.list_businesses(rt.tenant.id).await?;
+            print(cli, json!({"businesses": all.iter().map(|b| json!({"id": b.id, "name": b.name})).collect::<Vec<_>>()}), || {
+                all.iter().map(|b| format!("{}  {}", b.id, b.name)).collect::<Vec<_>>().join("\n")
+            });
+        }
+        BusinessCommand::AddMember { business, user, default } => {
+            let (b, u) = admin::add_member(&rt, business, user, *default).await?;
+            print(cli, member(&b, &u), || format!("{} now belongs to {}", u.email, b.name));
+        }
+        BusinessCommand::RemoveMember { business, user } => {
+            let (b, u) = admin::remove_member(&rt, business, user).await?;
+            print(cli, member(&b, &u), || format!("{} no longer belongs to {}", u.email, b.name));
+        }
+        BusinessCommand::SetDefault { business, user } => {
+            let (b, u) = admin::set_default_business(&rt, business, user).await?;
+            print(cli, member(&b, &u), || format!("{} is now the default business of {}", b.name, u.email));
         }
     }
     Ok(())

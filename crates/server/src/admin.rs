@@ -253,3 +253,65 @@ pub async fn seed_demo(rt: &Runtime, issuer: &str) -> AdminResult<DemoInfo> {
     let client_secret = secret.map(|s| s.expose().to_owned()).unwrap_or_default();
     Ok(DemoInfo { client_id: client.client_id, client_secret, redirect_uri })
 }
+
+/// Creates a business; its name is unique in the tenant.
+pub async fn create_business(rt: &Runtime, name: &str) -> AdminResult<Business> {
+    let name = check_name("business name", name)?;
+    if rt.store.find_business_by_name(rt.tenant.id, &name).await?.is_some() {
+        return Err(AdminError::Exists(format!("a business named {name}")));
+    }
+    let b = Business { id: Uuid::new_v4(), tenant: rt.tenant.id, name, created_at: rt.now() };
+    rt.store.insert_business(&b).await?;
+    Ok(b)
+}
+
+/// Finds a business by id or name.
+pub async fn find_business(rt: &Runtime, id_or_name: &str) -> AdminResult<Business> {
+    if let Ok(id) = id_or_name.parse::<Uuid>() {
+        if let Some(b) = rt.store.list_businesses(rt.tenant.id).await?.into_iter().find(|b| b.id == id) {
+            return Ok(b);
+        }
+    }
+    rt.store
+        .find_business_by_name(rt.tenant.id, id_or_name.trim())
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("business {id_or_name}")))
+}
+
+/// Adds a user to a business. It becomes the user's default when asked, or when the user had
+/// none.
+pub async fn add_member(rt: &Runtime, business: &str, user: &str, make_default: bool) -> AdminResult<(Business, User)> {
+    let b = find_business(rt, business).await?;
+    let u = find_user(rt, user).await?;
+    rt.store.insert_membership(rt.tenant.id, b.id, u.id, rt.now()).await?;
+    if make_default || u.default_business_id.is_none() {
+        rt.store.update_user_default_business(rt.tenant.id, u.id, Some(b.id)).await?;
+    }
+    Ok((b, u))
+}
+
+/// Removes a user from a business; if it was the user's default, the oldest remaining
+/// membership becomes the default.
+pub async fn remove_member(rt: &Runtime, business: &str, user: &str) -> AdminResult<(Business, User)> {
+    let b = find_business(rt, business).await?;
+    let u = find_user(rt, user).await?;
+    if !rt.store.delete_membership(rt.tenant.id, b.id, u.id).await? {
+        return Err(AdminError::NotFound(format!("{} in business {}", u.email, b.name)));
+    }
+    if u.default_business_id == Some(b.id) {
+        let next = rt.store.list_user_businesses(rt.tenant.id, u.id).await?.first().map(|x| x.id);
+        rt.store.update_user_default_business(rt.tenant.id, u.id, next).await?;
+    }
+    Ok((b, u))
+}
+
+/// Makes a business the user's default; the user must belong to it.
+pub async fn set_default_business(rt: &Runtime, business: &str, user: &str) -> AdminResult<(Business, User)> {
+    let b = find_business(rt, business).await?;
+    let u = find_user(rt, user).await?;
+    if !rt.store.list_user_businesses(rt.tenant.id, u.id).await?.iter().any(|x| x.id == b.id) {
+        return Err(AdminError::Invalid(format!("{} does not belong to {}; add them first", u.email, b.name)));
+    }
+    rt.store.update_user_default_business(rt.tenant.id, u.id, Some(b.id)).await?;
+    Ok((b, u))
+}

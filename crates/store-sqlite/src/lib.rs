@@ -299,6 +299,27 @@ impl Store for SqliteStore {
         .map(drop)
     }
 
+    async fn delete_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<bool> {
+        let n = self
+            .write(
+                sqlx::query("DELETE FROM memberships WHERE tenant_id = ? AND business_id = ? AND user_id = ?")
+                    .bind(tenant.0.to_string())
+                    .bind(business.to_string())
+                    .bind(user.to_string()),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>> {
+        let rows = sqlx::query("SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? ORDER BY name")
+            .bind(tenant.0.to_string())
+            .fetch_all(&self.readers)
+            .await
+            .map_err(fault)?;
+        rows.iter().map(business_from_row).collect()
+    }
+
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>> {
         let rows = sqlx::query(
             "SELECT b.tenant_id, b.id, b.name, b.created_at FROM memberships m

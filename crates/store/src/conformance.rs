@@ -444,6 +444,11 @@ pub async fn businesses_and_memberships(store: SharedStore) {
     assert_eq!(store.find_user(t, alice.id).await.unwrap().unwrap().default_business_id, Some(alpha.id));
     store.update_user_default_business(t, alice.id, None).await.unwrap();
     assert_eq!(store.find_user(t, alice.id).await.unwrap().unwrap().default_business_id, None);
+
+    assert_eq!(store.list_businesses(t).await.unwrap(), vec![alpha.clone(), mid.clone(), zeta.clone()], "all businesses, by name");
+    assert!(store.delete_membership(t, mid.id, alice.id).await.unwrap());
+    assert!(!store.delete_membership(t, mid.id, alice.id).await.unwrap(), "a second removal finds nothing");
+    assert_eq!(store.list_user_businesses(t, alice.id).await.unwrap(), vec![zeta.clone(), alpha.clone()]);
 }
 
 /// Clients: insert, find, list, rotate a secret, delete (with what was issued to them).

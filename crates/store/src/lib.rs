@@ -78,6 +78,9 @@ pub trait Store: Send + Sync + 'static {
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>>;
     /// Adds the user to the business; adding twice is not an error.
     async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid, now: UnixTime) -> StoreResult<()>;
+    async fn delete_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<bool>;
+    /// Every business of the tenant, by name.
+    async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>>;
     /// The businesses a user belongs to, oldest membership first.
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>>;
 

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use latchkey_testkit::{spawn_app, TestApp, TestClient};
 use serde_json::Value;
 use std::io::Write;
@@ -164,4 +166,34 @@ fn bad_configuration_is_refused_before_anything_starts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("issuer"));
     assert!(!dir.path().join("latchkey.db").exists(), "nothing was created");
+}
+
+/// Businesses: create, membership, default; the id_token of a new sign-in shows them.
+#[tokio::test]
+async fn businesses_and_memberships() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@example.com", &[]).await;
+    let coffee = json(&latchkey(&app, &["--json", "business", "create", "--name", "Ada Coffee"], ""))["id"].as_str().unwrap().to_owned();
+    let bakery = json(&latchkey(&app, &["--json", "business", "create", "--name", "Ada Bakery"], ""))["id"].as_str().unwrap().to_owned();
+    assert!(!latchkey(&app, &["business", "create", "--name", "Ada Coffee"], "").status.success(), "names are unique");
+    json(&latchkey(&app, &["--json", "business", "add-member", "Ada Coffee", "--user", "ada@example.com"], ""));
+    json(&latchkey(&app, &["--json", "business", "add-member", &bakery, "--user", &ada.id.to_string()], ""));
+    let shown = json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""));
+    assert_eq!(shown["default_business_id"], coffee.as_str(), "the first business became the default");
+    assert_eq!(shown["businesses"].as_array().unwrap().len(), 2);
+    json(&latchkey(&app, &["--json", "business", "set-default", "Ada Bakery", "--user", "ada@example.com"], ""));
+    assert_eq!(json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""))["default_business_id"], bakery.as_str());
+
+    let client = app.client("openid").await;
+    let t = app.tokens_for(&client, "ada@example.com", "openid").await;
+    let claims = t["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["default_business_id"], bakery.as_str());
+    assert_eq!(claims["business_ids"].as_array().unwrap().len(), 2);
+
+    json(&latchkey(&app, &["--json", "business", "remove-member", "Ada Bakery", "--user", "ada@example.com"], ""));
+    let shown = json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""));
+    assert_eq!(shown["default_business_id"], coffee.as_str(), "removing the default falls back to the remaining business");
+    assert!(!latchkey(&app, &["business", "set-default", "Ada Bakery", "--user", "ada@example.com"], "").status.success());
+    assert_eq!(json(&latchkey(&app, &["--json", "business", "list"], ""))["businesses"].as_array().unwrap().len(), 2);
 }
