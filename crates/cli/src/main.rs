@@ -44,6 +44,36 @@ enum Command {
     /// Manage businesses and who belongs to them.
     #[command(subcommand)]
     Business(BusinessCommand),
+    /// Manage users' personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a personal access token for a user; prints it once.
+    Create {
+        /// The user (id or email).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// A scope of the token (repeatable; at least one).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime in seconds (default 90 days, at most 366 days).
+        #[arg(long)]
+        expires_in: Option<i64>,
+    },
+    /// List a user's personal access tokens.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Give a token a new secret; name, scopes, expiry and history stay.
+    Regenerate { id: String },
+    /// Revoke a token.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +216,7 @@ async fn main() -> Result<()> {
         Command::User(cmd) => user(&cli, cmd).await,
         Command::Client(cmd) => client(&cli, cmd).await,
         Command::Business(cmd) => business(&cli, cmd).await,
+        Command::Token(cmd) => token(&cli, cmd).await,
     }
 }
 
@@ -370,6 +401,61 @@ async fn business(cli: &Cli, cmd: &BusinessCommand) -> Result<()> {
         BusinessCommand::SetDefault { business, user } => {
             let (b, u) = admin::set_default_business(&rt, business, user).await?;
             print(cli, member(&b, &u), || format!("{} is now the default business of {}", b.name, u.email));
+        }
+    }
+    Ok(())
+}
+
+async fn token(cli: &Cli, cmd: &TokenCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    let parse_id = |id: &str| id.parse::<uuid::Uuid>().with_context(|| format!("{id} is not a token id"));
+    match cmd {
+        TokenCommand::Create { user, name, scopes, expires_in } => {
+            let u = admin::find_user(&rt, user).await?;
+            let (t, secret) = admin::create_personal_token(&rt, u.id, name, scopes, *expires_in).await?;
+            print(cli, json!({"id": t.id, "token": secret.expose(), "expires_at": t.expires_at}), || {
+                format!("id:    {}\ntoken: {}\n\nThe token is shown only now; store it safely.", t.id, secret.expose())
+            });
+        }
+        TokenCommand::List { user } => {
+            let u = admin::find_user(&rt, user).await?;
+            let tokens = rt.store.list_personal_tokens(rt.tenant.id, u.id).await?;
+            let now = rt.now();
+            print(
+                cli,
+                json!({"tokens": tokens.iter().map(|t| json!({
+                    "id": t.id, "name": t.name, "scope": t.scope.to_string(), "created_at": t.created_at,
+                    "expires_at": t.expires_at, "last_used_at": t.last_used_at, "revoked_at": t.revoked_at,
+                })).collect::<Vec<_>>()}),
+                || {
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            let status = if t.revoked_at.is_some() {
+                                "revoked"
+                            } else if t.is_active(now) {
+                                "active"
+                            } else {
+                                "expired"
+                            };
+                            format!("{}  {:8}  {}  [{}]", t.id, status, t.name, t.scope)
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        TokenCommand::Regenerate { id } => {
+            let id = parse_id(id)?;
+            let secret = admin::regenerate_personal_token(&rt, id).await?;
+            print(cli, json!({"id": id, "token": secret.expose()}), || {
+                format!("id:    {id}\ntoken: {}\n\nThe old secret no longer works.", secret.expose())
+            });
+        }
+        TokenCommand::Revoke { id } => {
+            let id = parse_id(id)?;
+            admin::revoke_personal_token(&rt, id).await?;
+            print(cli, json!({"id": id, "revoked": true}), || format!("revoked token {id}"));
         }
     }
     Ok(())

@@ -297,3 +297,34 @@ pub struct SigningKeyRecord {
     pub public_jwk: String,
     pub created_at: UnixTime,
 }
+
+/// A token a user made for themself (YouCan's "Developer Settings"): named, scoped, expiring,
+/// regenerable and revocable. Stored by hash; it can only be presented, never exchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalToken {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub user_id: Uuid,
+    pub name: String,
+    pub hash: SecretHash,
+    pub scope: ScopeSet,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+}
+
+impl PersonalToken {
+    pub fn is_active(&self, now: UnixTime) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// One line of a personal token's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalTokenEvent {
+    pub token_id: Uuid,
+    /// `created`, `regenerated` or `revoked`.
+    pub event: String,
+    pub at: UnixTime,
+}

@@ -20,6 +20,9 @@ pub enum AppError {
     /// the request carried no token at all (§3.1).
     #[error("bearer token refused: {description}")]
     Bearer { status: StatusCode, error: Option<&'static str>, description: &'static str },
+    /// A JSON API error for the signed-in user's own API (`{"error", "error_description"}`).
+    #[error("{error}: {description}")]
+    Api { status: StatusCode, error: &'static str, description: String },
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -86,6 +89,9 @@ impl IntoResponse for AppError {
                     r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
                 no_store(r)
+            }
+            AppError::Api { status, error, description } => {
+                no_store((status, axum::Json(serde_json::json!({"error": error, "error_description": description}))).into_response())
             }
             AppError::Store(StoreError::Unavailable(source)) => {
                 let id = uuid::Uuid::new_v4();

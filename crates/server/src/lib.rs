@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod auth;
+mod bearer;
 pub mod config;
 pub mod error;
 mod handlers;

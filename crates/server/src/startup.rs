@@ -1,7 +1,7 @@
 //! Building and running the server: bind (port 0 works), load keys, serve until a signal.
 
 use crate::config::Config;
-use crate::handlers::{authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
+use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
 use crate::runtime::{Clock, KeyRing, Runtime, StartupError, SystemClock};
 use crate::state::{AppState, DemoInfo, Inner};
 use crate::{admin, web};
@@ -128,6 +128,9 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata))
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/account/api/personal-tokens", get(account::personal_tokens_get).post(account::personal_tokens_post))
+        .route("/account/api/personal-tokens/{id}/regenerate", post(account::personal_token_regenerate))
+        .route("/account/api/personal-tokens/{id}/revoke", post(account::personal_token_revoke))
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route("/assets/latchkey.css", get(misc::stylesheet))

@@ -162,3 +162,29 @@ CREATE TABLE login_attempts (
     window_start  INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, key)
 );
+
+-- Personal access tokens and their audit trail.
+CREATE TABLE personal_tokens (
+    tenant_id     TEXT NOT NULL,
+    id            TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    hash          BLOB NOT NULL UNIQUE,
+    scope         TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX personal_tokens_user ON personal_tokens(tenant_id, user_id);
+
+CREATE TABLE personal_token_events (
+    tenant_id  TEXT NOT NULL,
+    token_id   TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    FOREIGN KEY (tenant_id, token_id) REFERENCES personal_tokens(tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX personal_token_events_token ON personal_token_events(tenant_id, token_id);

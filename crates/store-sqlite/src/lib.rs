@@ -11,7 +11,8 @@ mod rows;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, Interaction, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
+    TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -152,6 +153,18 @@ async fn insert_family_row(tx: &mut Transaction<'static, Sqlite>, f: &Family) ->
     .execute(&mut **tx)
     .await
     .map_err(fault)?;
+    Ok(())
+}
+
+async fn token_event(tx: &mut Transaction<'static, Sqlite>, tenant: TenantId, id: Uuid, event: &str, at: UnixTime) -> StoreResult<()> {
+    sqlx::query("INSERT INTO personal_token_events (tenant_id, token_id, event, at) VALUES (?, ?, ?, ?)")
+        .bind(tenant.0.to_string())
+        .bind(id.to_string())
+        .bind(event)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(fault)?;
     Ok(())
 }
 
@@ -496,6 +509,128 @@ impl Store for SqliteStore {
         self.write(sqlx::query("DELETE FROM interactions WHERE tenant_id = ? AND id = ?").bind(tenant.0.to_string()).bind(id.to_string()))
             .await
             .map(drop)
+    }
+
+    async fn insert_personal_token(&self, t: &PersonalToken) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO personal_tokens (tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.tenant.0.to_string())
+        .bind(t.id.to_string())
+        .bind(t.user_id.to_string())
+        .bind(&t.name)
+        .bind(t.hash.0.to_vec())
+        .bind(t.scope.to_string())
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.last_used_at)
+        .bind(t.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(fault)?;
+        token_event(&mut tx, t.tenant, t.id, "created", t.created_at).await?;
+        tx.commit().await.map_err(fault)
+    }
+
+    async fn find_personal_token(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<PersonalToken>> {
+        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND id = ?"))
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(fault)?;
+        row.map(|r| personal_token_from_row(&r)).transpose()
+    }
+
+    async fn find_personal_token_by_hash(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<PersonalToken>> {
+        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND hash = ?"))
+            .bind(tenant.0.to_string())
+            .bind(hash.0.to_vec())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(fault)?;
+        row.map(|r| personal_token_from_row(&r)).transpose()
+    }
+
+    async fn list_personal_tokens(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<PersonalToken>> {
+        let rows =
+            sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND user_id = ? ORDER BY created_at DESC, rowid DESC"))
+                .bind(tenant.0.to_string())
+                .bind(user.to_string())
+                .fetch_all(&self.readers)
+                .await
+                .map_err(fault)?;
+        rows.iter().map(personal_token_from_row).collect()
+    }
+
+    async fn update_personal_token_secret(&self, tenant: TenantId, id: Uuid, hash: SecretHash, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE personal_tokens SET hash = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL")
+            .bind(hash.0.to_vec())
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(fault)?
+            .rows_affected();
+        if n == 0 {
+            tx.rollback().await.map_err(fault)?;
+            return Ok(false);
+        }
+        token_event(&mut tx, tenant, id, "regenerated", now).await?;
+        tx.commit().await.map_err(fault)?;
+        Ok(true)
+    }
+
+    async fn revoke_personal_token(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE personal_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(tenant.0.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(fault)?
+            .rows_affected();
+        if n == 0 {
+            tx.rollback().await.map_err(fault)?;
+            return Ok(false);
+        }
+        token_event(&mut tx, tenant, id, "revoked", now).await?;
+        tx.commit().await.map_err(fault)?;
+        Ok(true)
+    }
+
+    async fn update_personal_token_last_used(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<()> {
+        self.write(
+            sqlx::query("UPDATE personal_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?")
+                .bind(now)
+                .bind(tenant.0.to_string())
+                .bind(id.to_string()),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_personal_token_events(&self, tenant: TenantId, id: Uuid) -> StoreResult<Vec<PersonalTokenEvent>> {
+        let rows =
+            sqlx::query("SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = ? AND token_id = ? ORDER BY at, rowid")
+                .bind(tenant.0.to_string())
+                .bind(id.to_string())
+                .fetch_all(&self.readers)
+                .await
+                .map_err(fault)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PersonalTokenEvent {
+                    token_id: uuid_col(r, "token_id")?,
+                    event: r.try_get("event").map_err(fault)?,
+                    at: r.try_get("at").map_err(fault)?,
+                })
+            })
+            .collect()
     }
 
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {

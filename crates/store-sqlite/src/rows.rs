@@ -2,8 +2,8 @@
 
 use crate::{fault, uuid_col};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind,
-    TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
+    TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -196,4 +196,22 @@ pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
         revoked_at: get(r, "f_revoked_at")?,
     };
     Ok(TokenView { token, family })
+}
+
+pub(crate) const PERSONAL_TOKEN_SELECT: &str =
+    "SELECT tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at FROM personal_tokens";
+
+pub(crate) fn personal_token_from_row(r: &SqliteRow) -> StoreResult<PersonalToken> {
+    Ok(PersonalToken {
+        id: uuid_col(r, "id")?,
+        tenant: tenant_col(r)?,
+        user_id: uuid_col(r, "user_id")?,
+        name: get(r, "name")?,
+        hash: hash_col(r, "hash")?,
+        scope: scope_col(r, "scope")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        last_used_at: get(r, "last_used_at")?,
+        revoked_at: get(r, "revoked_at")?,
+    })
 }

@@ -17,8 +17,8 @@
 
 use crate::{RedeemOutcome, RotateOutcome, SharedStore, StoreError};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, Session, SigningAlg, SigningKeyRecord, TenantId, TokenKind,
-    TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, TenantId,
+    TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             refresh_concurrent_rotation_has_one_winner,
             revocation,
             client_families_have_no_user,
+            personal_tokens_lifecycle,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -91,6 +92,7 @@ where
     refresh_concurrent_rotation_has_one_winner(make().await).await;
     revocation(make().await).await;
     client_families_have_no_user(make().await).await;
+    personal_tokens_lifecycle(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,4 +796,50 @@ pub async fn client_families_have_no_user(store: SharedStore) {
     assert!(store.find_token(w.tenant, h(91)).await.unwrap().is_none());
     assert!(store.delete_client(w.tenant, &w.client.client_id).await.unwrap());
     assert!(store.find_token(w.tenant, h(90)).await.unwrap().is_none(), "deleting the client deletes its tokens");
+}
+
+/// Personal access tokens: one record through creation, regeneration and revocation, with its
+/// audit trail; isolated by tenant; deleted with their user.
+pub async fn personal_tokens_lifecycle(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let pat = |id: Uuid, hash: SecretHash, at: UnixTime| PersonalToken {
+        id,
+        tenant: w.tenant,
+        user_id: w.user.id,
+        name: format!("token {at}"),
+        hash,
+        scope: scope("openid orders:read"),
+        created_at: at,
+        expires_at: at + 86_400,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let first = pat(Uuid::new_v4(), h(70), NOW);
+    let second = pat(Uuid::new_v4(), h(71), NOW + 1);
+    store.insert_personal_token(&first).await.unwrap();
+    store.insert_personal_token(&second).await.unwrap();
+    assert_eq!(store.find_personal_token(w.tenant, first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.find_personal_token_by_hash(w.tenant, h(70)).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.list_personal_tokens(w.tenant, w.user.id).await.unwrap(), vec![second.clone(), first.clone()], "newest first");
+    let other = TenantId(Uuid::new_v4());
+    assert!(store.find_personal_token_by_hash(other, h(70)).await.unwrap().is_none());
+    assert!(!store.revoke_personal_token(other, first.id, NOW).await.unwrap());
+
+    assert!(store.update_personal_token_secret(w.tenant, first.id, h(72), NOW + 5).await.unwrap());
+    assert!(store.find_personal_token_by_hash(w.tenant, h(70)).await.unwrap().is_none(), "the old secret is gone");
+    let again = store.find_personal_token_by_hash(w.tenant, h(72)).await.unwrap().unwrap();
+    assert_eq!((again.id, again.name.clone(), again.scope.clone()), (first.id, first.name.clone(), first.scope.clone()), "same record");
+    store.update_personal_token_last_used(w.tenant, first.id, NOW + 6).await.unwrap();
+    assert_eq!(store.find_personal_token(w.tenant, first.id).await.unwrap().unwrap().last_used_at, Some(NOW + 6));
+    assert!(store.revoke_personal_token(w.tenant, first.id, NOW + 7).await.unwrap());
+    assert!(!store.revoke_personal_token(w.tenant, first.id, NOW + 8).await.unwrap(), "already revoked");
+    assert!(!store.update_personal_token_secret(w.tenant, first.id, h(73), NOW + 9).await.unwrap(), "a revoked token stays revoked");
+    let revoked = store.find_personal_token(w.tenant, first.id).await.unwrap().unwrap();
+    assert!(!revoked.is_active(NOW + 7));
+    let events: Vec<(String, UnixTime)> =
+        store.list_personal_token_events(w.tenant, first.id).await.unwrap().into_iter().map(|e| (e.event, e.at)).collect();
+    assert_eq!(events, vec![("created".to_owned(), NOW), ("regenerated".to_owned(), NOW + 5), ("revoked".to_owned(), NOW + 7)]);
+
+    assert!(store.delete_user(w.tenant, w.user.id).await.unwrap());
+    assert!(store.find_personal_token(w.tenant, second.id).await.unwrap().is_none(), "deleted with the user");
 }

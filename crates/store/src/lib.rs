@@ -10,7 +10,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, Interaction, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
+    TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -105,6 +106,22 @@ pub trait Store: Send + Sync + 'static {
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>>;
     async fn update_interaction_login(&self, tenant: TenantId, id: Uuid, user: Uuid, at: UnixTime) -> StoreResult<()>;
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()>;
+
+    // Personal access tokens.
+    /// Stores a new personal token and its `created` event.
+    async fn insert_personal_token(&self, token: &PersonalToken) -> StoreResult<()>;
+    async fn find_personal_token(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<PersonalToken>>;
+    async fn find_personal_token_by_hash(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<PersonalToken>>;
+    /// A user's tokens, newest first.
+    async fn list_personal_tokens(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<PersonalToken>>;
+    /// Replaces the secret of a live token (same record), recording `regenerated`; false if
+    /// the token is unknown or revoked.
+    async fn update_personal_token_secret(&self, tenant: TenantId, id: Uuid, hash: SecretHash, now: UnixTime) -> StoreResult<bool>;
+    /// Revokes a token, recording `revoked`; false if unknown or already revoked.
+    async fn revoke_personal_token(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<bool>;
+    async fn update_personal_token_last_used(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<()>;
+    /// The audit trail of a token, oldest first.
+    async fn list_personal_token_events(&self, tenant: TenantId, id: Uuid) -> StoreResult<Vec<PersonalTokenEvent>>;
 
     // Guessing counters.
     /// Atomically counts one attempt for `key`, starting a new window when the current one

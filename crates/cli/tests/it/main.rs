@@ -197,3 +197,76 @@ async fn businesses_and_memberships() {
     assert!(!latchkey(&app, &["business", "set-default", "Ada Bakery", "--user", "ada@example.com"], "").status.success());
     assert_eq!(json(&latchkey(&app, &["--json", "business", "list"], ""))["businesses"].as_array().unwrap().len(), 2);
 }
+
+/// Personal access tokens (YouCan's Developer Settings) from the CLI: shown once, accepted at
+/// UserInfo and introspection, regenerated on the same record, revoked; never exchangeable.
+#[tokio::test]
+async fn personal_access_tokens() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@example.com", &["Ada Coffee"]).await;
+    let created = json(&latchkey(
+        &app,
+        &["--json", "token", "create", "--user", "ada@example.com", "--name", "CI deploys", "--scope", "openid", "--scope", "orders:read"],
+        "",
+    ));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let pat = created["token"].as_str().unwrap().to_owned();
+    assert!(pat.starts_with("lk_pat_"));
+    let userinfo = |t: String| {
+        let app = &app;
+        async move { app.http().get(app.url("/oauth/userinfo")).bearer_auth(t).send().await.unwrap() }
+    };
+    let r = userinfo(pat.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["sub"], ada.id.to_string());
+
+    let rs = app.client("openid").await;
+    let intro: Value = app
+        .http()
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(&rs.client_id, rs.secret.as_deref())
+        .form(&[("token", pat.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro["active"], true);
+    assert_eq!(intro["username"], "ada@example.com");
+    assert_eq!(intro["scope"], "openid orders:read");
+    assert!(intro.get("client_id").is_none());
+
+    // A personal token can never mint other tokens.
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&rs.client_id, rs.secret.as_deref())
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", pat.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let listed = json(&latchkey(&app, &["--json", "token", "list", "--user", "ada@example.com"], ""));
+    let listed = &listed["tokens"][0];
+    assert_eq!(listed["name"], "CI deploys");
+    assert!(listed["last_used_at"].is_i64(), "the last use is recorded");
+    assert!(!String::from_utf8_lossy(&latchkey(&app, &["token", "list", "--user", "ada@example.com"], "").stdout).contains(&pat));
+
+    let regenerated = json(&latchkey(&app, &["--json", "token", "regenerate", &id], ""));
+    let new_pat = regenerated["token"].as_str().unwrap().to_owned();
+    assert_eq!(regenerated["id"], id.as_str(), "same record");
+    assert_eq!(userinfo(pat).await.status(), 401, "the old secret stops working");
+    assert_eq!(userinfo(new_pat.clone()).await.status(), 200);
+    json(&latchkey(&app, &["--json", "token", "revoke", &id], ""));
+    assert_eq!(userinfo(new_pat).await.status(), 401);
+    assert!(!latchkey(&app, &["token", "revoke", &id], "").status.success(), "already revoked");
+    assert!(!latchkey(
+        &app,
+        &["token", "create", "--user", "ada@example.com", "--name", "x", "--scope", "openid", "--expires-in", "99999999999"],
+        ""
+    )
+    .status
+    .success());
+}

@@ -1,6 +1,7 @@
 //! Token introspection (RFC 7662) for resource servers.
 
 use super::token::authenticate_client;
+use crate::bearer::{active_token, Presented};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
@@ -30,41 +31,32 @@ pub(crate) async fn introspect_post(
 }
 
 async fn introspect(state: &AppState, token: &str) -> AppResult<IntrospectionResponse> {
-    let now = state.now();
     // IN-02: unknown, expired, revoked or malformed tokens all answer exactly {"active": false}.
-    let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? else {
-        return Ok(IntrospectionResponse::default());
-    };
-    if !view.is_active(now) || view.token.rotated_at.is_some() {
-        return Ok(IntrospectionResponse::default());
-    }
+    let Some(t) = active_token(state, token).await? else { return Ok(IntrospectionResponse::default()) };
     // A user token whose user is gone is not active; a client's own token has the client as
     // its subject (RFC 9700 §4.15: client ids never look like user ids, which are UUIDs).
-    let (sub, username) = match view.token.user_id {
-        Some(id) => match state.store().find_user(state.tenant_id(), id).await? {
+    let (sub, username) = match (t.user_id, &t.client_id) {
+        (Some(id), _) => match state.store().find_user(state.tenant_id(), id).await? {
             Some(user) => (user.id.to_string(), Some(user.email)),
             None => return Ok(IntrospectionResponse::default()),
         },
-        None => (view.token.client_id.clone(), None),
+        (None, Some(client)) => (client.clone(), None),
+        (None, None) => return Ok(IntrospectionResponse::default()),
     };
-    let t = &view.token;
     Ok(IntrospectionResponse {
         active: true,
         scope: Some(t.scope.to_string()),
-        client_id: Some(t.client_id.clone()),
+        client_id: t.client_id,
         username,
         token_type: Some(match t.kind {
-            TokenKind::Access => "Bearer".into(),
-            TokenKind::Refresh => "refresh_token".into(),
+            Presented::Issued(TokenKind::Refresh) => "refresh_token".into(),
+            Presented::Issued(TokenKind::Access) | Presented::Personal => "Bearer".into(),
         }),
-        exp: Some(match t.kind {
-            TokenKind::Access => t.expires_at,
-            TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
-        }),
-        iat: Some(t.created_at),
+        exp: Some(t.expires_at),
+        iat: Some(t.issued_at),
         sub: Some(sub),
         iss: Some(state.issuer.clone()),
-        jti: Some(t.jti.to_string()),
+        jti: Some(t.jti),
         authorized_business_id: t.business_id.map(|b| b.to_string()),
     })
 }

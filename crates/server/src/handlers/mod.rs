@@ -1,5 +1,6 @@
 //! One module per endpoint family; each handler is named for what it serves.
 
+pub(crate) mod account;
 pub(crate) mod authorize;
 pub(crate) mod consent;
 pub(crate) mod discovery;

@@ -1,5 +1,6 @@
 //! The UserInfo endpoint (OpenID Connect Core §5.3) for access tokens.
 
+use crate::bearer::{active_token, Presented};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
@@ -49,34 +50,28 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
             return Err(AppError::Bearer { status: StatusCode::UNAUTHORIZED, error: None, description: "a Bearer token is required" })
         }
     };
-    let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? else {
-        return Err(invalid_token("the token is unknown"));
+    let Some(t) = active_token(state, token).await? else {
+        return Err(invalid_token("the token is unknown, expired or revoked"));
     };
     // SECURITY.md RT-09: refresh tokens are never accepted here.
-    if view.token.kind != TokenKind::Access {
+    if t.kind == Presented::Issued(TokenKind::Refresh) {
         return Err(invalid_token("only access tokens are accepted"));
     }
-    if !view.is_active(state.now()) {
-        return Err(invalid_token("the token is expired or revoked"));
-    }
     // OpenID Connect Core §5.3: UserInfo answers tokens issued for an OpenID request.
-    if !view.token.scope.contains("openid") {
+    if !t.scope.contains("openid") {
         return Err(AppError::Bearer {
             status: StatusCode::FORBIDDEN,
             error: Some("insufficient_scope"),
             description: "the token was not granted the openid scope",
         });
     }
-    let Some(user_id) = view.token.user_id else {
+    let Some(user_id) = t.user_id else {
         return Err(invalid_token("the token does not belong to a user"));
     };
     let Some(user) = state.store().find_user(state.tenant_id(), user_id).await? else {
         return Err(invalid_token("the user no longer exists"));
     };
     let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
-    let claims = userinfo_claims(
-        &Subject { user: &user, business_ids: &business_ids, authorized_business_id: view.token.business_id },
-        &view.token.scope,
-    );
+    let claims = userinfo_claims(&Subject { user: &user, business_ids: &business_ids, authorized_business_id: t.business_id }, &t.scope);
     Ok(crate::error::no_store(axum::Json(claims).into_response()))
 }

@@ -1,0 +1,74 @@
+//! What a presented token is: an access token of a grant, or a personal access token. Shared
+//! by UserInfo and introspection, so both judge tokens alike.
+
+use crate::error::AppResult;
+use crate::state::AppState;
+use latchkey_core::model::TokenKind;
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretKind;
+use latchkey_core::UnixTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// An access or refresh token issued by the token endpoint.
+    Issued(TokenKind),
+    /// A personal access token (`lk_pat_`).
+    Personal,
+}
+
+/// An active token, as resource servers see it.
+#[derive(Debug, Clone)]
+pub(crate) struct ActiveToken {
+    pub kind: Presented,
+    pub client_id: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub business_id: Option<Uuid>,
+    pub scope: ScopeSet,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub jti: String,
+}
+
+/// Finds the token and returns it if it is active now; `None` for anything else (unknown,
+/// expired, revoked, rotated). A personal token's last-used time is recorded.
+pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Option<ActiveToken>> {
+    let now = state.now();
+    let hash = state.hasher().hash(token);
+    if token.starts_with(SecretKind::PersonalAccessToken.prefix()) {
+        let Some(pat) = state.store().find_personal_token_by_hash(state.tenant_id(), hash).await? else { return Ok(None) };
+        if !pat.is_active(now) {
+            return Ok(None);
+        }
+        state.store().update_personal_token_last_used(state.tenant_id(), pat.id, now).await?;
+        let user = state.store().find_user(state.tenant_id(), pat.user_id).await?;
+        return Ok(Some(ActiveToken {
+            kind: Presented::Personal,
+            client_id: None,
+            user_id: Some(pat.user_id),
+            business_id: user.and_then(|u| u.default_business_id),
+            scope: pat.scope,
+            issued_at: pat.created_at,
+            expires_at: pat.expires_at,
+            jti: pat.id.to_string(),
+        }));
+    }
+    let Some(view) = state.store().find_token(state.tenant_id(), hash).await? else { return Ok(None) };
+    if !view.is_active(now) || view.token.rotated_at.is_some() {
+        return Ok(None);
+    }
+    let t = view.token;
+    Ok(Some(ActiveToken {
+        kind: Presented::Issued(t.kind),
+        client_id: Some(t.client_id),
+        user_id: t.user_id,
+        business_id: t.business_id,
+        scope: t.scope,
+        issued_at: t.created_at,
+        expires_at: match t.kind {
+            TokenKind::Access => t.expires_at,
+            TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
+        },
+        jti: t.jti.to_string(),
+    }))
+}
