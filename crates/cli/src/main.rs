@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use latchkey_core::grant::{ClientTokenSettings, RefreshPolicy};
 use latchkey_server::admin::{self, NewClient, NewUser};
 use latchkey_server::runtime::{Runtime, SystemClock};
 use latchkey_server::{Application, BuildOptions, Settings};
@@ -121,6 +122,48 @@ struct ServeArgs {
     demo: bool,
 }
 
+/// Per-client token settings; each overrides the server's.
+#[derive(Args)]
+struct TokenSettingsArgs {
+    /// Access token lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    access_token_lifetime: Option<i64>,
+    /// Absolute refresh token lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    refresh_token_lifetime: Option<i64>,
+    /// Idle refresh token lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    refresh_token_idle_lifetime: Option<i64>,
+    /// Authorization code lifetime in seconds (at most 600).
+    #[arg(long, value_name = "SECONDS")]
+    code_lifetime: Option<i64>,
+    /// id_token lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    id_token_lifetime: Option<i64>,
+    /// `always` or `offline_access` (refresh tokens only when that scope was granted).
+    #[arg(long, value_name = "POLICY")]
+    refresh_policy: Option<String>,
+}
+
+impl TokenSettingsArgs {
+    fn settings(&self) -> Result<ClientTokenSettings> {
+        let refresh_policy = match &self.refresh_policy {
+            None => None,
+            Some(p) => {
+                Some(RefreshPolicy::parse(p).with_context(|| format!("{p:?} is not a refresh policy: use always or offline_access"))?)
+            }
+        };
+        Ok(ClientTokenSettings {
+            access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            refresh_token_idle_lifetime: self.refresh_token_idle_lifetime,
+            code_lifetime: self.code_lifetime,
+            id_token_lifetime: self.id_token_lifetime,
+            refresh_policy,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create a user; the password is read from standard input.
@@ -145,6 +188,7 @@ enum UserCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // Parsed once per process; boxing buys nothing.
 enum ClientCommand {
     /// Register a client; prints its client_id and, once, its client_secret.
     Create {
@@ -168,6 +212,8 @@ enum ClientCommand {
         /// Require PKCE even though the client is confidential.
         #[arg(long)]
         require_pkce: bool,
+        #[command(flatten)]
+        tokens: TokenSettingsArgs,
     },
     /// List clients.
     List,
@@ -317,6 +363,7 @@ fn client_json(c: &latchkey_core::model::Client) -> serde_json::Value {
         "scopes": c.scopes.iter().collect::<Vec<_>>(),
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "require_pkce": c.needs_pkce(),
+        "token_settings": c.token_settings,
         "created_at": c.created_at,
     })
 }
@@ -324,7 +371,7 @@ fn client_json(c: &latchkey_core::model::Client) -> serde_json::Value {
 async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
     let rt = open(cli).await?;
     match cmd {
-        ClientCommand::Create { name, developer, redirect_uris, scopes, public, grant_types, require_pkce } => {
+        ClientCommand::Create { name, developer, redirect_uris, scopes, public, grant_types, require_pkce, tokens } => {
             let (c, secret) = admin::create_client(
                 &rt,
                 NewClient {
@@ -336,6 +383,7 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
                     grant_types: grant_types.clone(),
                     require_pkce: *require_pkce,
                     client_id: None,
+                    token_settings: tokens.settings()?,
                 },
             )
             .await?;

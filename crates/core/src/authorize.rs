@@ -250,6 +250,7 @@ mod tests {
             scopes: ScopeSet::parse("openid email").unwrap(),
             grant_types: GrantType::DEFAULT.to_vec(),
             require_pkce: false,
+            token_settings: Default::default(),
             created_at: 0,
         }
     }

@@ -99,6 +99,8 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// PKCE required even though the client is confidential. Public clients always need it.
     pub require_pkce: bool,
+    /// Token lifetimes and refresh policy of this client, over the server's.
+    pub token_settings: crate::grant::ClientTokenSettings,
     pub created_at: UnixTime,
 }
 

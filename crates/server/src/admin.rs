@@ -3,6 +3,7 @@
 
 use crate::runtime::Runtime;
 use crate::state::DemoInfo;
+use latchkey_core::grant::{ClientTokenSettings, Lifetimes};
 use latchkey_core::model::{Business, Client, GrantType, User};
 use latchkey_core::password;
 use latchkey_core::redirect;
@@ -132,6 +133,8 @@ pub struct NewClient {
     pub require_pkce: bool,
     /// A chosen client_id (the demo's); random when `None`.
     pub client_id: Option<String>,
+    /// Token lifetimes and refresh policy of this client, over the server's.
+    pub token_settings: ClientTokenSettings,
 }
 
 /// Registers a client and returns it with its secret (shown once; only the hash is stored).
@@ -176,6 +179,8 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
             )));
         }
     }
+    // SECURITY.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
+    new.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
     let secret = (!new.public).then(|| Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
     let client_id = new.client_id.unwrap_or_else(|| {
         // 48 hex characters: 192 bits, and never parseable as a UUID.
@@ -193,6 +198,7 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
         scopes,
         grant_types,
         require_pkce: new.require_pkce,
+        token_settings: new.token_settings,
         created_at: rt.now(),
     };
     rt.store.insert_client(&client).await?;
@@ -247,6 +253,7 @@ pub async fn seed_demo(rt: &Runtime, issuer: &str) -> AdminResult<DemoInfo> {
             grant_types: vec![],
             require_pkce: false,
             client_id: Some(DEMO_CLIENT_ID.into()),
+            token_settings: ClientTokenSettings::default(),
         },
     )
     .await?;

@@ -27,6 +27,7 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
 pub struct LifetimeSettings {
     pub access_token: Option<i64>,
     pub refresh_token: Option<i64>,
+    pub refresh_token_idle: Option<i64>,
     pub code: Option<i64>,
     pub id_token: Option<i64>,
 }
@@ -86,6 +87,9 @@ impl Settings {
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
+                "LATCHKEY_REFRESH_TOKEN_IDLE_LIFETIME" => {
+                    s.lifetimes.refresh_token_idle = Some(int("LATCHKEY_REFRESH_TOKEN_IDLE_LIFETIME")?)
+                }
                 "LATCHKEY_CODE_LIFETIME" => s.lifetimes.code = Some(int("LATCHKEY_CODE_LIFETIME")?),
                 "LATCHKEY_ID_TOKEN_LIFETIME" => s.lifetimes.id_token = Some(int("LATCHKEY_ID_TOKEN_LIFETIME")?),
                 _ => {}
@@ -109,7 +113,7 @@ impl Settings {
             require_state,
             refresh_token_policy
         );
-        overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, code, id_token);
+        overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
         self
     }
 
@@ -154,6 +158,7 @@ impl Settings {
         let lifetimes = Lifetimes {
             access_token: self.lifetimes.access_token.unwrap_or(d.access_token),
             refresh_token: self.lifetimes.refresh_token.unwrap_or(d.refresh_token),
+            refresh_token_idle: self.lifetimes.refresh_token_idle.unwrap_or(d.refresh_token_idle),
             code: self.lifetimes.code.unwrap_or(d.code),
             id_token: self.lifetimes.id_token.unwrap_or(d.id_token),
         };

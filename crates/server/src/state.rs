@@ -71,6 +71,15 @@ impl AppState {
         self.rt.now()
     }
 
+    /// The lifetimes in force for a client: the server's, with the client's overrides.
+    pub fn lifetimes_for(&self, client: &latchkey_core::model::Client) -> latchkey_core::grant::Lifetimes {
+        client.token_settings.lifetimes(self.config.lifetimes)
+    }
+
+    pub fn refresh_policy_for(&self, client: &latchkey_core::model::Client) -> latchkey_core::grant::RefreshPolicy {
+        client.token_settings.refresh_policy(self.config.refresh_policy)
+    }
+
     /// The CSRF token of a browser: a MAC of its binding cookie, so it needs no storage and
     /// a cross-site page cannot compute it.
     pub fn csrf_token(&self, browser: &str) -> String {

@@ -49,6 +49,7 @@ CREATE TABLE clients (
     scopes         TEXT NOT NULL,
     grant_types    TEXT NOT NULL,
     require_pkce   INTEGER NOT NULL,
+    settings       TEXT NOT NULL DEFAULT '{}',  -- JSON: per-client token lifetimes and refresh policy
     created_at     INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, client_id)
 );

@@ -350,8 +350,8 @@ impl Store for SqliteStore {
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         self.write(
             sqlx::query(
-                "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(c.tenant.0.to_string())
             .bind(&c.client_id)
@@ -362,6 +362,7 @@ impl Store for SqliteStore {
             .bind(c.scopes.to_string())
             .bind(json(&c.grant_types)?)
             .bind(c.require_pkce)
+            .bind(json(&c.token_settings)?)
             .bind(c.created_at),
         )
         .await

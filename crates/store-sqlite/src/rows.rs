@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
 pub(crate) const CLIENT_SELECT: &str =
-    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at FROM clients";
+    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients";
 pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
 pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
 pub(crate) const TOKEN_VIEW_SELECT: &str =
@@ -91,6 +91,7 @@ pub(crate) fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
         scopes: scope_col(r, "scopes")?,
         grant_types,
         require_pkce: get(r, "require_pkce")?,
+        token_settings: from_json(r, "settings")?,
         created_at: get(r, "created_at")?,
     })
 }

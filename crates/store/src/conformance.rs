@@ -141,6 +141,8 @@ fn client(tenant: TenantId, client_id: &str, secret_hash: Option<SecretHash>) ->
         scopes: scope("openid profile email offline_access"),
         grant_types: GrantType::DEFAULT.to_vec(),
         require_pkce: secret_hash.is_some(),
+        // A non-default value, so that a backend that drops it fails the round trip.
+        token_settings: latchkey_core::grant::ClientTokenSettings { access_token_lifetime: Some(1_295_999), ..Default::default() },
         created_at: NOW,
     }
 }

@@ -102,6 +102,7 @@ impl TestApp {
             grant_types: vec![],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await
     }

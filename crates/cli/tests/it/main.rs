@@ -145,6 +145,33 @@ async fn clients_created_by_the_cli_work_against_the_running_server() {
     assert!(public["client_secret"].is_null());
     assert_eq!(json(&latchkey(&app, &["--json", "client", "list"], ""))["clients"].as_array().unwrap().len(), 2);
 
+    let long = json(&latchkey(
+        &app,
+        &[
+            "--json",
+            "client",
+            "create",
+            "--name",
+            "YouCan",
+            "--redirect-uri",
+            "https://y.example/cb",
+            "--access-token-lifetime",
+            "1295999",
+            "--refresh-policy",
+            "offline_access",
+        ],
+        "",
+    ));
+    let shown = json(&latchkey(&app, &["--json", "client", "show", long["client_id"].as_str().unwrap()], ""));
+    assert_eq!(shown["token_settings"]["access_token_lifetime"], 1_295_999);
+    assert_eq!(shown["token_settings"]["refresh_policy"], "offline_access");
+    let absurd = latchkey(
+        &app,
+        &["client", "create", "--name", "Absurd", "--redirect-uri", "https://y.example/cb", "--access-token-lifetime", "3600000000"],
+        "",
+    );
+    assert!(!absurd.status.success());
+    assert!(String::from_utf8_lossy(&absurd.stderr).contains("access_token lifetime"));
     let bad = latchkey(&app, &["client", "create", "--name", "Bad", "--redirect-uri", "http://evil.example/cb"], "");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("https"));

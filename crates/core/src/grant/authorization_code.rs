@@ -90,6 +90,7 @@ mod tests {
             scopes: ScopeSet::default(),
             grant_types: GrantType::DEFAULT.to_vec(),
             require_pkce: false,
+            token_settings: Default::default(),
             created_at: 0,
         }
     }

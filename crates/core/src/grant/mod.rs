@@ -4,9 +4,11 @@ pub mod authorization_code;
 pub mod refresh_token;
 
 use crate::scope::ScopeSet;
+use serde::{Deserialize, Serialize};
 
 /// When a code or refresh grant issues a refresh token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RefreshPolicy {
     /// Always (YouCan, YOC, UltraCart).
     #[default]
@@ -38,13 +40,51 @@ pub struct Lifetimes {
     pub access_token: i64,
     /// Absolute lifetime of a refresh family, counted from the code's redemption.
     pub refresh_token: i64,
+    /// A refresh token unused this long expires (RFC 9700 §4.14.2, OAuth 2.1 §4.3.1), even
+    /// while its family's absolute lifetime runs.
+    pub refresh_token_idle: i64,
     pub code: i64,
     pub id_token: i64,
 }
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self { access_token: 3600, refresh_token: 30 * 24 * 3600, code: 600, id_token: 3600 }
+        Self { access_token: 3600, refresh_token: 30 * 24 * 3600, refresh_token_idle: 14 * 24 * 3600, code: 600, id_token: 3600 }
+    }
+}
+
+/// What one client changes of the server's token settings; `None` keeps the server's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTokenSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_lifetime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_lifetime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_idle_lifetime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_lifetime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_lifetime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_policy: Option<RefreshPolicy>,
+}
+
+impl ClientTokenSettings {
+    /// The lifetimes in force for this client.
+    pub fn lifetimes(&self, base: Lifetimes) -> Lifetimes {
+        Lifetimes {
+            access_token: self.access_token_lifetime.unwrap_or(base.access_token),
+            refresh_token: self.refresh_token_lifetime.unwrap_or(base.refresh_token),
+            refresh_token_idle: self.refresh_token_idle_lifetime.unwrap_or(base.refresh_token_idle),
+            code: self.code_lifetime.unwrap_or(base.code),
+            id_token: self.id_token_lifetime.unwrap_or(base.id_token),
+        }
+    }
+
+    pub fn refresh_policy(&self, base: RefreshPolicy) -> RefreshPolicy {
+        self.refresh_policy.unwrap_or(base)
     }
 }
 
@@ -61,6 +101,7 @@ impl Lifetimes {
         };
         check("access_token lifetime", self.access_token, TEN_YEARS)?;
         check("refresh_token lifetime", self.refresh_token, TEN_YEARS)?;
+        check("refresh_token idle lifetime", self.refresh_token_idle, TEN_YEARS)?;
         // OAuth 2.1 §4.1.2: a maximum code lifetime of 10 minutes is RECOMMENDED.
         check("code lifetime", self.code, 600)?;
         check("id_token lifetime", self.id_token, TEN_YEARS)
@@ -80,6 +121,22 @@ mod tests {
         assert!(!RefreshPolicy::OfflineAccess.issues_refresh_token(&without));
         assert_eq!(RefreshPolicy::parse("offline_access"), Some(RefreshPolicy::OfflineAccess));
         assert_eq!(RefreshPolicy::parse("never"), None);
+    }
+
+    #[test]
+    fn client_settings_override_the_server() {
+        let base = Lifetimes::default();
+        let c = ClientTokenSettings {
+            access_token_lifetime: Some(1_295_999),
+            refresh_policy: Some(RefreshPolicy::OfflineAccess),
+            ..Default::default()
+        };
+        assert_eq!(c.lifetimes(base), Lifetimes { access_token: 1_295_999, ..base });
+        assert_eq!(c.refresh_policy(RefreshPolicy::Always), RefreshPolicy::OfflineAccess);
+        assert_eq!(ClientTokenSettings::default().lifetimes(base), base);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"{"access_token_lifetime":1295999,"refresh_policy":"offline_access"}"#);
+        assert_eq!(serde_json::from_str::<ClientTokenSettings>(&json).unwrap(), c);
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub(crate) async fn proceed(
     if let Some(i) = interaction {
         state.store().delete_interaction(state.tenant_id(), i.id).await?;
     }
-    issue_code(state, req, &user, &grant, session.auth_time, after_post).await
+    issue_code(state, client, req, &user, &grant, session.auth_time, after_post).await
 }
 
 /// Reuses the interaction in progress or starts one bound to this browser. Returns the
@@ -250,6 +250,7 @@ async fn consent_page(
 /// RFC 9207 §2).
 pub(crate) async fn issue_code(
     state: &AppState,
+    client: &Client,
     req: &AuthorizationRequest,
     user: &User,
     grant: &Grant,
@@ -272,7 +273,7 @@ pub(crate) async fn issue_code(
         code_challenge: req.code_challenge.as_ref().map(|c| c.as_str().to_owned()),
         auth_time,
         created_at: now,
-        expires_at: now + state.config.lifetimes.code,
+        expires_at: now + state.lifetimes_for(client).code,
         consumed_at: None,
         family_id: Uuid::new_v4(),
     };

@@ -85,7 +85,7 @@ async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult
                 })
                 .await?;
             state.store().delete_interaction(state.tenant_id(), interaction.id).await?;
-            issue_code(&state, &req, &user, &grant, session.auth_time, true).await
+            issue_code(&state, &client, &req, &user, &grant, session.auth_time, true).await
         }
         _ => Err(AppError::page(StatusCode::BAD_REQUEST, "Invalid form", "Choose Allow or Deny.")),
     }

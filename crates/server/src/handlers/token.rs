@@ -89,7 +89,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         scope: record.scope.clone(),
         auth_time: record.auth_time,
         created_at: now,
-        expires_at: now + state.config.lifetimes.refresh_token,
+        expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
     let minted = mint(state, client, &family, &record.scope, now);
@@ -170,7 +170,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
         scope: scope.clone(),
         auth_time: now,
         created_at: now,
-        expires_at: now + state.config.lifetimes.access_token,
+        expires_at: now + state.lifetimes_for(client).access_token,
         revoked_at: None,
     };
     let mut minted = mint(state, client, &family, &scope, now);
@@ -212,7 +212,7 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
         scope: scope.clone(),
         auth_time: now,
         created_at: now,
-        expires_at: now + state.config.lifetimes.refresh_token,
+        expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
     let minted = mint(state, client, &family, &scope, now);
@@ -245,7 +245,7 @@ fn mint_rotation(
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
     let access = Secret::generate(SecretKind::AccessToken, &mut rng);
-    let refresh = (client.allows_grant(GrantType::RefreshToken) && state.config.refresh_policy.issues_refresh_token(refresh_scope))
+    let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
         .then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
     let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
         hash: state.hasher().hash(secret.expose()),
@@ -262,9 +262,12 @@ fn mint_rotation(
         revoked_at: None,
         rotated_at: None,
     };
-    let mut records = vec![record(&access, TokenKind::Access, access_scope, now + state.config.lifetimes.access_token)];
+    let lifetimes = state.lifetimes_for(client);
+    let mut records = vec![record(&access, TokenKind::Access, access_scope, now + lifetimes.access_token)];
     if let Some(r) = &refresh {
-        records.push(record(r, TokenKind::Refresh, refresh_scope, family.expires_at));
+        // RFC 9700 §4.14.2: a refresh token expires when unused for the idle lifetime, and
+        // never outlives its family.
+        records.push(record(r, TokenKind::Refresh, refresh_scope, (now + lifetimes.refresh_token_idle).min(family.expires_at)));
     }
     Minted { access, refresh, jti, records }
 }
@@ -297,7 +300,7 @@ async fn respond(
             access_token: minted.access.expose(),
             alg: state.keys.active.alg(),
             now,
-            lifetime: state.config.lifetimes.id_token,
+            lifetime: state.lifetimes_for(client).id_token,
         });
         Some(state.keys.active.sign_jwt("JWT", &claims).map_err(|e| crate::error::AppError::Internal(e.to_string()))?)
     } else {
@@ -306,7 +309,7 @@ async fn respond(
     Ok(TokenResponse {
         access_token: minted.access.expose().to_owned(),
         token_type: "Bearer".into(),
-        expires_in: u64::try_from(state.config.lifetimes.access_token).unwrap_or(0),
+        expires_in: u64::try_from(state.lifetimes_for(client).access_token).unwrap_or(0),
         refresh_token: minted.refresh.map(|r| r.expose().to_owned()),
         scope: scope.to_string(),
         id_token,

@@ -19,6 +19,7 @@ async fn two_uri_client(app: &TestApp) -> TestClient {
         grant_types: vec![],
         require_pkce: false,
         client_id: None,
+        token_settings: Default::default(),
     })
     .await
 }
@@ -101,6 +102,7 @@ async fn public_clients_must_use_pkce() {
             grant_types: vec![],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     let r = app.browser().get(&authorize_url(&app, &c, "state=s")).await;

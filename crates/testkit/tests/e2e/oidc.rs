@@ -34,6 +34,7 @@ async fn full_flow(app: &TestApp) {
             grant_types: vec![],
             require_pkce: true,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     let http = http();

@@ -16,6 +16,7 @@ async fn yoc_client(app: &TestApp) -> TestClient {
         grant_types: vec!["password".into(), "refresh_token".into()],
         require_pkce: false,
         client_id: None,
+        token_settings: Default::default(),
     })
     .await
 }
@@ -113,6 +114,7 @@ async fn the_grant_is_off_unless_registered() {
             grant_types: vec!["password".into()],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         },
     )
     .await;

@@ -79,6 +79,7 @@ async fn introspection_needs_an_authenticated_confidential_client() {
             grant_types: vec![],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     let r = app.http().post(app.url("/oauth/introspect")).form(&[("token", "x"), ("client_id", &public.client_id)]).send().await.unwrap();

@@ -284,6 +284,7 @@ async fn refresh_tokens_expire_and_grants_are_restricted_per_client() {
             grant_types: vec!["authorization_code".into()],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     let t = app.tokens_for(&c, "ada@example.com", "openid").await;
@@ -331,6 +332,7 @@ async fn public_client_flow() {
             grant_types: vec![],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     let code = app
@@ -413,6 +415,7 @@ async fn client_credentials_grant() {
             grant_types: vec!["client_credentials".into()],
             require_pkce: false,
             client_id: None,
+            token_settings: Default::default(),
         })
         .await;
     assert!(c.client_id.parse::<uuid::Uuid>().is_err(), "client ids never look like user subjects");
@@ -465,4 +468,85 @@ async fn client_credentials_grant() {
     let (s, b) =
         post(&app, &[("grant_type", "client_credentials"), ("client_id", &other.client_id), ("client_secret", secret(&other))]).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
+}
+
+/// Issue 3: lifetimes and refresh policy per client, over the server's.
+#[tokio::test]
+async fn per_client_lifetimes_and_refresh_policy() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let youcan = app
+        .client_with(NewClient {
+            name: "Long lived".into(),
+            developer: None,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scopes: vec!["openid offline_access".into()],
+            public: false,
+            grant_types: vec![],
+            require_pkce: false,
+            client_id: None,
+            token_settings: latchkey_core::grant::ClientTokenSettings {
+                access_token_lifetime: Some(1_295_999),
+                refresh_policy: Some(latchkey_core::grant::RefreshPolicy::OfflineAccess),
+                ..Default::default()
+            },
+        })
+        .await;
+    let plain = app.client("openid offline_access").await;
+    let t = app.tokens_for(&youcan, "ada@example.com", "openid").await;
+    assert_eq!(t["expires_in"], 1_295_999);
+    assert!(t["refresh_token"].is_null(), "this client gets refresh tokens only with offline_access");
+    let t = app.tokens_for(&plain, "ada@example.com", "openid").await;
+    assert_eq!(t["expires_in"], 3600, "other clients keep the server's settings");
+    assert!(t["refresh_token"].is_string());
+
+    let absurd = latchkey_server::admin::create_client(
+        &app.rt,
+        NewClient {
+            name: "Absurd".into(),
+            developer: None,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            scopes: vec![],
+            public: false,
+            grant_types: vec![],
+            require_pkce: false,
+            client_id: None,
+            token_settings: latchkey_core::grant::ClientTokenSettings { access_token_lifetime: Some(3_600_000_000), ..Default::default() },
+        },
+    )
+    .await;
+    assert!(absurd.is_err(), "milliseconds given for seconds are refused");
+}
+
+/// RFC 9700 §4.14.2: a refresh token unused for the idle lifetime expires; using it in time
+/// keeps the session going.
+#[tokio::test]
+async fn idle_refresh_tokens_expire() {
+    let (app, c) = setup().await;
+    let t = app.tokens_for(&c, "ada@example.com", "openid offline_access").await;
+    app.clock.advance(13 * 24 * 3600);
+    let (s, n) = post(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", &c.client_id),
+            ("client_secret", secret(&c)),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "used within the idle lifetime");
+    app.clock.advance(14 * 24 * 3600 + 1);
+    let (s, b) = post(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", n["refresh_token"].as_str().unwrap()),
+            ("client_id", &c.client_id),
+            ("client_secret", secret(&c)),
+        ],
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(b["error_description"].as_str().unwrap().starts_with("refresh_token_expired"));
 }
