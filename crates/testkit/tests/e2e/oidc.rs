@@ -160,3 +160,44 @@ async fn nothing_secret_is_stored_in_clear() {
         assert!(!text.contains(body), "found a secret in the database files");
     }
 }
+
+/// The password (YOC) and client credentials grants through the same client library.
+#[tokio::test]
+async fn openidconnect_crate_uses_the_password_and_client_credentials_grants() {
+    use openidconnect::{ResourceOwnerPassword, ResourceOwnerUsername};
+    let app = spawn_app().await;
+    let user = app.user("hub@example.com", &[]).await;
+    let client = app
+        .client_with(NewClient {
+            name: "First party".into(),
+            developer: None,
+            redirect_uris: vec!["https://hub.example/cb".into()],
+            scopes: vec!["openid email reports:read".into()],
+            public: false,
+            grant_types: vec!["password".into(), "client_credentials".into(), "refresh_token".into()],
+            require_pkce: false,
+            client_id: None,
+            token_settings: Default::default(),
+        })
+        .await;
+    let http = http();
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone()).unwrap(), &http).await.unwrap();
+    let rp =
+        CoreClient::from_provider_metadata(meta, ClientId::new(client.client_id.clone()), client.secret.clone().map(ClientSecret::new));
+
+    let username = ResourceOwnerUsername::new("hub@example.com".into());
+    let password = ResourceOwnerPassword::new(PASSWORD.into());
+    let t = rp.exchange_password(&username, &password).unwrap().add_scope(Scope::new("openid".into())).request_async(&http).await.unwrap();
+    assert!(t.refresh_token().is_some());
+    let id_token = t.id_token().expect("openid was asked");
+    // No nonce in a password grant: accept its absence.
+    let claims = id_token.claims(&rp.id_token_verifier(), |_: Option<&Nonce>| Ok(())).unwrap();
+    assert_eq!(claims.subject().as_str(), user.id.to_string());
+    let wrong = ResourceOwnerPassword::new("wrong".into());
+    let err = rp.exchange_password(&username, &wrong).unwrap().request_async(&http).await.unwrap_err();
+    assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
+
+    let t = rp.exchange_client_credentials().unwrap().add_scope(Scope::new("reports:read".into())).request_async(&http).await.unwrap();
+    assert!(t.refresh_token().is_none());
+    assert_eq!(t.scopes().unwrap()[0].as_str(), "reports:read");
+}

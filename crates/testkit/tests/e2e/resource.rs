@@ -137,3 +137,20 @@ async fn userinfo_refuses_bad_tokens() {
     app.http().post(app.url("/oauth/revoke")).basic_auth(&c.client_id, c.secret.as_deref()).form(&[("token", at)]).send().await.unwrap();
     assert_eq!(userinfo(&app, at).await.status(), 401, "a revoked access token is refused");
 }
+
+/// Personal access tokens at UserInfo and introspection: active, then expired.
+#[tokio::test]
+async fn personal_tokens_expire_for_resource_servers() {
+    let app = spawn_app().await;
+    let user = app.user("ada@example.com", &[]).await;
+    let rs = app.client("openid").await;
+    let (_, secret) = latchkey_server::admin::create_personal_token(&app.rt, user.id, "short", &["openid".into()], Some(60)).await.unwrap();
+    let pat = secret.expose().to_owned();
+    assert_eq!(userinfo(&app, &pat).await.status(), 200);
+    let (_, body) = introspect(&app, &rs, &pat).await;
+    assert_eq!(body["active"], true);
+    assert_eq!(body["sub"], user.id.to_string());
+    app.clock.advance(61);
+    assert_eq!(userinfo(&app, &pat).await.status(), 401);
+    assert_eq!(introspect(&app, &rs, &pat).await.1, json!({"active": false}));
+}
