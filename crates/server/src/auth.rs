@@ -3,7 +3,7 @@
 
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use latchkey_core::guessing::{self, GuessingPolicy};
+use latchkey_core::guessing;
 use latchkey_core::model::User;
 use latchkey_core::password;
 
@@ -24,7 +24,7 @@ pub(crate) async fn check_password(
     password: String,
     client_id: Option<&str>,
 ) -> AppResult<Result<User, CredentialFailure>> {
-    let policy = GuessingPolicy::default();
+    let policy = state.config.guessing;
     let (store, tenant, now) = (state.store(), state.tenant_id(), state.now());
     let client_key = client_id.map(guessing::client_key);
     if let Some(key) = &client_key {

@@ -3,6 +3,7 @@
 //! anything binds.
 
 use latchkey_core::grant::{Lifetimes, RefreshPolicy};
+use latchkey_core::guessing::GuessingPolicy;
 use latchkey_core::model::SigningAlg;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,15 @@ pub struct LifetimeSettings {
     pub id_token: Option<i64>,
 }
 
+/// Online guessing limits, as written in the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuessingSettings {
+    pub account_budget: Option<i64>,
+    pub client_budget: Option<i64>,
+    pub window: Option<i64>,
+}
+
 /// Every setting, all optional; `None` means "the default".
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +67,8 @@ pub struct Settings {
     pub refresh_token_policy: Option<String>,
     #[serde(default)]
     pub lifetimes: LifetimeSettings,
+    #[serde(default)]
+    pub guessing: GuessingSettings,
 }
 
 macro_rules! overlay_fields {
@@ -114,6 +126,7 @@ impl Settings {
             refresh_token_policy
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
+        overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window);
         self
     }
 
@@ -163,6 +176,15 @@ impl Settings {
             id_token: self.lifetimes.id_token.unwrap_or(d.id_token),
         };
         lifetimes.validate().map_err(|r| invalid("lifetimes", r))?;
+        let g = GuessingPolicy::default();
+        let guessing = GuessingPolicy {
+            account_budget: self.guessing.account_budget.unwrap_or(g.account_budget),
+            client_budget: self.guessing.client_budget.unwrap_or(g.client_budget),
+            window: self.guessing.window.unwrap_or(g.window),
+        };
+        if guessing.account_budget < 1 || guessing.client_budget < 1 || !(1..=86_400).contains(&guessing.window) {
+            return Err(invalid("guessing", "budgets must be at least 1 and the window between 1 and 86400 seconds"));
+        }
         let refresh_policy = match self.refresh_token_policy.as_deref() {
             None => RefreshPolicy::default(),
             Some(p) => {
@@ -178,6 +200,7 @@ impl Settings {
             durability,
             lifetimes,
             refresh_policy,
+            guessing,
             require_state: self.require_state.unwrap_or(false),
         })
     }
@@ -215,6 +238,7 @@ pub struct Config {
     pub durability: latchkey_store_sqlite::Durability,
     pub lifetimes: Lifetimes,
     pub refresh_policy: RefreshPolicy,
+    pub guessing: GuessingPolicy,
     pub require_state: bool,
 }
 

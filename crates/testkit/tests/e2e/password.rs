@@ -169,3 +169,23 @@ async fn parallel_guessing_stays_within_the_budget() {
     app.clock.advance(15 * 60);
     assert_eq!(grant(&app, &c, "victim@example.com", PASSWORD).await.0, 200, "the lock ends with the window");
 }
+
+/// The per-client budget: one client spraying many accounts is stopped; other clients are not.
+#[tokio::test]
+async fn a_client_spraying_accounts_is_stopped() {
+    let settings = latchkey_server::Settings {
+        guessing: latchkey_server::config::GuessingSettings { client_budget: Some(5), ..Default::default() },
+        ..Default::default()
+    };
+    let app = latchkey_testkit::spawn_app_with(settings).await;
+    app.user("hub@example.com", &[]).await;
+    let sprayer = yoc_client(&app).await;
+    let other = yoc_client(&app).await;
+    for i in 0..5 {
+        let (_, b) = grant(&app, &sprayer, &format!("user{i}@example.com"), "guess").await;
+        assert!(b["error_description"].as_str().unwrap().starts_with("invalid_credentials"));
+    }
+    let (_, b) = grant(&app, &sprayer, "user9@example.com", "guess").await;
+    assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"), "{b}");
+    assert_eq!(grant(&app, &other, "hub@example.com", PASSWORD).await.0, 200, "other clients are not affected");
+}
