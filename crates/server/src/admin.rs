@@ -123,6 +123,7 @@ pub async fn find_user(rt: &Runtime, id_or_email: &str) -> AdminResult<User> {
     found.ok_or_else(|| AdminError::NotFound(format!("user {id_or_email}")))
 }
 
+#[derive(Default)]
 pub struct NewClient {
     pub name: String,
     pub developer: Option<String>,

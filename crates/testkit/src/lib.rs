@@ -98,11 +98,7 @@ impl TestApp {
             developer: Some("Test Developer".into()),
             redirect_uris: vec!["https://app.example/cb".into()],
             scopes: vec![scopes.into()],
-            public: false,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await
     }

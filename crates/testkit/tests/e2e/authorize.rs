@@ -12,14 +12,9 @@ fn authorize_url(app: &TestApp, client: &TestClient, extra: &str) -> String {
 async fn two_uri_client(app: &TestApp) -> TestClient {
     app.client_with(NewClient {
         name: "Two".into(),
-        developer: None,
         redirect_uris: vec!["https://c.example/cb".into(), "https://c.example/other".into()],
         scopes: vec!["openid email".into()],
-        public: false,
-        grant_types: vec![],
-        require_pkce: false,
-        client_id: None,
-        token_settings: Default::default(),
+        ..Default::default()
     })
     .await
 }
@@ -95,14 +90,10 @@ async fn public_clients_must_use_pkce() {
     let c = app
         .client_with(NewClient {
             name: "SPA".into(),
-            developer: None,
             redirect_uris: vec!["https://spa.example/cb".into()],
             scopes: vec!["openid".into()],
             public: true,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let r = app.browser().get(&authorize_url(&app, &c, "state=s")).await;

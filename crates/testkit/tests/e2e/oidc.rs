@@ -30,11 +30,8 @@ async fn full_flow(app: &TestApp) {
             developer: Some("Acme Apps".into()),
             redirect_uris: vec!["http://127.0.0.1/callback".into()],
             scopes: vec!["openid profile email offline_access business/orders:read".into()],
-            public: false,
-            grant_types: vec![],
             require_pkce: true,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let http = http();
@@ -170,14 +167,10 @@ async fn openidconnect_crate_uses_the_password_and_client_credentials_grants() {
     let client = app
         .client_with(NewClient {
             name: "First party".into(),
-            developer: None,
             redirect_uris: vec!["https://hub.example/cb".into()],
             scopes: vec!["openid email reports:read".into()],
-            public: false,
             grant_types: vec!["password".into(), "client_credentials".into(), "refresh_token".into()],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let http = http();

@@ -12,11 +12,8 @@ async fn yoc_client(app: &TestApp) -> TestClient {
         developer: Some("YOC".into()),
         redirect_uris: vec!["https://hub.example/cb".into()],
         scopes: vec!["openid email offline_access".into()],
-        public: false,
         grant_types: vec!["password".into(), "refresh_token".into()],
-        require_pkce: false,
-        client_id: None,
-        token_settings: Default::default(),
+        ..Default::default()
     })
     .await
 }
@@ -107,14 +104,10 @@ async fn the_grant_is_off_unless_registered() {
         &app.rt,
         NewClient {
             name: "Public".into(),
-            developer: None,
             redirect_uris: vec!["https://p.example/cb".into()],
-            scopes: vec![],
             public: true,
             grant_types: vec!["password".into()],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         },
     )
     .await;

@@ -72,14 +72,10 @@ async fn introspection_needs_an_authenticated_confidential_client() {
     let public = app
         .client_with(NewClient {
             name: "SPA".into(),
-            developer: None,
             redirect_uris: vec!["https://spa.example/cb".into()],
             scopes: vec!["openid".into()],
             public: true,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let r = app.http().post(app.url("/oauth/introspect")).form(&[("token", "x"), ("client_id", &public.client_id)]).send().await.unwrap();

@@ -277,14 +277,10 @@ async fn refresh_tokens_expire_and_grants_are_restricted_per_client() {
     let c = app
         .client_with(NewClient {
             name: "No refresh".into(),
-            developer: None,
             redirect_uris: vec!["https://app.example/cb".into()],
             scopes: vec!["openid".into()],
-            public: false,
             grant_types: vec!["authorization_code".into()],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let t = app.tokens_for(&c, "ada@example.com", "openid").await;
@@ -325,14 +321,10 @@ async fn public_client_flow() {
     let c = app
         .client_with(NewClient {
             name: "CLI tool".into(),
-            developer: None,
             redirect_uris: vec!["http://127.0.0.1/cb".into()],
             scopes: vec!["openid".into()],
             public: true,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     let code = app
@@ -408,14 +400,10 @@ async fn client_credentials_grant() {
     let c = app
         .client_with(NewClient {
             name: "Reporting job".into(),
-            developer: None,
             redirect_uris: vec!["https://jobs.example/cb".into()],
             scopes: vec!["openid reports:read reports:write".into()],
-            public: false,
             grant_types: vec!["client_credentials".into()],
-            require_pkce: false,
-            client_id: None,
-            token_settings: Default::default(),
+            ..Default::default()
         })
         .await;
     assert!(c.client_id.parse::<uuid::Uuid>().is_err(), "client ids never look like user subjects");
@@ -478,18 +466,14 @@ async fn per_client_lifetimes_and_refresh_policy() {
     let youcan = app
         .client_with(NewClient {
             name: "Long lived".into(),
-            developer: None,
             redirect_uris: vec!["https://app.example/cb".into()],
             scopes: vec!["openid offline_access".into()],
-            public: false,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
             token_settings: latchkey_core::grant::ClientTokenSettings {
                 access_token_lifetime: Some(1_295_999),
                 refresh_policy: Some(latchkey_core::grant::RefreshPolicy::OfflineAccess),
                 ..Default::default()
             },
+            ..Default::default()
         })
         .await;
     let plain = app.client("openid offline_access").await;
@@ -504,14 +488,9 @@ async fn per_client_lifetimes_and_refresh_policy() {
         &app.rt,
         NewClient {
             name: "Absurd".into(),
-            developer: None,
             redirect_uris: vec!["https://app.example/cb".into()],
-            scopes: vec![],
-            public: false,
-            grant_types: vec![],
-            require_pkce: false,
-            client_id: None,
             token_settings: latchkey_core::grant::ClientTokenSettings { access_token_lifetime: Some(3_600_000_000), ..Default::default() },
+            ..Default::default()
         },
     )
     .await;
