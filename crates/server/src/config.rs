@@ -65,6 +65,8 @@ pub struct Settings {
     /// `always` (default) or `offline_access`: issue refresh tokens only when that scope was
     /// granted (Yoco's rule).
     pub refresh_token_policy: Option<String>,
+    /// Seconds between housekeeping passes (expired rows removed); 0 turns it off.
+    pub housekeeping_interval: Option<u64>,
     #[serde(default)]
     pub lifetimes: LifetimeSettings,
     #[serde(default)]
@@ -96,6 +98,11 @@ impl Settings {
                 "LATCHKEY_ID_TOKEN_SIGNING_ALG" => s.id_token_signing_alg = Some(v),
                 "LATCHKEY_DURABILITY" => s.durability = Some(v),
                 "LATCHKEY_REFRESH_TOKEN_POLICY" => s.refresh_token_policy = Some(v),
+                "LATCHKEY_HOUSEKEEPING_INTERVAL" => {
+                    s.housekeeping_interval = Some(
+                        v.parse().map_err(|_| invalid("LATCHKEY_HOUSEKEEPING_INTERVAL", format!("{v:?} is not a number of seconds")))?,
+                    )
+                }
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
@@ -123,7 +130,8 @@ impl Settings {
             id_token_signing_alg,
             durability,
             require_state,
-            refresh_token_policy
+            refresh_token_policy,
+            housekeeping_interval
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
         overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window);
@@ -201,6 +209,7 @@ impl Settings {
             lifetimes,
             refresh_policy,
             guessing,
+            housekeeping_interval: self.housekeeping_interval.unwrap_or(60),
             require_state: self.require_state.unwrap_or(false),
         })
     }
@@ -239,6 +248,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub refresh_policy: RefreshPolicy,
     pub guessing: GuessingPolicy,
+    /// Seconds between housekeeping passes; 0: never.
+    pub housekeeping_interval: u64,
     pub require_state: bool,
 }
 

@@ -9,6 +9,7 @@ mod bearer;
 pub mod config;
 pub mod error;
 mod handlers;
+pub mod housekeeping;
 pub mod pages;
 pub mod runtime;
 pub mod startup;

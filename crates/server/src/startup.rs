@@ -94,7 +94,15 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await
+        let interval = self.state.config.housekeeping_interval;
+        let housekeeping = (interval > 0).then(|| {
+            crate::housekeeping::spawn(self.state.rt.clone(), std::time::Duration::from_secs(interval), self.state.config.guessing.window)
+        });
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await;
+        if let Some(h) = housekeeping {
+            h.abort();
+        }
+        served
     }
 }
 

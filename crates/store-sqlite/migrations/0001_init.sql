@@ -154,6 +154,9 @@ CREATE TABLE tokens (
     FOREIGN KEY (tenant_id, family_id) REFERENCES families(tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX tokens_family ON tokens(tenant_id, family_id);
+CREATE INDEX tokens_expiry ON tokens(tenant_id, expires_at);
+CREATE INDEX codes_expiry ON codes(tenant_id, expires_at);
+CREATE INDEX families_expiry ON families(tenant_id, expires_at);
 
 -- Online guessing counters: attempts per key (an account or a client) in the current window.
 CREATE TABLE login_attempts (

@@ -16,7 +16,7 @@ use latchkey_core::model::{
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{RedeemOutcome, RotateOutcome, Store, StoreError, StoreResult};
+use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, Store, StoreError, StoreResult};
 use rows::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor, Row, Sqlite, Transaction};
@@ -832,6 +832,76 @@ impl Store for SqliteStore {
         )
         .await
         .map(drop)
+    }
+
+    async fn delete_expired(
+        &self,
+        tenant: TenantId,
+        now: UnixTime,
+        attempts_before: UnixTime,
+        pat_before: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Cleanup> {
+        let t = tenant.0.to_string();
+        // Each kind in its own short statement, batched by `limit`, so housekeeping never holds
+        // the write lock for long.
+        let batch = |table: &str, condition: &str| {
+            format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE tenant_id = ?1 AND ({condition}) LIMIT ?3)")
+        };
+        let run = |sql: String, cutoff: UnixTime| {
+            let t = t.clone();
+            async move {
+                sqlx::query(&sql)
+                    .bind(t)
+                    .bind(cutoff)
+                    .bind(i64::from(limit))
+                    .execute(&self.writer)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(fault)
+            }
+        };
+        Ok(Cleanup {
+            codes: run(batch("codes", "expires_at <= ?2"), now).await?,
+            // Families first: their tokens go with them (ON DELETE CASCADE).
+            // A family is over at its absolute expiry, or when no token of it is left unexpired
+            // (its refresh token idled out): nothing can revive it.
+            families: run(
+                batch(
+                    "families",
+                    "expires_at <= ?2 OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.tenant_id = families.tenant_id AND t.family_id = families.id AND t.expires_at > ?2)",
+                ),
+                now,
+            )
+            .await?,
+            tokens: run(batch("tokens", "expires_at <= ?2"), now).await?,
+            sessions: run(batch("sessions", "expires_at <= ?2"), now).await?,
+            interactions: run(batch("interactions", "expires_at <= ?2"), now).await?,
+            attempts: run(batch("login_attempts", "window_start <= ?2"), attempts_before).await?,
+            personal_tokens: run(batch("personal_tokens", "expires_at <= ?2 OR revoked_at <= ?2"), pat_before).await?,
+        })
+    }
+
+    async fn count_rows(&self, tenant: TenantId) -> StoreResult<RowCounts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM codes WHERE tenant_id = ?1) AS codes,
+                    (SELECT COUNT(*) FROM tokens WHERE tenant_id = ?1) AS tokens,
+                    (SELECT COUNT(*) FROM families WHERE tenant_id = ?1) AS families,
+                    (SELECT COUNT(*) FROM sessions WHERE tenant_id = ?1) AS sessions,
+                    (SELECT COUNT(*) FROM interactions WHERE tenant_id = ?1) AS interactions",
+        )
+        .bind(tenant.0.to_string())
+        .fetch_one(&self.readers)
+        .await
+        .map_err(fault)?;
+        let n = |c: &str| -> StoreResult<u64> { row.try_get::<i64, _>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(fault) };
+        Ok(RowCounts {
+            codes: n("codes")?,
+            tokens: n("tokens")?,
+            families: n("families")?,
+            sessions: n("sessions")?,
+            interactions: n("interactions")?,
+        })
     }
 }
 

@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::{RedeemOutcome, RotateOutcome, SharedStore, StoreError};
+use crate::{Cleanup, RedeemOutcome, RotateOutcome, SharedStore, StoreError};
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, TenantId,
     TokenKind, TokenRecord, TokenView, User,
@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             revocation,
             client_families_have_no_user,
             personal_tokens_lifecycle,
+            housekeeping_deletes_only_what_cannot_matter,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -93,6 +94,7 @@ where
     revocation(make().await).await;
     client_families_have_no_user(make().await).await;
     personal_tokens_lifecycle(make().await).await;
+    housekeeping_deletes_only_what_cannot_matter(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,4 +846,58 @@ pub async fn personal_tokens_lifecycle(store: SharedStore) {
 
     assert!(store.delete_user(w.tenant, w.user.id).await.unwrap());
     assert!(store.find_personal_token(w.tenant, second.id).await.unwrap().is_none(), "deleted with the user");
+}
+
+/// Housekeeping removes what can no longer matter and nothing a live family or reuse
+/// detection needs; it works in bounded batches.
+pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let live = issue(&store, &w, 10).await;
+    let next = pair(&live.family, h(20), h(21));
+    assert_eq!(store.rotate_refresh_token(w.tenant, live.refresh.hash, NOW + 1, &next).await.unwrap(), RotateOutcome::Rotated);
+    // A second live family, and one whose absolute lifetime ends early, with its tokens.
+    let second = issue(&store, &w, 30).await;
+    let old_code = code(w.tenant, h(40), w.user.id, &w.client.client_id, w.grant.id);
+    store.insert_code(&old_code).await.unwrap();
+    let short = Family { id: old_code.family_id, expires_at: NOW + 100, ..family(&old_code) };
+    let [sa, sr] = pair(&short, h(41), h(42));
+    store.redeem_code(w.tenant, old_code.hash, NOW, &short, &[sa, sr]).await.unwrap();
+    let session = Session { hash: h(50), tenant: w.tenant, user_id: w.user.id, auth_time: NOW, created_at: NOW, expires_at: NOW + 10 };
+    store.insert_session(&session).await.unwrap();
+    store.record_attempt(w.tenant, "account:x", NOW, 900).await.unwrap();
+    let other = TenantId(Uuid::new_v4());
+    assert_eq!(
+        store.delete_expired(other, NOW + 3_601, NOW + 1, NOW, 1_000).await.unwrap().total(),
+        0,
+        "another tenant's pass touches nothing"
+    );
+
+    let later = NOW + 3_601;
+    let before = store.count_rows(w.tenant).await.unwrap();
+    let mut total = Cleanup::default();
+    // Batches of one: several passes, each bounded.
+    loop {
+        let c = store.delete_expired(w.tenant, later, NOW + 1, NOW, 1).await.unwrap();
+        assert!(c.codes <= 1 && c.tokens <= 1 && c.families <= 1, "a pass exceeds its batch: {c:?}");
+        if c.total() == 0 {
+            break;
+        }
+        total.codes += c.codes;
+        total.families += c.families;
+        total.sessions += c.sessions;
+        total.attempts += c.attempts;
+    }
+    assert_eq!(total.codes, 3, "every code has expired");
+    assert_eq!(total.families, 1, "only the family past its absolute lifetime");
+    assert_eq!((total.sessions, total.attempts), (1, 1));
+    for gone in [h(11), h(20), h(31), h(41), h(42)] {
+        assert!(store.find_token(w.tenant, gone).await.unwrap().is_none(), "{gone:?} should be gone");
+    }
+    // The live family still works, and the rotated token is still there to detect reuse.
+    assert!(view(&store, w.tenant, live.refresh.hash).await.token.rotated_at.is_some());
+    assert!(view(&store, w.tenant, second.refresh.hash).await.is_active(later));
+    let after = pair(&live.family, h(22), h(23));
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), later, &after).await.unwrap(), RotateOutcome::Rotated);
+    let counts = store.count_rows(w.tenant).await.unwrap();
+    assert!(counts.tokens < before.tokens + 2 && counts.codes == 0 && counts.families == 2, "{before:?} -> {counts:?}");
 }

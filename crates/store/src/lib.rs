@@ -170,4 +170,49 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, tenant: TenantId, hash: SecretHash, now: UnixTime) -> StoreResult<()>;
     /// Revokes a family: every token issued from one code.
     async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()>;
+
+    // Housekeeping.
+    /// Deletes at most `limit` rows of each kind that can no longer matter at `now`: expired
+    /// codes, sessions and interactions; expired access and refresh tokens (a rotated refresh
+    /// token is kept until its own expiry, for reuse detection); families past their absolute
+    /// lifetime or with no unexpired token left (with their tokens); counters of ended windows; personal tokens expired or
+    /// revoked before `pat_before`. A live refresh family is never touched.
+    async fn delete_expired(
+        &self,
+        tenant: TenantId,
+        now: UnixTime,
+        attempts_before: UnixTime,
+        pat_before: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Cleanup>;
+    /// How many rows each table holds, for housekeeping and metrics.
+    async fn count_rows(&self, tenant: TenantId) -> StoreResult<RowCounts>;
+}
+
+/// Rows removed by one `delete_expired` pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub codes: u64,
+    pub tokens: u64,
+    pub families: u64,
+    pub sessions: u64,
+    pub interactions: u64,
+    pub attempts: u64,
+    pub personal_tokens: u64,
+}
+
+impl Cleanup {
+    pub fn total(&self) -> u64 {
+        self.codes + self.tokens + self.families + self.sessions + self.interactions + self.attempts + self.personal_tokens
+    }
+}
+
+/// Rows per table of one tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub codes: u64,
+    pub tokens: u64,
+    pub families: u64,
+    pub sessions: u64,
+    pub interactions: u64,
 }

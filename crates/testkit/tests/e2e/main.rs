@@ -6,6 +6,7 @@
 mod account;
 mod authorize;
 mod discovery;
+mod housekeeping;
 mod oidc;
 mod password;
 mod resource;

@@ -1,0 +1,52 @@
+//! Housekeeping: the server removes expired codes, tokens, families, sessions, interactions
+//! and guessing counters on a schedule, so storage stays bounded (DESIGN.md, "Scale and
+//! durability targets"). Every node may run it; each pass is idempotent and batched.
+
+use crate::runtime::Runtime;
+use latchkey_store::{Cleanup, StoreResult};
+use std::time::Duration;
+
+/// Rows per statement: short write locks, many passes when there is much to do.
+const BATCH: u32 = 1_000;
+/// How long an expired or revoked personal token stays listed for its owner.
+const PERSONAL_TOKEN_RETENTION: i64 = 30 * 24 * 3600;
+
+/// One full pass: batches until nothing expired is left.
+pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup> {
+    let now = rt.now();
+    let mut total = Cleanup::default();
+    loop {
+        let c = rt.store.delete_expired(rt.tenant.id, now, now - guessing_window, now - PERSONAL_TOKEN_RETENTION, BATCH).await?;
+        total.codes += c.codes;
+        total.tokens += c.tokens;
+        total.families += c.families;
+        total.sessions += c.sessions;
+        total.interactions += c.interactions;
+        total.attempts += c.attempts;
+        total.personal_tokens += c.personal_tokens;
+        let full = [c.codes, c.tokens, c.families, c.sessions, c.interactions, c.attempts, c.personal_tokens].contains(&u64::from(BATCH));
+        if !full {
+            return Ok(total);
+        }
+        // Let requests in between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs `run_once` every `interval` until the task is dropped or aborted.
+pub fn spawn(rt: Runtime, interval: Duration, guessing_window: i64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match run_once(&rt, guessing_window).await {
+                Ok(c) if c.total() > 0 => {
+                    tracing::info!(removed = c.total(), tokens = c.tokens, codes = c.codes, families = c.families, "housekeeping")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; it runs again at the next interval"),
+            }
+        }
+    })
+}

@@ -1,0 +1,72 @@
+//! Bounded storage: under a steady load with short lifetimes, the tables stop growing.
+
+use latchkey_server::admin::NewClient;
+use latchkey_server::config::LifetimeSettings;
+use latchkey_server::{housekeeping, Settings};
+use latchkey_testkit::spawn_app_with;
+
+#[tokio::test]
+async fn token_tables_stop_growing_under_steady_load() {
+    let settings = Settings {
+        lifetimes: LifetimeSettings {
+            access_token: Some(60),
+            refresh_token: Some(10_000),
+            refresh_token_idle: Some(120),
+            code: Some(60),
+            id_token: Some(60),
+        },
+        ..Default::default()
+    };
+    let app = spawn_app_with(settings).await;
+    app.user("ada@example.com", &[]).await;
+    let web = app.client("openid offline_access").await;
+    let job = app
+        .client_with(NewClient {
+            name: "Job".into(),
+            redirect_uris: vec!["https://job.example/cb".into()],
+            scopes: vec!["reports:read".into()],
+            grant_types: vec!["client_credentials".into()],
+            ..Default::default()
+        })
+        .await;
+    // A session that keeps refreshing all along must survive every pass.
+    let mut live_refresh =
+        app.tokens_for(&web, "ada@example.com", "openid offline_access").await["refresh_token"].as_str().unwrap().to_owned();
+    let mut sizes = Vec::new();
+    for _round in 0..6 {
+        for _ in 0..15 {
+            let r = app
+                .http()
+                .post(app.url("/oauth/token"))
+                .basic_auth(&job.client_id, job.secret.as_deref())
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        for _ in 0..2 {
+            app.tokens_for(&web, "ada@example.com", "openid offline_access").await;
+        }
+        let r: serde_json::Value = app
+            .http()
+            .post(app.url("/oauth/token"))
+            .basic_auth(&web.client_id, web.secret.as_deref())
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", live_refresh.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        live_refresh = r["refresh_token"].as_str().unwrap_or_else(|| panic!("the live family keeps working: {r}")).to_owned();
+        app.clock.advance(100);
+        housekeeping::run_once(&app.rt, 900).await.unwrap();
+        let c = app.rt.store.count_rows(app.rt.tenant.id).await.unwrap();
+        sizes.push(c.tokens + c.codes + c.families + c.interactions);
+    }
+    // After the first lifetimes have passed, the size no longer grows.
+    let steady = &sizes[2..];
+    assert!(steady.iter().all(|s| *s <= sizes[2]), "storage keeps growing: {sizes:?}");
+    assert!(sizes[5] < 6 * 15, "expired rows are removed: {sizes:?}");
+}
