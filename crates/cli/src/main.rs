@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use latchkey_core::grant::{ClientTokenSettings, RefreshPolicy};
+use latchkey_core::grant::{AccessTokenFormat, ClientTokenSettings, RefreshPolicy};
 use latchkey_server::admin::{self, NewClient, NewUser};
 use latchkey_server::runtime::{Runtime, SystemClock};
 use latchkey_server::{Application, BuildOptions, Settings};
@@ -143,6 +143,9 @@ struct TokenSettingsArgs {
     /// `always` or `offline_access` (refresh tokens only when that scope was granted).
     #[arg(long, value_name = "POLICY")]
     refresh_policy: Option<String>,
+    /// `opaque` (default) or `jwt` (RFC 9068 access tokens, still revocable).
+    #[arg(long, value_name = "FORMAT")]
+    access_token_format: Option<String>,
 }
 
 impl TokenSettingsArgs {
@@ -153,7 +156,14 @@ impl TokenSettingsArgs {
                 Some(RefreshPolicy::parse(p).with_context(|| format!("{p:?} is not a refresh policy: use always or offline_access"))?)
             }
         };
+        let access_token_format = match &self.access_token_format {
+            None => None,
+            Some(f) => {
+                Some(AccessTokenFormat::parse(f).with_context(|| format!("{f:?} is not an access token format: use opaque or jwt"))?)
+            }
+        };
         Ok(ClientTokenSettings {
+            access_token_format,
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
             refresh_token_idle_lifetime: self.refresh_token_idle_lifetime,

@@ -77,6 +77,25 @@ pub fn id_token_claims(input: IdTokenInput<'_>) -> IdTokenClaims {
     }
 }
 
+/// The claims of a JWT access token (RFC 9068 §2.2).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub exp: UnixTime,
+    /// RFC 9068 §3: without a resource indicator, the default audience (the issuer).
+    pub aud: String,
+    /// The user, or the client itself for client_credentials.
+    pub sub: String,
+    pub client_id: String,
+    pub iat: UnixTime,
+    pub jti: String,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<UnixTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_business_id: Option<String>,
+}
+
 /// The UserInfo claims (OpenID Connect Core §5.3.2, §5.4): `sub` always; Yoco's identity and
 /// business claims with `openid`; `name` with `profile`; `email` with `email`.
 pub fn userinfo_claims(subject: &Subject<'_>, scope: &ScopeSet) -> serde_json::Map<String, serde_json::Value> {

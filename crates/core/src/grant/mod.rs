@@ -69,6 +69,31 @@ pub struct ClientTokenSettings {
     pub id_token_lifetime: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_policy: Option<RefreshPolicy>,
+    /// Opaque (the default) or JWT access tokens (RFC 9068).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_format: Option<AccessTokenFormat>,
+}
+
+/// The form of the access tokens a client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    /// `lk_at_` and 256 random bits: only the server can tell what it means.
+    #[default]
+    Opaque,
+    /// A signed JWT (RFC 9068) that resource servers can check with the JWKS; it is still
+    /// stored by hash, so revocation and introspection work for it too.
+    Jwt,
+}
+
+impl AccessTokenFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "opaque" => Some(Self::Opaque),
+            "jwt" => Some(Self::Jwt),
+            _ => None,
+        }
+    }
 }
 
 impl ClientTokenSettings {

@@ -1,16 +1,17 @@
 //! The token endpoint (RFC 6749 §3.2, §4.1.3, §6): authorization_code and refresh_token.
 
 use crate::auth::{check_password, CredentialFailure};
-use crate::error::{no_store, AppResult};
+use crate::error::{no_store, AppError, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::claims::{id_token_claims, IdTokenInput, Subject};
+use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
 use latchkey_core::client_auth::ClientCredentials;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck};
+use latchkey_core::grant::AccessTokenFormat;
 use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
@@ -92,7 +93,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
-    let minted = mint(state, client, &family, &record.scope, now);
+    let minted = mint(state, client, &family, &record.scope, now)?;
     let outcome = if record.consumed_at.is_some() {
         RedeemOutcome::AlreadyConsumed
     } else {
@@ -129,7 +130,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
             return Err(reused().into());
         }
     };
-    let minted = mint_rotation(state, client, &view.family, &view.token.scope, &access_scope, now);
+    let minted = mint_rotation(state, client, &view.family, &view.token.scope, &access_scope, now)?;
     match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records).await? {
         RotateOutcome::Rotated => respond(state, client, &view.family, &access_scope, None, minted, now).await,
         RotateOutcome::NotCurrent => {
@@ -173,7 +174,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
         expires_at: now + state.lifetimes_for(client).access_token,
         revoked_at: None,
     };
-    let mut minted = mint(state, client, &family, &scope, now);
+    let mut minted = mint(state, client, &family, &scope, now)?;
     minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
@@ -215,7 +216,7 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
         expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
-    let minted = mint(state, client, &family, &scope, now);
+    let minted = mint(state, client, &family, &scope, now)?;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
     respond(state, client, &family, &scope, None, minted, now).await
 }
@@ -228,7 +229,7 @@ struct Minted {
     records: Vec<TokenRecord>,
 }
 
-fn mint(state: &AppState, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> Minted {
+fn mint(state: &AppState, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> AppResult<Minted> {
     mint_rotation(state, client, family, scope, scope, now)
 }
 
@@ -241,10 +242,29 @@ fn mint_rotation(
     refresh_scope: &ScopeSet,
     access_scope: &ScopeSet,
     now: i64,
-) -> Minted {
+) -> AppResult<Minted> {
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
-    let access = Secret::generate(SecretKind::AccessToken, &mut rng);
+    let lifetimes = state.lifetimes_for(client);
+    let access = match client.token_settings.access_token_format.unwrap_or_default() {
+        AccessTokenFormat::Opaque => Secret::generate(SecretKind::AccessToken, &mut rng),
+        AccessTokenFormat::Jwt => {
+            let claims = AccessTokenClaims {
+                iss: state.issuer.clone(),
+                exp: now + lifetimes.access_token,
+                aud: state.issuer.clone(),
+                sub: family.user_id.map_or_else(|| client.client_id.clone(), |u| u.to_string()),
+                client_id: client.client_id.clone(),
+                iat: now,
+                jti: jti.to_string(),
+                scope: access_scope.to_string(),
+                auth_time: family.user_id.map(|_| family.auth_time),
+                authorized_business_id: family.business_id.map(|b| b.to_string()),
+            };
+            // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
+            Secret::from_presented(state.keys.active.sign_jwt("at+jwt", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
+        }
+    };
     let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
         .then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
     let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
@@ -262,14 +282,13 @@ fn mint_rotation(
         revoked_at: None,
         rotated_at: None,
     };
-    let lifetimes = state.lifetimes_for(client);
     let mut records = vec![record(&access, TokenKind::Access, access_scope, now + lifetimes.access_token)];
     if let Some(r) = &refresh {
         // RFC 9700 §4.14.2: a refresh token expires when unused for the idle lifetime, and
         // never outlives its family.
         records.push(record(r, TokenKind::Refresh, refresh_scope, (now + lifetimes.refresh_token_idle).min(family.expires_at)));
     }
-    Minted { access, refresh, jti, records }
+    Ok(Minted { access, refresh, jti, records })
 }
 
 /// The answer of RFC 6749 §5.1 with the seeds' `user_uuid` and `jti`, and an id_token when

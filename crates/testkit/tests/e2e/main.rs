@@ -7,6 +7,7 @@ mod account;
 mod authorize;
 mod discovery;
 mod housekeeping;
+mod jwt;
 mod oidc;
 mod password;
 mod resource;
