@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::grant::{AccessTokenFormat, ClientTokenSettings, RefreshPolicy};
+use latchkey_core::model::SigningAlg;
 use latchkey_server::admin::{self, NewClient, NewUser};
 use latchkey_server::runtime::{Runtime, SystemClock};
 use latchkey_server::{Application, BuildOptions, Settings};
@@ -48,6 +49,22 @@ enum Command {
     /// Manage users' personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the signing keys of id_tokens and JWT access tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys: which signs, which are published, which retire when.
+    List,
+    /// Add a new key; it is published at once, signs after the publish delay, and the old
+    /// ones stay published until what they signed has expired.
+    Rotate {
+        /// RS256, ES256 or EdDSA (default: the configured id_token_signing_alg).
+        #[arg(long)]
+        alg: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +290,7 @@ async fn main() -> Result<()> {
         Command::Client(cmd) => client(&cli, cmd).await,
         Command::Business(cmd) => business(&cli, cmd).await,
         Command::Token(cmd) => token(&cli, cmd).await,
+        Command::Keys(cmd) => keys(&cli, cmd).await,
     }
 }
 
@@ -514,6 +532,71 @@ async fn token(cli: &Cli, cmd: &TokenCommand) -> Result<()> {
             let id = parse_id(id)?;
             admin::revoke_personal_token(&rt, id).await?;
             print(cli, json!({"id": id, "revoked": true}), || format!("revoked token {id}"));
+        }
+    }
+    Ok(())
+}
+
+async fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
+    let config = settings(cli, None)?;
+    let rt = Runtime::open(&config, Arc::new(SystemClock)).await?;
+    match cmd {
+        KeysCommand::List => {
+            let now = rt.now();
+            let all = rt.store.list_signing_keys(rt.tenant.id).await?;
+            let status = |k: &latchkey_core::model::SigningKeyRecord| match k.retires_at {
+                Some(t) if t <= now => "retired",
+                Some(_) => "retiring",
+                None if k.activates_at > now => "published",
+                None => "signing",
+            };
+            print(
+                cli,
+                json!({"keys": all.iter().map(|k| json!({
+                    "kid": k.kid, "alg": k.alg.as_str(), "status": status(k), "created_at": k.created_at,
+                    "activates_at": k.activates_at, "retires_at": k.retires_at,
+                })).collect::<Vec<_>>()}),
+                || {
+                    all.iter()
+                        .map(|k| {
+                            format!(
+                                "{}  {:6}  {:9}  activates {}  retires {}",
+                                k.kid,
+                                k.alg.as_str(),
+                                status(k),
+                                k.activates_at,
+                                k.retires_at.map_or("-".to_owned(), |t| t.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        KeysCommand::Rotate { alg } => {
+            let alg = match alg {
+                Some(a) => SigningAlg::parse(a).with_context(|| format!("{a:?} is not a signing algorithm: use RS256, ES256 or EdDSA"))?,
+                None => config.id_token_alg,
+            };
+            if alg != config.id_token_alg {
+                eprintln!(
+                    "note: the server signs with {}; a {} key is published but signs only once id_token_signing_alg = \"{}\"",
+                    config.id_token_alg.as_str(),
+                    alg.as_str(),
+                    alg.as_str()
+                );
+            }
+            let policy = latchkey_server::keys::rotation_policy(&rt, &config).await?;
+            let key = latchkey_server::keys::rotate(&rt, alg, policy, None).await?.context("the rotation was refused")?;
+            print(cli, json!({"kid": key.kid, "alg": alg.as_str(), "activates_at": key.activates_at}), || {
+                format!(
+                    "new key {} ({}) is published now and signs from {} (in {} s)",
+                    key.kid,
+                    alg.as_str(),
+                    key.activates_at,
+                    policy.publish_delay
+                )
+            });
         }
     }
     Ok(())

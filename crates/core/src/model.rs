@@ -298,6 +298,14 @@ pub struct SigningKeyRecord {
     pub sealed_private_key: Vec<u8>,
     pub public_jwk: String,
     pub created_at: UnixTime,
+    /// Published from creation, it signs only from here on, so relying parties have it
+    /// before they see anything it signed.
+    pub activates_at: UnixTime,
+    /// When it leaves the JWKS: after every token it signed has expired. `None` while current.
+    pub retires_at: Option<UnixTime>,
+    /// The automatic-rotation period that made it (`now / interval`); unique per tenant and
+    /// algorithm, so several nodes never rotate twice in one period.
+    pub period: Option<i64>,
 }
 
 /// A token a user made for themself (YouCan's "Developer Settings"): named, scoped, expiring,

@@ -67,6 +67,10 @@ pub struct Settings {
     pub refresh_token_policy: Option<String>,
     /// Seconds between housekeeping passes (expired rows removed); 0 turns it off.
     pub housekeeping_interval: Option<u64>,
+    /// Seconds a new signing key is published before it signs (default 120).
+    pub signing_key_publish_delay: Option<i64>,
+    /// Seconds between automatic signing key rotations (default 90 days); 0: only by hand.
+    pub signing_key_rotation_interval: Option<i64>,
     #[serde(default)]
     pub lifetimes: LifetimeSettings,
     #[serde(default)]
@@ -103,6 +107,10 @@ impl Settings {
                         v.parse().map_err(|_| invalid("LATCHKEY_HOUSEKEEPING_INTERVAL", format!("{v:?} is not a number of seconds")))?,
                     )
                 }
+                "LATCHKEY_SIGNING_KEY_PUBLISH_DELAY" => s.signing_key_publish_delay = Some(int("LATCHKEY_SIGNING_KEY_PUBLISH_DELAY")?),
+                "LATCHKEY_SIGNING_KEY_ROTATION_INTERVAL" => {
+                    s.signing_key_rotation_interval = Some(int("LATCHKEY_SIGNING_KEY_ROTATION_INTERVAL")?)
+                }
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
@@ -131,7 +139,9 @@ impl Settings {
             durability,
             require_state,
             refresh_token_policy,
-            housekeeping_interval
+            housekeeping_interval,
+            signing_key_publish_delay,
+            signing_key_rotation_interval
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
         overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window);
@@ -184,6 +194,15 @@ impl Settings {
             id_token: self.lifetimes.id_token.unwrap_or(d.id_token),
         };
         lifetimes.validate().map_err(|r| invalid("lifetimes", r))?;
+        // The delay must outlast a node's key reload and a relying party's JWKS cache.
+        let signing_key_publish_delay = self.signing_key_publish_delay.unwrap_or(120);
+        if !(0..=7 * 86_400).contains(&signing_key_publish_delay) {
+            return Err(invalid("signing_key_publish_delay", "must be between 0 and 604800 seconds"));
+        }
+        let signing_key_rotation_interval = self.signing_key_rotation_interval.unwrap_or(90 * 86_400);
+        if signing_key_rotation_interval != 0 && !(3_600..=3_650 * 86_400).contains(&signing_key_rotation_interval) {
+            return Err(invalid("signing_key_rotation_interval", "must be 0 (by hand only) or between 3600 seconds and 10 years"));
+        }
         let g = GuessingPolicy::default();
         let guessing = GuessingPolicy {
             account_budget: self.guessing.account_budget.unwrap_or(g.account_budget),
@@ -210,6 +229,8 @@ impl Settings {
             refresh_policy,
             guessing,
             housekeeping_interval: self.housekeeping_interval.unwrap_or(60),
+            signing_key_publish_delay,
+            signing_key_rotation_interval,
             require_state: self.require_state.unwrap_or(false),
         })
     }
@@ -250,6 +271,9 @@ pub struct Config {
     pub guessing: GuessingPolicy,
     /// Seconds between housekeeping passes; 0: never.
     pub housekeeping_interval: u64,
+    pub signing_key_publish_delay: i64,
+    /// 0: rotate only by hand.
+    pub signing_key_rotation_interval: i64,
     pub require_state: bool,
 }
 

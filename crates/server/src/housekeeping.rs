@@ -2,7 +2,9 @@
 //! and guessing counters on a schedule, so storage stays bounded (DESIGN.md, "Scale and
 //! durability targets"). Every node may run it; each pass is idempotent and batched.
 
+use crate::keys;
 use crate::runtime::Runtime;
+use crate::state::AppState;
 use latchkey_store::{Cleanup, StoreResult};
 use std::time::Duration;
 
@@ -33,14 +35,23 @@ pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup
     }
 }
 
-/// Runs `run_once` every `interval` until the task is dropped or aborted.
-pub fn spawn(rt: Runtime, interval: Duration, guessing_window: i64) -> tokio::task::JoinHandle<()> {
+/// Every `interval`: `run_once`, and the scheduled signing key rotation, until the task is
+/// aborted.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let rt = &state.rt;
         loop {
             ticker.tick().await;
-            match run_once(&rt, guessing_window).await {
+            let rotated = match keys::rotation_policy(rt, &state.config).await {
+                Ok(policy) => keys::rotate_if_due(rt, state.keys.alg(), state.config.signing_key_rotation_interval, policy).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = rotated {
+                tracing::warn!(error = %e, "scheduled signing key rotation failed; it is tried again at the next interval");
+            }
+            match run_once(rt, state.config.guessing.window).await {
                 Ok(c) if c.total() > 0 => {
                     tracing::info!(removed = c.total(), tokens = c.tokens, codes = c.codes, families = c.families, "housekeeping")
                 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 mod handlers;
 pub mod housekeeping;
+pub mod keys;
 pub mod pages;
 pub mod runtime;
 pub mod startup;

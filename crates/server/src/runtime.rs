@@ -4,11 +4,10 @@
 use crate::config::{Config, MasterKeySource};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use latchkey_core::jose::{self, KeyPair};
-use latchkey_core::model::{SigningAlg, SigningKeyRecord, Tenant, DEFAULT_TENANT};
+use latchkey_core::jose;
+use latchkey_core::model::{Tenant, DEFAULT_TENANT};
 use latchkey_core::secret::SecretHasher;
 use latchkey_core::UnixTime;
-use latchkey_proto::Jwks;
 use latchkey_store::{SharedStore, StoreError};
 use latchkey_store_sqlite::SqliteStore;
 use rand::RngCore;
@@ -130,47 +129,5 @@ impl Runtime {
 
     pub fn now(&self) -> UnixTime {
         self.clock.now()
-    }
-}
-
-/// The tenant's signing keys, parsed once: the key that signs, and the published set.
-#[derive(Debug)]
-pub struct KeyRing {
-    pub active: KeyPair,
-    pub jwks: Jwks,
-}
-
-impl KeyRing {
-    /// Loads the tenant's keys, generating and storing one for `alg` if none exists yet.
-    pub async fn load_or_create(rt: &Runtime, alg: SigningAlg) -> Result<Self, StartupError> {
-        let sealing = rt.master.sealing_key();
-        let mut records = rt.store.list_signing_keys(rt.tenant.id).await?;
-        if !records.iter().any(|r| r.alg == alg) {
-            let (tenant, now) = (rt.tenant.id, rt.now());
-            let record = tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
-                let mut rng = rand::rngs::OsRng;
-                let key = KeyPair::generate(alg, &mut rng)?;
-                let sealed = jose::seal(&sealing, key.kid().as_bytes(), &key.private_bytes()?, &mut rng)?;
-                let public_jwk = serde_json::to_string(key.public_jwk()).map_err(jose::JoseError::from)?;
-                Ok(SigningKeyRecord { kid: key.kid().to_owned(), tenant, alg, sealed_private_key: sealed, public_jwk, created_at: now })
-            })
-            .await
-            .map_err(|e| StartupError::MasterKey(format!("key generation task failed: {e}")))??;
-            rt.store.insert_signing_key(&record).await?;
-            tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
-            records = rt.store.list_signing_keys(rt.tenant.id).await?;
-        }
-        let mut jwks = Jwks::default();
-        let mut active = None;
-        for r in &records {
-            let jwk = serde_json::from_str(&r.public_jwk).map_err(jose::JoseError::from)?;
-            jwks.keys.push(jwk);
-            if active.is_none() && r.alg == alg {
-                let private = jose::open(&sealing, r.kid.as_bytes(), &r.sealed_private_key)?;
-                active = Some(KeyPair::from_private_bytes(r.alg, &private)?);
-            }
-        }
-        let active = active.ok_or_else(|| StartupError::MasterKey("no signing key for the configured algorithm".into()))?;
-        Ok(Self { active, jwks })
     }
 }

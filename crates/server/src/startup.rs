@@ -2,7 +2,8 @@
 
 use crate::config::Config;
 use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
-use crate::runtime::{Clock, KeyRing, Runtime, StartupError, SystemClock};
+use crate::keys::Keys;
+use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
 use crate::state::{AppState, DemoInfo, Inner};
 use crate::{admin, web};
 use axum::extract::DefaultBodyLimit;
@@ -39,7 +40,7 @@ impl Application {
             TcpListener::bind(&config.listen).await.map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let keys = KeyRing::load_or_create(&rt, config.id_token_alg).await?;
+        let keys = Keys::open(&rt, config.id_token_alg).await?;
         let demo: Option<DemoInfo> = if opts.demo {
             Some(admin::seed_demo(&rt, &issuer).await.map_err(|e| StartupError::MasterKey(format!("demo setup failed: {e}")))?)
         } else {
@@ -53,12 +54,11 @@ impl Application {
         .await
         .map_err(|e| StartupError::MasterKey(e.to_string()))?
         .map_err(|e| StartupError::MasterKey(e.to_string()))?;
-        let meta = discovery::metadata(&issuer, keys.active.alg());
+        let meta = discovery::metadata(&issuer, keys.alg());
         let to_json = |v: &dyn erased::Json| v.json();
         let state = AppState(Arc::new(Inner {
             openid_configuration: to_json(&meta),
             oauth_metadata: to_json(&meta),
-            jwks: to_json(&keys.jwks),
             secure_cookies: issuer.starts_with("https://"),
             issuer,
             keys,
@@ -95,9 +95,7 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let interval = self.state.config.housekeeping_interval;
-        let housekeeping = (interval > 0).then(|| {
-            crate::housekeeping::spawn(self.state.rt.clone(), std::time::Duration::from_secs(interval), self.state.config.guessing.window)
-        });
+        let housekeeping = (interval > 0).then(|| crate::housekeeping::spawn(self.state.clone(), std::time::Duration::from_secs(interval)));
         let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await;
         if let Some(h) = housekeeping {
             h.abort();

@@ -1,7 +1,8 @@
 //! The state every handler receives: no globals, everything travels in here.
 
 use crate::config::Config;
-use crate::runtime::{KeyRing, Runtime};
+use crate::keys::Keys;
+use crate::runtime::Runtime;
 use latchkey_core::model::{Tenant, TenantId};
 use latchkey_core::secret::SecretHasher;
 use latchkey_core::UnixTime;
@@ -27,11 +28,10 @@ pub struct Inner {
     pub config: Config,
     /// The issuer identifier, exactly as in the discovery document (RFC 8414 §2).
     pub issuer: String,
-    pub keys: KeyRing,
-    /// Pre-serialized discovery documents and JWKS: no work per request.
+    pub keys: Keys,
+    /// Pre-serialized discovery documents: no work per request.
     pub openid_configuration: String,
     pub oauth_metadata: String,
-    pub jwks: String,
     /// Cookies get `Secure` when the issuer is https.
     pub secure_cookies: bool,
     /// An Argon2id hash of a random password, verified against when the email is unknown so

@@ -61,7 +61,11 @@ CREATE TABLE signing_keys (
     sealed       BLOB NOT NULL,
     public_jwk   TEXT NOT NULL,
     created_at   INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, kid)
+    activates_at INTEGER NOT NULL,
+    retires_at   INTEGER,
+    period       INTEGER,
+    PRIMARY KEY (tenant_id, kid),
+    UNIQUE (tenant_id, alg, period)
 );
 
 CREATE TABLE sessions (

@@ -156,6 +156,21 @@ async fn insert_family_row(tx: &mut Transaction<'static, Sqlite>, f: &Family) ->
     Ok(())
 }
 
+fn insert_key_query(k: &SigningKeyRecord) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO signing_keys (tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(k.tenant.0.to_string())
+    .bind(&k.kid)
+    .bind(k.alg.as_str())
+    .bind(&k.sealed_private_key)
+    .bind(&k.public_jwk)
+    .bind(k.created_at)
+    .bind(k.activates_at)
+    .bind(k.retires_at)
+    .bind(k.period)
+}
+
 async fn token_event(tx: &mut Transaction<'static, Sqlite>, tenant: TenantId, id: Uuid, event: &str, at: UnixTime) -> StoreResult<()> {
     sqlx::query("INSERT INTO personal_token_events (tenant_id, token_id, event, at) VALUES (?, ?, ?, ?)")
         .bind(tenant.0.to_string())
@@ -408,22 +423,34 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO signing_keys (tenant_id, kid, alg, sealed, public_jwk, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(k.tenant.0.to_string())
-                .bind(&k.kid)
-                .bind(k.alg.as_str())
-                .bind(&k.sealed_private_key)
-                .bind(&k.public_jwk)
-                .bind(k.created_at),
-        )
-        .await
-        .map(drop)
+        self.write(insert_key_query(k)).await.map(drop)
+    }
+
+    async fn rotate_signing_key(&self, k: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        match insert_key_query(k).execute(&mut *tx).await.map_err(fault) {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                tx.rollback().await.map_err(fault)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        sqlx::query("UPDATE signing_keys SET retires_at = ? WHERE tenant_id = ? AND kid != ? AND retires_at IS NULL")
+            .bind(retire_others_at)
+            .bind(k.tenant.0.to_string())
+            .bind(&k.kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(fault)?;
+        tx.commit().await.map_err(fault)?;
+        Ok(true)
     }
 
     async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>> {
         let rows = sqlx::query(
-            "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at FROM signing_keys WHERE tenant_id = ? ORDER BY created_at DESC, kid",
+            "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period FROM signing_keys
+             WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC",
         )
         .bind(tenant.0.to_string())
         .fetch_all(&self.writer)

@@ -105,6 +105,9 @@ pub(crate) fn signing_key_from_row(r: &SqliteRow) -> StoreResult<SigningKeyRecor
         sealed_private_key: get(r, "sealed")?,
         public_jwk: get(r, "public_jwk")?,
         created_at: get(r, "created_at")?,
+        activates_at: get(r, "activates_at")?,
+        retires_at: get(r, "retires_at")?,
+        period: get(r, "period")?,
     })
 }
 

@@ -511,6 +511,9 @@ pub async fn signing_keys_newest_first(store: SharedStore) {
         sealed_private_key: kid.bytes().chain([0, 1, 2, 255]).collect(),
         public_jwk: format!(r#"{{"kid":"{kid}"}}"#),
         created_at,
+        activates_at: created_at + 60,
+        retires_at: None,
+        period: None,
     };
     // Kids and insertion order chosen so that neither, in either direction, gives newest first.
     let newest = key(t, "z-newest", SigningAlg::ES256, NOW);
@@ -522,6 +525,19 @@ pub async fn signing_keys_newest_first(store: SharedStore) {
     store.insert_signing_key(&key(other, "elsewhere", SigningAlg::EdDSA, NOW + 1)).await.unwrap();
     assert_eq!(store.list_signing_keys(t).await.unwrap(), vec![newest, middle, oldest]);
     assert_conflict(store.insert_signing_key(&key(t, "a-middle", SigningAlg::EdDSA, NOW + 5)).await, "same kid, same tenant");
+
+    // Rotation: the new key goes in and every current key gets its retirement, at once; a
+    // second rotation for the same period (another node) writes nothing.
+    let rotated = SigningKeyRecord { period: Some(7), ..key(t, "rotated", SigningAlg::ES256, NOW + 10) };
+    assert!(store.rotate_signing_key(&rotated, NOW + 9_999).await.unwrap());
+    let twin = SigningKeyRecord { period: Some(7), ..key(t, "twin", SigningAlg::ES256, NOW + 11) };
+    assert!(!store.rotate_signing_key(&twin, NOW + 1).await.unwrap(), "one rotation per period and algorithm");
+    let listed = store.list_signing_keys(t).await.unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0].kid, "rotated");
+    assert_eq!(listed[0].retires_at, None);
+    assert!(listed[1..].iter().all(|k| k.retires_at == Some(NOW + 9_999)), "{listed:?}");
+    assert_eq!(store.list_signing_keys(other).await.unwrap()[0].retires_at, None, "other tenants' keys are untouched");
 }
 
 /// Sessions and interactions: insert, find, update the login, delete.

@@ -95,6 +95,10 @@ pub trait Store: Send + Sync + 'static {
 
     // Signing keys.
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Atomically adds a key and schedules the retirement of every key still current. Returns
+    /// false, writing nothing, if a key of the same algorithm and `period` exists already
+    /// (another node rotated first).
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool>;
     /// Every key of the tenant, newest first.
     async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>>;
 

@@ -297,3 +297,18 @@ async fn personal_access_tokens() {
     .status
     .success());
 }
+
+/// `keys list` and `keys rotate` on the database of a running server.
+#[tokio::test]
+async fn signing_keys_list_and_rotate() {
+    let app = spawn_app().await;
+    let listed = json(&latchkey(&app, &["--json", "keys", "list"], ""));
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["keys"][0]["status"], "signing");
+    let rotated = json(&latchkey(&app, &["--json", "keys", "rotate", "--alg", "ES256"], ""));
+    assert_eq!(rotated["alg"], "ES256");
+    let listed = json(&latchkey(&app, &["--json", "keys", "list"], ""));
+    let statuses: Vec<&str> = listed["keys"].as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["published", "retiring"], "the new key waits; the old one retires later");
+    assert!(!latchkey(&app, &["keys", "rotate", "--alg", "HS256"], "").status.success());
+}

@@ -70,7 +70,10 @@ pub(crate) async fn oauth_metadata(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
-    let mut r = json(&state.jwks);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    let ring = state.keys.current(&state.rt).await;
+    let mut r = json(&ring.jwks_json);
+    // Short enough that a new key, published `signing_key_publish_delay` before it signs,
+    // reaches every cache in time.
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     r
 }

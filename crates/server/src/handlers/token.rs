@@ -2,6 +2,7 @@
 
 use crate::auth::{check_password, CredentialFailure};
 use crate::error::{no_store, AppError, AppResult};
+use crate::keys::KeyRing;
 use crate::state::AppState;
 use crate::web::OAuthBody;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use latchkey_core::client_auth::ClientCredentials;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck};
 use latchkey_core::grant::AccessTokenFormat;
+use latchkey_core::jose::KeyPair;
 use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
@@ -93,7 +95,8 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
-    let minted = mint(state, client, &family, &record.scope, now)?;
+    let ring = state.keys.current(&state.rt).await;
+    let minted = mint(state, &ring, client, &family, &record.scope, now)?;
     let outcome = if record.consumed_at.is_some() {
         RedeemOutcome::AlreadyConsumed
     } else {
@@ -130,7 +133,8 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
             return Err(reused().into());
         }
     };
-    let minted = mint_rotation(state, client, &view.family, &view.token.scope, &access_scope, now)?;
+    let ring = state.keys.current(&state.rt).await;
+    let minted = mint_rotation(state, &ring, client, &view.family, &view.token.scope, &access_scope, now)?;
     match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records).await? {
         RotateOutcome::Rotated => respond(state, client, &view.family, &access_scope, None, minted, now).await,
         RotateOutcome::NotCurrent => {
@@ -174,7 +178,8 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
         expires_at: now + state.lifetimes_for(client).access_token,
         revoked_at: None,
     };
-    let mut minted = mint(state, client, &family, &scope, now)?;
+    let ring = state.keys.current(&state.rt).await;
+    let mut minted = mint(state, &ring, client, &family, &scope, now)?;
     minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
@@ -216,9 +221,15 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
         expires_at: now + state.lifetimes_for(client).refresh_token,
         revoked_at: None,
     };
-    let minted = mint(state, client, &family, &scope, now)?;
+    let ring = state.keys.current(&state.rt).await;
+    let minted = mint(state, &ring, client, &family, &scope, now)?;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
     respond(state, client, &family, &scope, None, minted, now).await
+}
+
+/// The key that signs JWTs now.
+fn signer(ring: &KeyRing, now: i64) -> AppResult<&KeyPair> {
+    ring.signer(now).ok_or_else(|| AppError::Internal("no signing key".into()))
 }
 
 /// Freshly minted secrets and the records that store them.
@@ -229,14 +240,15 @@ struct Minted {
     records: Vec<TokenRecord>,
 }
 
-fn mint(state: &AppState, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> AppResult<Minted> {
-    mint_rotation(state, client, family, scope, scope, now)
+fn mint(state: &AppState, ring: &KeyRing, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> AppResult<Minted> {
+    mint_rotation(state, ring, client, family, scope, scope, now)
 }
 
 /// An access token with `access_scope`, and (if the client may refresh) a refresh token that
 /// keeps the family's full `refresh_scope` (OAuth 2.1 §4.3.3: same scope as the old one).
 fn mint_rotation(
     state: &AppState,
+    ring: &KeyRing,
     client: &Client,
     family: &Family,
     refresh_scope: &ScopeSet,
@@ -262,7 +274,7 @@ fn mint_rotation(
                 authorized_business_id: family.business_id.map(|b| b.to_string()),
             };
             // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
-            Secret::from_presented(state.keys.active.sign_jwt("at+jwt", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
+            Secret::from_presented(signer(ring, now)?.sign_jwt("at+jwt", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
         }
     };
     let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
@@ -303,6 +315,8 @@ async fn respond(
     now: i64,
 ) -> AppResult<TokenResponse> {
     let id_token = if let (true, Some(user_id)) = (scope.contains("openid"), family.user_id) {
+        let ring = state.keys.current(&state.rt).await;
+        let key = signer(&ring, now)?;
         let user = state
             .store()
             .find_user(state.tenant_id(), user_id)
@@ -317,11 +331,11 @@ async fn respond(
             nonce,
             auth_time: family.auth_time,
             access_token: minted.access.expose(),
-            alg: state.keys.active.alg(),
+            alg: key.alg(),
             now,
             lifetime: state.lifetimes_for(client).id_token,
         });
-        Some(state.keys.active.sign_jwt("JWT", &claims).map_err(|e| crate::error::AppError::Internal(e.to_string()))?)
+        Some(key.sign_jwt("JWT", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
     } else {
         None
     };

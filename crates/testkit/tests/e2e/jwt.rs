@@ -7,12 +7,12 @@ use latchkey_server::admin::NewClient;
 use latchkey_testkit::spawn_app;
 use serde_json::{json, Value};
 
-fn part(jwt: &str, i: usize) -> Value {
+pub(crate) fn part(jwt: &str, i: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(i).unwrap()).unwrap()).unwrap()
 }
 
 /// Checks an RS256 signature against the published JWKS.
-async fn verify_rs256(app: &latchkey_testkit::TestApp, jwt: &str) {
+pub(crate) async fn verify_rs256(app: &latchkey_testkit::TestApp, jwt: &str) {
     use rsa::pkcs1v15::{Signature, VerifyingKey};
     use rsa::signature::Verifier;
     let header = part(jwt, 0);

@@ -8,6 +8,7 @@ mod authorize;
 mod discovery;
 mod housekeeping;
 mod jwt;
+mod keys;
 mod oidc;
 mod password;
 mod resource;

@@ -1,0 +1,193 @@
+//! Signing keys: generation, rotation, and the ring the server signs and publishes with.
+//!
+//! A key is published in the JWKS from the moment it is stored, but signs only from its
+//! `activates_at`, so relying parties that cache the JWKS have it before they see a token it
+//! signed. A superseded key stays published until every token it signed has expired
+//! (OpenID Connect Core §10.1.1; SECURITY.md OI-03). Every node reloads the ring from the
+//! database every few seconds, so a rotation made anywhere (CLI, another node, the schedule)
+//! reaches all of them before the new key activates.
+
+use crate::runtime::{Runtime, StartupError};
+use latchkey_core::jose::{self, KeyPair};
+use latchkey_core::model::{SigningAlg, SigningKeyRecord};
+use latchkey_core::UnixTime;
+use latchkey_proto::Jwks;
+use std::sync::{Arc, RwLock};
+
+/// How often a node rereads the keys.
+pub const RELOAD_INTERVAL: i64 = 15;
+/// Clock skew allowed to relying parties when a key retires.
+const SKEW: i64 = 300;
+
+/// The keys as loaded at one moment: parsed once, used for many signatures.
+pub struct KeyRing {
+    /// Keys that may sign, newest first, with their activation time.
+    signers: Vec<(UnixTime, KeyPair)>,
+    pub jwks_json: String,
+    loaded_at: UnixTime,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("signers", &self.signers.len()).field("loaded_at", &self.loaded_at).finish()
+    }
+}
+
+impl KeyRing {
+    async fn load(rt: &Runtime, alg: SigningAlg) -> Result<Self, StartupError> {
+        let now = rt.now();
+        let sealing = rt.master.sealing_key();
+        let records = rt.store.list_signing_keys(rt.tenant.id).await?;
+        let mut jwks = Jwks::default();
+        let mut signers = Vec::new();
+        for r in records.iter().filter(|r| r.retires_at.is_none_or(|t| t > now)) {
+            jwks.keys.push(serde_json::from_str(&r.public_jwk).map_err(jose::JoseError::from)?);
+            if r.alg == alg && r.retires_at.is_none_or(|t| t > now) {
+                let private = jose::open(&sealing, r.kid.as_bytes(), &r.sealed_private_key)?;
+                signers.push((r.activates_at, KeyPair::from_private_bytes(r.alg, &private)?));
+            }
+        }
+        let jwks_json = serde_json::to_string(&jwks).map_err(jose::JoseError::from)?;
+        Ok(Self { signers, jwks_json, loaded_at: now })
+    }
+
+    /// The key that signs now: the newest active one. Before any key of the algorithm is
+    /// active (only right after the very first start), the newest one.
+    pub fn signer(&self, now: UnixTime) -> Option<&KeyPair> {
+        self.signers.iter().find(|(at, _)| *at <= now).or_else(|| self.signers.first()).map(|(_, k)| k)
+    }
+}
+
+/// The current ring, swapped atomically when reloaded.
+pub struct Keys {
+    alg: SigningAlg,
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+impl Keys {
+    /// Loads the keys, creating the tenant's first key for `alg` if it has none.
+    pub async fn open(rt: &Runtime, alg: SigningAlg) -> Result<Self, StartupError> {
+        let records = rt.store.list_signing_keys(rt.tenant.id).await?;
+        if !records.iter().any(|r| r.alg == alg && r.retires_at.is_none()) {
+            // Nothing can have cached a JWKS of a brand-new key set: it signs at once.
+            let record = generate(rt, alg, rt.now(), None).await?;
+            rt.store.insert_signing_key(&record).await?;
+            tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
+        }
+        let ring = KeyRing::load(rt, alg).await?;
+        if ring.signers.is_empty() {
+            return Err(StartupError::MasterKey("no usable signing key for the configured algorithm".into()));
+        }
+        Ok(Self { alg, ring: RwLock::new(Arc::new(ring)) })
+    }
+
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// The ring, reloaded from the database when it is older than `RELOAD_INTERVAL`. A failed
+    /// reload keeps the old ring (and says so in the log).
+    pub async fn current(&self, rt: &Runtime) -> Arc<KeyRing> {
+        let ring = self.ring.read().map(|r| Arc::clone(&r)).unwrap_or_else(|p| Arc::clone(&p.into_inner()));
+        if rt.now() < ring.loaded_at + RELOAD_INTERVAL {
+            return ring;
+        }
+        match KeyRing::load(rt, self.alg).await {
+            Ok(fresh) if !fresh.signers.is_empty() => {
+                let fresh = Arc::new(fresh);
+                if let Ok(mut w) = self.ring.write() {
+                    *w = Arc::clone(&fresh);
+                }
+                fresh
+            }
+            Ok(_) => ring,
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded ones");
+                ring
+            }
+        }
+    }
+}
+
+/// Generates a key and seals it, on the blocking pool (an RSA key takes a while).
+async fn generate(rt: &Runtime, alg: SigningAlg, activates_at: UnixTime, period: Option<i64>) -> Result<SigningKeyRecord, StartupError> {
+    let (tenant, now, sealing) = (rt.tenant.id, rt.now(), rt.master.sealing_key());
+    tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
+        let mut rng = rand::rngs::OsRng;
+        let key = KeyPair::generate(alg, &mut rng)?;
+        let sealed = jose::seal(&sealing, key.kid().as_bytes(), &key.private_bytes()?, &mut rng)?;
+        let public_jwk = serde_json::to_string(key.public_jwk()).map_err(jose::JoseError::from)?;
+        Ok(SigningKeyRecord {
+            kid: key.kid().to_owned(),
+            tenant,
+            alg,
+            sealed_private_key: sealed,
+            public_jwk,
+            created_at: now,
+            activates_at,
+            retires_at: None,
+            period,
+        })
+    })
+    .await
+    .map_err(|e| StartupError::MasterKey(format!("key generation task failed: {e}")))?
+}
+
+/// How rotations are timed.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationPolicy {
+    /// Seconds between creation and first signature.
+    pub publish_delay: i64,
+    /// The longest lifetime of anything signed (id_tokens, JWT access tokens).
+    pub max_token_lifetime: i64,
+}
+
+/// Adds a new key for `alg`; the keys current until now retire once everything they can
+/// still sign has expired. `None` when another node rotated for the same `period` first.
+pub async fn rotate(
+    rt: &Runtime,
+    alg: SigningAlg,
+    policy: RotationPolicy,
+    period: Option<i64>,
+) -> Result<Option<SigningKeyRecord>, StartupError> {
+    let activates_at = rt.now() + policy.publish_delay;
+    let record = generate(rt, alg, activates_at, period).await?;
+    let retire_at = activates_at + policy.max_token_lifetime + SKEW;
+    if rt.store.rotate_signing_key(&record, retire_at).await? {
+        tracing::info!(kid = %record.kid, alg = alg.as_str(), activates_at, "rotated the signing key");
+        Ok(Some(record))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Rotates when the newest current key of `alg` is older than `interval` seconds. The period
+/// number makes the rotation happen once per period, whichever node gets there first.
+pub async fn rotate_if_due(
+    rt: &Runtime,
+    alg: SigningAlg,
+    interval: i64,
+    policy: RotationPolicy,
+) -> Result<Option<SigningKeyRecord>, StartupError> {
+    if interval <= 0 {
+        return Ok(None);
+    }
+    let now = rt.now();
+    let newest = rt.store.list_signing_keys(rt.tenant.id).await?.into_iter().filter(|k| k.alg == alg).map(|k| k.created_at).max();
+    match newest {
+        Some(created) if created + interval > now => Ok(None),
+        _ => rotate(rt, alg, policy, Some(now / interval)).await,
+    }
+}
+
+/// The rotation timing for this server: its publish delay, and the longest lifetime of any
+/// signed token, the clients' own overrides included.
+pub async fn rotation_policy(rt: &Runtime, config: &crate::config::Config) -> Result<RotationPolicy, StartupError> {
+    let base = config.lifetimes;
+    let mut longest = base.id_token.max(base.access_token);
+    for c in rt.store.list_clients(rt.tenant.id).await? {
+        let l = c.token_settings.lifetimes(base);
+        longest = longest.max(l.id_token).max(l.access_token);
+    }
+    Ok(RotationPolicy { publish_delay: config.signing_key_publish_delay, max_token_lifetime: longest })
+}
