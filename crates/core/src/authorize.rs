@@ -134,6 +134,11 @@ pub fn validate(
         // RFC 6749 §4.1.1 and §4.1.2.1; RFC 9700 §2.1.2: only the code flow.
         match params.get("response_type")? {
             None => return Err(OAuthError::invalid_request("response_type_missing: response_type=code is required")),
+            Some("code") if !client.allows_grant(crate::model::GrantType::AuthorizationCode) => {
+                return Err(OAuthError::unauthorized_client(
+                    "grant_type_not_allowed: this client is not registered for the authorization code grant",
+                ));
+            }
             Some("code") => {}
             Some(_) => {
                 return Err(OAuthError::new(
@@ -201,9 +206,15 @@ pub fn needs_login(req: &AuthorizationRequest, session_auth_time: Option<UnixTim
 }
 
 /// Whether the user must be asked: `prompt=consent` or `select_account`, or no earlier grant
-/// to this client covers the requested scopes.
-pub fn needs_consent(req: &AuthorizationRequest, existing: Option<&Grant>) -> bool {
+/// to this client covers the requested scopes, or nothing proves the client is who it says.
+pub fn needs_consent(client: &Client, req: &AuthorizationRequest, existing: Option<&Grant>) -> bool {
     if req.prompt.consent || req.prompt.select_account {
+        return true;
+    }
+    // RFC 8252 §8.6 and RFC 6819 §5.2.4.1 (SECURITY.md AZ-18): a public client on a loopback
+    // or private-use redirect URI can be impersonated by any local app, so its requests are
+    // never approved without the user.
+    if client.is_public() && !req.redirect_uri.starts_with("https://") {
         return true;
     }
     match existing {
@@ -304,6 +315,16 @@ mod tests {
     }
 
     #[test]
+    fn clients_without_the_code_grant_are_refused() {
+        let mut c = client(false, &["https://a.example/cb"]);
+        c.grant_types = vec![GrantType::ClientCredentials];
+        assert_eq!(
+            check(&c, "response_type=code&state=s").unwrap_err(),
+            "redirect unauthorized_client grant_type_not_allowed state=Some(\"s\")"
+        );
+    }
+
+    #[test]
     fn required_state_policy() {
         let c = client(false, &["https://a.example/cb"]);
         let p = Params::from_urlencoded("response_type=code");
@@ -330,9 +351,12 @@ mod tests {
             scope: ScopeSet::parse("openid email").unwrap(),
             created_at: 0,
         };
-        assert!(!needs_consent(&req, Some(&g)));
-        assert!(needs_consent(&req, None));
-        assert!(needs_consent(&check(&c, "response_type=code&prompt=consent").unwrap(), Some(&g)));
+        assert!(!needs_consent(&c, &req, Some(&g)));
+        assert!(needs_consent(&c, &req, None));
+        assert!(needs_consent(&c, &check(&c, "response_type=code&prompt=consent").unwrap(), Some(&g)));
+        let native = client(true, &["http://127.0.0.1/cb"]);
+        let req = check(&native, &format!("response_type=code&code_challenge={CH}&code_challenge_method=S256")).unwrap();
+        assert!(needs_consent(&native, &req, Some(&g)), "a public loopback client is always asked");
     }
 
     #[test]

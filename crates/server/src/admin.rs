@@ -306,6 +306,8 @@ pub async fn remove_member(rt: &Runtime, business: &str, user: &str) -> AdminRes
     if !rt.store.delete_membership(rt.tenant.id, b.id, u.id).await? {
         return Err(AdminError::NotFound(format!("{} in business {}", u.email, b.name)));
     }
+    // Apps the user authorized for this business lose that access now, and must ask again.
+    rt.store.revoke_user_business(rt.tenant.id, u.id, b.id, rt.now()).await?;
     if u.default_business_id == Some(b.id) {
         let next = rt.store.list_user_businesses(rt.tenant.id, u.id).await?.first().map(|x| x.id);
         rt.store.update_user_default_business(rt.tenant.id, u.id, next).await?;

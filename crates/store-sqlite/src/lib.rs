@@ -339,6 +339,31 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    async fn revoke_user_business(&self, tenant: TenantId, user: Uuid, business: Uuid, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let (t, u, b) = (tenant.0.to_string(), user.to_string(), business.to_string());
+        let revoked = sqlx::query(
+            "UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND business_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&t)
+        .bind(&u)
+        .bind(&b)
+        .execute(&mut *tx)
+        .await
+        .map_err(fault)?
+        .rows_affected();
+        sqlx::query("DELETE FROM grants WHERE tenant_id = ? AND user_id = ? AND business_id = ?")
+            .bind(&t)
+            .bind(&u)
+            .bind(&b)
+            .execute(&mut *tx)
+            .await
+            .map_err(fault)?;
+        tx.commit().await.map_err(fault)?;
+        Ok(revoked)
+    }
+
     async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>> {
         let rows = sqlx::query("SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? ORDER BY name")
             .bind(tenant.0.to_string())

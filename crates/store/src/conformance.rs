@@ -57,6 +57,7 @@ macro_rules! conformance_tests {
             client_families_have_no_user,
             personal_tokens_lifecycle,
             housekeeping_deletes_only_what_cannot_matter,
+            removing_a_business_revokes_its_access,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -95,6 +96,7 @@ where
     client_families_have_no_user(make().await).await;
     personal_tokens_lifecycle(make().await).await;
     housekeeping_deletes_only_what_cannot_matter(make().await).await;
+    removing_a_business_revokes_its_access(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -916,4 +918,34 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
     assert_eq!(store.rotate_refresh_token(w.tenant, h(21), later, &after).await.unwrap(), RotateOutcome::Rotated);
     let counts = store.count_rows(w.tenant).await.unwrap();
     assert!(counts.tokens < before.tokens + 2 && counts.codes == 0 && counts.families == 2, "{before:?} -> {counts:?}");
+}
+
+/// What a user authorized for a business ends with their membership; other businesses'
+/// grants and families stay.
+pub async fn removing_a_business_revokes_its_access(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let b1 = business(w.tenant, "One");
+    let b2 = business(w.tenant, "Two");
+    store.insert_business(&b1).await.unwrap();
+    store.insert_business(&b2).await.unwrap();
+    let for_b1 = store.upsert_grant(&grant(w.tenant, w.user.id, &w.client.client_id, Some(b1.id), "openid")).await.unwrap();
+    let mut c1 = code(w.tenant, h(60), w.user.id, &w.client.client_id, for_b1.id);
+    c1.business_id = Some(b1.id);
+    store.insert_code(&c1).await.unwrap();
+    let f1 = family(&c1);
+    store.redeem_code(w.tenant, c1.hash, NOW, &f1, &pair(&f1, h(61), h(62))).await.unwrap();
+    let other_client = client(w.tenant, "other", Some(h(1001)));
+    store.insert_client(&other_client).await.unwrap();
+    let for_b2 = store.upsert_grant(&grant(w.tenant, w.user.id, "other", Some(b2.id), "openid")).await.unwrap();
+    let mut c2 = code(w.tenant, h(70), w.user.id, "other", for_b2.id);
+    c2.business_id = Some(b2.id);
+    store.insert_code(&c2).await.unwrap();
+    let f2 = family(&c2);
+    store.redeem_code(w.tenant, c2.hash, NOW, &f2, &pair(&f2, h(71), h(72))).await.unwrap();
+
+    assert_eq!(store.revoke_user_business(w.tenant, w.user.id, b1.id, NOW + 1).await.unwrap(), 1);
+    assert!(!view(&store, w.tenant, h(62)).await.is_active(NOW + 1), "the family for the business is revoked");
+    assert!(store.find_grant(w.tenant, w.user.id, &w.client.client_id).await.unwrap().is_none(), "its consent is gone");
+    assert!(view(&store, w.tenant, h(72)).await.is_active(NOW + 1), "another business is untouched");
+    assert!(store.find_grant(w.tenant, w.user.id, "other").await.unwrap().is_some());
 }

@@ -80,6 +80,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds the user to the business; adding twice is not an error.
     async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid, now: UnixTime) -> StoreResult<()>;
     async fn delete_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<bool>;
+    /// Ends what a user authorized for a business: revokes the families and deletes the grants
+    /// (consents) bound to it. Returns how many families were revoked.
+    async fn revoke_user_business(&self, tenant: TenantId, user: Uuid, business: Uuid, now: UnixTime) -> StoreResult<u64>;
     /// Every business of the tenant, by name.
     async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>>;
     /// The businesses a user belongs to, oldest membership first.

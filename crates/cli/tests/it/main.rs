@@ -218,7 +218,18 @@ async fn businesses_and_memberships() {
     assert_eq!(claims["default_business_id"], bakery.as_str());
     assert_eq!(claims["business_ids"].as_array().unwrap().len(), 2);
 
+    let refresh = t["refresh_token"].as_str().unwrap().to_owned();
     json(&latchkey(&app, &["--json", "business", "remove-member", "Ada Bakery", "--user", "ada@example.com"], ""));
+    // The app's access for the business the user left ends at once.
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client.client_id, client.secret.as_deref())
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "the grant for the business the user left is revoked");
     let shown = json(&latchkey(&app, &["--json", "user", "show", "ada@example.com"], ""));
     assert_eq!(shown["default_business_id"], coffee.as_str(), "removing the default falls back to the remaining business");
     assert!(!latchkey(&app, &["business", "set-default", "Ada Bakery", "--user", "ada@example.com"], "").status.success());

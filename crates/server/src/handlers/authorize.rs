@@ -160,7 +160,7 @@ pub(crate) async fn proceed(
         }
     };
     let grant = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
-    if authorize::needs_consent(req, grant.as_ref()) {
+    if authorize::needs_consent(client, req, grant.as_ref()) {
         if req.prompt.none {
             return Ok(redirect_error(
                 state,

@@ -7,7 +7,7 @@ use crate::web::{self, PageForm};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use latchkey_core::authorize::RedirectError;
+use latchkey_core::authorize::{self, RedirectError};
 use latchkey_core::model::Grant;
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
@@ -33,6 +33,12 @@ async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult
         return Ok(web::redirect(&continue_url, true));
     };
     if interaction.login.is_some_and(|(u, _)| u != session.user_id) {
+        return Ok(web::redirect(&continue_url, true));
+    }
+    // The consent form cannot stand in for a sign-in the request demands (prompt=login,
+    // max_age): check again, as the authorization endpoint did.
+    let fresh_login = interaction.login.is_some_and(|(u, at)| u == session.user_id && at == session.auth_time);
+    if authorize::needs_login(&req, Some(session.auth_time), fresh_login, state.now()) {
         return Ok(web::redirect(&continue_url, true));
     }
     let Some(user) = state.store().find_user(state.tenant_id(), session.user_id).await? else {

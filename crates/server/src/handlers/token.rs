@@ -97,10 +97,14 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     };
     let ring = state.keys.current(&state.rt).await;
     let minted = mint(state, &ring, client, &family, &record.scope, now)?;
-    let outcome = if record.consumed_at.is_some() {
-        RedeemOutcome::AlreadyConsumed
+    let (outcome, answer) = if record.consumed_at.is_some() {
+        (RedeemOutcome::AlreadyConsumed, None)
     } else {
-        state.store().redeem_code(state.tenant_id(), hash, now, &family, &minted.records).await?
+        // SECURITY.md RT-08: every read and signature happens before the code is consumed, so
+        // nothing can fail between the commit and the answer and make a retry look like a
+        // replay.
+        let answer = respond(state, client, &family, &record.scope, record.nonce.as_deref(), &minted, now).await?;
+        (state.store().redeem_code(state.tenant_id(), hash, now, &family, &minted.records).await?, Some(answer))
     };
     if outcome == RedeemOutcome::AlreadyConsumed {
         // OAuth 2.1 §4.1.3: a second valid redemption is refused and everything issued from
@@ -111,7 +115,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
             OAuthError::invalid_grant("code_reused: the authorization code was already used; tokens issued from it are revoked").into()
         );
     }
-    respond(state, client, &family, &record.scope, record.nonce.as_deref(), minted, now).await
+    answer.ok_or_else(|| AppError::Internal("redeemed without an answer".into()))
 }
 
 async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
@@ -135,8 +139,10 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
     };
     let ring = state.keys.current(&state.rt).await;
     let minted = mint_rotation(state, &ring, client, &view.family, &view.token.scope, &access_scope, now)?;
+    // SECURITY.md RT-08: the answer is complete before the rotation commits.
+    let answer = respond(state, client, &view.family, &access_scope, None, &minted, now).await?;
     match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records).await? {
-        RotateOutcome::Rotated => respond(state, client, &view.family, &access_scope, None, minted, now).await,
+        RotateOutcome::Rotated => Ok(answer),
         RotateOutcome::NotCurrent => {
             // Another request rotated it first (or the family was revoked meanwhile): strict
             // single use (SECURITY.md RT-07 a).
@@ -182,8 +188,9 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let mut minted = mint(state, &ring, client, &family, &scope, now)?;
     minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
+    let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
-    respond(state, client, &family, &scope, None, minted, now).await
+    Ok(answer)
 }
 
 /// RFC 6749 §4.3, for YOC. Only confidential clients registered for it (SECURITY.md PW-01);
@@ -223,8 +230,9 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     };
     let ring = state.keys.current(&state.rt).await;
     let minted = mint(state, &ring, client, &family, &scope, now)?;
+    let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
     state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
-    respond(state, client, &family, &scope, None, minted, now).await
+    Ok(answer)
 }
 
 /// The key that signs JWTs now.
@@ -311,7 +319,7 @@ async fn respond(
     family: &Family,
     scope: &ScopeSet,
     nonce: Option<&str>,
-    minted: Minted,
+    minted: &Minted,
     now: i64,
 ) -> AppResult<TokenResponse> {
     let id_token = if let (true, Some(user_id)) = (scope.contains("openid"), family.user_id) {
@@ -343,7 +351,7 @@ async fn respond(
         access_token: minted.access.expose().to_owned(),
         token_type: "Bearer".into(),
         expires_in: u64::try_from(state.lifetimes_for(client).access_token).unwrap_or(0),
-        refresh_token: minted.refresh.map(|r| r.expose().to_owned()),
+        refresh_token: minted.refresh.as_ref().map(|r| r.expose().to_owned()),
         scope: scope.to_string(),
         id_token,
         user_uuid: family.user_id.map(|u| u.to_string()),

@@ -293,3 +293,52 @@ async fn page_errors_are_html() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("Sign-in expired"));
 }
+
+/// RFC 8252 §8.6: a public client on a loopback redirect is asked every time, since any local
+/// app could claim to be it; `prompt=none` gets consent_required.
+#[tokio::test]
+async fn public_loopback_clients_are_always_asked() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app
+        .client_with(NewClient {
+            name: "Desktop".into(),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            scopes: vec!["openid".into()],
+            public: true,
+            ..Default::default()
+        })
+        .await;
+    let pkce = "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    let b = app.browser();
+    let loc = b
+        .sign_in_and_consent(
+            &authorize_url(&app, &c, &format!("{pkce}&redirect_uri=http%3A%2F%2F127.0.0.1%3A4000%2Fcb")),
+            "ada@example.com",
+            "allow",
+        )
+        .await;
+    assert!(query_param(&loc, "code").is_some());
+    let again = b.get(&authorize_url(&app, &c, &format!("{pkce}&redirect_uri=http%3A%2F%2F127.0.0.1%3A5555%2Fcb"))).await;
+    assert_eq!(again.status(), 200, "asked again, not redirected");
+    assert!(again.text().await.unwrap().contains("action=\"/consent\""));
+    let silent = b.get(&authorize_url(&app, &c, &format!("{pkce}&prompt=none&state=s"))).await;
+    assert_eq!(query_param(&location(&silent).unwrap(), "error").as_deref(), Some("consent_required"));
+}
+
+/// The consent form cannot stand in for the sign-in that prompt=login demands.
+#[tokio::test]
+async fn consent_form_cannot_skip_a_required_sign_in() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let b = app.browser();
+    b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
+    let login_page = b.get(&authorize_url(&app, &c, "prompt=login&state=2")).await.text().await.unwrap();
+    assert!(login_page.contains("action=\"/login\""));
+    // Posting the consent form with the login page's fields, without signing in:
+    let r = b.submit_consent(&login_page, "allow", None).await;
+    assert_eq!(r.status(), 303);
+    let loc = location(&r).unwrap();
+    assert!(loc.starts_with("/oauth/authorize/continue"), "back to sign-in, no code: {loc}");
+}
