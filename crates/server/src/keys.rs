@@ -21,7 +21,9 @@ const SKEW: i64 = 300;
 
 /// The keys as loaded at one moment: parsed once, used for many signatures.
 pub struct KeyRing {
-    /// Keys that may sign, newest first, with their activation time.
+    /// The configured algorithm, preferred for signing.
+    alg: SigningAlg,
+    /// Published keys, newest first, with their activation time.
     signers: Vec<(UnixTime, KeyPair)>,
     pub jwks_json: String,
     loaded_at: UnixTime,
@@ -42,19 +44,32 @@ impl KeyRing {
         let mut signers = Vec::new();
         for r in records.iter().filter(|r| r.retires_at.is_none_or(|t| t > now)) {
             jwks.keys.push(serde_json::from_str(&r.public_jwk).map_err(jose::JoseError::from)?);
-            if r.alg == alg && r.retires_at.is_none_or(|t| t > now) {
-                let private = jose::open(&sealing, r.kid.as_bytes(), &r.sealed_private_key)?;
-                signers.push((r.activates_at, KeyPair::from_private_bytes(r.alg, &private)?));
-            }
+            // A superseded key still signs until its successor activates (the successor is
+            // newer, so `signer` prefers it from then on).
+            let private = jose::open(&sealing, r.kid.as_bytes(), &r.sealed_private_key)?;
+            signers.push((r.activates_at, KeyPair::from_private_bytes(r.alg, &private)?));
         }
         let jwks_json = serde_json::to_string(&jwks).map_err(jose::JoseError::from)?;
-        Ok(Self { signers, jwks_json, loaded_at: now })
+        Ok(Self { alg, signers, jwks_json, loaded_at: now })
     }
 
-    /// The key that signs now: the newest active one. Before any key of the algorithm is
-    /// active (only right after the very first start), the newest one.
+    /// The key that signs now: the newest active key of the configured algorithm or, while a
+    /// new algorithm's first key waits out its publish delay, the newest active key of any.
+    /// Never a key that is not yet active: relying parties may not have it.
     pub fn signer(&self, now: UnixTime) -> Option<&KeyPair> {
-        self.signers.iter().find(|(at, _)| *at <= now).or_else(|| self.signers.first()).map(|(_, k)| k)
+        let active = || self.signers.iter().filter(|(at, _)| *at <= now);
+        active().find(|(_, k)| k.alg() == self.alg).or_else(|| active().next()).map(|(_, k)| k)
+    }
+
+    /// The algorithms the current keys sign with, the configured one first.
+    pub fn algs(&self) -> Vec<SigningAlg> {
+        let mut algs = vec![self.alg];
+        for (_, k) in &self.signers {
+            if !algs.contains(&k.alg()) {
+                algs.push(k.alg());
+            }
+        }
+        algs
     }
 }
 
@@ -65,17 +80,19 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the keys, creating the tenant's first key for `alg` if it has none.
-    pub async fn open(rt: &Runtime, alg: SigningAlg) -> Result<Self, StartupError> {
+    /// Loads the keys, creating a key for `alg` if the tenant has no current one. The very first
+    /// key signs at once (nobody can have cached an older JWKS); a key added to an existing set
+    /// (a new algorithm) waits `publish_delay`, while the old keys go on signing.
+    pub async fn open(rt: &Runtime, alg: SigningAlg, publish_delay: i64) -> Result<Self, StartupError> {
         let records = rt.store.list_signing_keys(rt.tenant.id).await?;
         if !records.iter().any(|r| r.alg == alg && r.retires_at.is_none()) {
-            // Nothing can have cached a JWKS of a brand-new key set: it signs at once.
-            let record = generate(rt, alg, rt.now(), None).await?;
+            let activates_at = if records.is_empty() { rt.now() } else { rt.now() + publish_delay };
+            let record = generate(rt, alg, activates_at, None).await?;
             rt.store.insert_signing_key(&record).await?;
             tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
         }
         let ring = KeyRing::load(rt, alg).await?;
-        if ring.signers.is_empty() {
+        if ring.signer(rt.now()).is_none() {
             return Err(StartupError::MasterKey("no usable signing key for the configured algorithm".into()));
         }
         Ok(Self { alg, ring: RwLock::new(Arc::new(ring)) })
@@ -93,7 +110,7 @@ impl Keys {
             return ring;
         }
         match KeyRing::load(rt, self.alg).await {
-            Ok(fresh) if !fresh.signers.is_empty() => {
+            Ok(fresh) if fresh.signer(rt.now()).is_some() => {
                 let fresh = Arc::new(fresh);
                 if let Ok(mut w) = self.ring.write() {
                     *w = Arc::clone(&fresh);

@@ -40,7 +40,7 @@ impl Application {
             TcpListener::bind(&config.listen).await.map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let keys = Keys::open(&rt, config.id_token_alg).await?;
+        let keys = Keys::open(&rt, config.id_token_alg, config.signing_key_publish_delay).await?;
         let demo: Option<DemoInfo> = if opts.demo {
             Some(admin::seed_demo(&rt, &issuer).await.map_err(|e| StartupError::MasterKey(format!("demo setup failed: {e}")))?)
         } else {
@@ -54,7 +54,7 @@ impl Application {
         .await
         .map_err(|e| StartupError::MasterKey(e.to_string()))?
         .map_err(|e| StartupError::MasterKey(e.to_string()))?;
-        let meta = discovery::metadata(&issuer, keys.alg());
+        let meta = discovery::metadata(&issuer, &keys.current(&rt).await.algs());
         let to_json = |v: &dyn erased::Json| v.json();
         let state = AppState(Arc::new(Inner {
             openid_configuration: to_json(&meta),

@@ -461,10 +461,11 @@ impl Store for SqliteStore {
             }
             Err(e) => return Err(e),
         }
-        sqlx::query("UPDATE signing_keys SET retires_at = ? WHERE tenant_id = ? AND kid != ? AND retires_at IS NULL")
+        sqlx::query("UPDATE signing_keys SET retires_at = ? WHERE tenant_id = ? AND kid != ? AND alg = ? AND retires_at IS NULL")
             .bind(retire_others_at)
             .bind(k.tenant.0.to_string())
             .bind(&k.kid)
+            .bind(k.alg.as_str())
             .execute(&mut *tx)
             .await
             .map_err(fault)?;

@@ -538,7 +538,12 @@ pub async fn signing_keys_newest_first(store: SharedStore) {
     assert_eq!(listed.len(), 4);
     assert_eq!(listed[0].kid, "rotated");
     assert_eq!(listed[0].retires_at, None);
-    assert!(listed[1..].iter().all(|k| k.retires_at == Some(NOW + 9_999)), "{listed:?}");
+    let retiring: Vec<(&str, Option<UnixTime>)> = listed[1..].iter().map(|k| (k.kid.as_str(), k.retires_at)).collect();
+    assert_eq!(
+        retiring,
+        vec![("z-newest", Some(NOW + 9_999)), ("a-middle", None), ("m-oldest", None)],
+        "only the same algorithm is superseded"
+    );
     assert_eq!(store.list_signing_keys(other).await.unwrap()[0].retires_at, None, "other tenants' keys are untouched");
 }
 

@@ -98,7 +98,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Signing keys.
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
-    /// Atomically adds a key and schedules the retirement of every key still current. Returns
+    /// Atomically adds a key and schedules the retirement of every current key of the same
+    /// algorithm (keys of other algorithms are not superseded by it). Returns
     /// false, writing nothing, if a key of the same algorithm and `period` exists already
     /// (another node rotated first).
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool>;

@@ -316,10 +316,19 @@ async fn signing_keys_list_and_rotate() {
     let listed = json(&latchkey(&app, &["--json", "keys", "list"], ""));
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
     assert_eq!(listed["keys"][0]["status"], "signing");
-    let rotated = json(&latchkey(&app, &["--json", "keys", "rotate", "--alg", "ES256"], ""));
-    assert_eq!(rotated["alg"], "ES256");
-    let listed = json(&latchkey(&app, &["--json", "keys", "list"], ""));
-    let statuses: Vec<&str> = listed["keys"].as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, vec!["published", "retiring"], "the new key waits; the old one retires later");
+    let rotated = json(&latchkey(&app, &["--json", "keys", "rotate"], ""));
+    assert_eq!(rotated["alg"], "RS256");
+    let statuses = |app: &TestApp| {
+        let listed = json(&latchkey(app, &["--json", "keys", "list"], ""));
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| format!("{} {}", k["alg"].as_str().unwrap(), k["status"].as_str().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&app), vec!["RS256 published", "RS256 retiring"], "the new key waits; the old one retires later");
+    json(&latchkey(&app, &["--json", "keys", "rotate", "--alg", "ES256"], ""));
+    assert_eq!(statuses(&app), vec!["ES256 published", "RS256 published", "RS256 retiring"], "another algorithm supersedes nothing");
     assert!(!latchkey(&app, &["keys", "rotate", "--alg", "HS256"], "").status.success());
 }

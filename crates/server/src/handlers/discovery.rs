@@ -9,7 +9,7 @@ use latchkey_core::model::SigningAlg;
 use latchkey_proto::ProviderMetadata;
 
 /// The metadata: every member states something the server really does.
-pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
+pub(crate) fn metadata(issuer: &str, algs: &[SigningAlg]) -> ProviderMetadata {
     let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let auth_methods = v(&["client_secret_basic", "client_secret_post", "none"]);
     ProviderMetadata {
@@ -25,7 +25,7 @@ pub(crate) fn metadata(issuer: &str, alg: SigningAlg) -> ProviderMetadata {
         response_modes_supported: v(&["query"]),
         grant_types_supported: v(&["authorization_code", "refresh_token", "client_credentials", "password"]),
         subject_types_supported: v(&["public"]),
-        id_token_signing_alg_values_supported: v(&[alg.as_str()]),
+        id_token_signing_alg_values_supported: algs.iter().map(|a| a.as_str().to_owned()).collect(),
         token_endpoint_auth_methods_supported: auth_methods.clone(),
         revocation_endpoint_auth_methods_supported: auth_methods,
         // RFC 7662 §2.1: introspection needs an authenticated (confidential) caller.

@@ -56,3 +56,18 @@ async fn the_schedule_rotates_once_per_period_across_nodes() {
     assert!(keys::rotate_if_due(&app.rt, SigningAlg::RS256, interval, POLICY).await.unwrap().is_none(), "not twice in a period");
     assert_eq!(app.rt.store.list_signing_keys(app.rt.tenant.id).await.unwrap().len(), 2);
 }
+
+/// A key of another algorithm does not supersede the one the server signs with.
+#[tokio::test]
+async fn rotating_another_algorithm_leaves_the_signing_key_alone() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let first = app.tokens_for(&c, "ada@example.com", "openid").await["id_token"].as_str().unwrap().to_owned();
+    keys::rotate(&app.rt, SigningAlg::ES256, POLICY, None).await.unwrap().unwrap();
+    app.clock.advance(POLICY.publish_delay + POLICY.max_token_lifetime + 1_000);
+    let later = app.tokens_for(&c, "ada@example.com", "openid").await["id_token"].as_str().unwrap().to_owned();
+    assert_eq!(part(&later, 0)["alg"], "RS256");
+    assert_eq!(part(&later, 0)["kid"], part(&first, 0)["kid"], "the RS256 key was not retired by an ES256 rotation");
+    assert_eq!(kids(&app).await.len(), 2);
+}
