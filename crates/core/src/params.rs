@@ -8,9 +8,16 @@ use crate::OAuthError;
 /// omitted from the request", and request and response parameters "MUST NOT be included more
 /// than once". Unrecognized parameters are ignored; only the ones a handler asks for are checked
 /// for repetition.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+}
+
+/// Names only: values may be secrets (`client_secret`, `password`, `code`, tokens).
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.pairs.iter().map(|(k, _)| k)).finish()
+    }
 }
 
 impl Params {
@@ -65,6 +72,12 @@ mod tests {
         assert_eq!(p.get("client_id").unwrap_err().code, crate::ErrorCode::InvalidRequest);
         assert_eq!(p.get("state"), Ok(Some("s")));
         assert_eq!(p.get_all("extra").count(), 2);
+    }
+
+    #[test]
+    fn debug_shows_names_only() {
+        let p = Params::from_urlencoded("client_secret=s3cret&password=hunter2");
+        assert_eq!(format!("{p:?}"), r#"["client_secret", "password"]"#);
     }
 
     #[test]

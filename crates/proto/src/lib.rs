@@ -75,8 +75,9 @@ pub struct ErrorResponse {
     pub error_uri: Option<String>,
 }
 
-/// RFC 6749 §5.1 token answer, with the members the seeds add (`user_uuid`, `jti`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// RFC 6749 §5.1 token answer, with the members the seeds add (`user_uuid`, `jti`). Its
+/// `Debug` leaves the tokens out.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -89,6 +90,19 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_uuid: Option<String>,
     pub jti: String,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("has_id_token", &self.id_token.is_some())
+            .field("jti", &self.jti)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The RFC 7009 revocation answer with the body UltraCart's SDKs read.

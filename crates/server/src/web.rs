@@ -96,13 +96,12 @@ impl<S: Send + Sync> FromRequest<S> for OAuthBody {
                 let body = Bytes::from_request(req, state)
                     .await
                     .map_err(|_| bad("body_unreadable: the body is too large or could not be read"))?;
-                let value: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body is not valid JSON"))?;
-                let serde_json::Value::Object(map) = value else {
-                    return Err(bad("json_not_object: the JSON body must be an object"));
-                };
-                let mut pairs = Vec::with_capacity(map.len());
-                for (k, v) in map {
+                // Every member in order, repeats included, so that a repeated parameter is
+                // refused as in a form (OAuth 2.1 §3.2, SECURITY.md AZ-04).
+                let JsonPairs(members) =
+                    serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body must be one JSON object"))?;
+                let mut pairs = Vec::with_capacity(members.len());
+                for (k, v) in members {
                     match v {
                         serde_json::Value::String(s) => pairs.push((k, s)),
                         serde_json::Value::Number(n) => pairs.push((k, n.to_string())),
@@ -144,5 +143,29 @@ impl<S: Send + Sync> FromRequest<S> for PageForm {
         let text =
             std::str::from_utf8(&body).map_err(|_| AppError::page(StatusCode::BAD_REQUEST, "Invalid form", "The form is not UTF-8."))?;
         Ok(Self(Params::from_urlencoded(text)))
+    }
+}
+
+/// The members of a JSON object in order, duplicates kept (`serde_json::Value` keeps only the
+/// last of a repeated key).
+struct JsonPairs(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonPairs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonPairs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonPairs, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    members.push(entry);
+                }
+                Ok(JsonPairs(members))
+            }
+        }
+        d.deserialize_map(Members)
     }
 }

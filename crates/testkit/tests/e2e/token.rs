@@ -529,3 +529,19 @@ async fn idle_refresh_tokens_expire() {
     assert_eq!(s, 400);
     assert!(b["error_description"].as_str().unwrap().starts_with("refresh_token_expired"));
 }
+
+/// SECURITY.md AZ-04: a parameter repeated in a JSON body is refused like one in a form.
+#[tokio::test]
+async fn repeated_json_members_are_refused() {
+    let (app, c) = setup().await;
+    let body = format!(
+        r#"{{"grant_type":"client_credentials","client_id":"{0}","client_id":"{0}","client_secret":"{1}"}}"#,
+        c.client_id,
+        secret(&c)
+    );
+    let r = app.http().post(app.url("/oauth/token")).header("content-type", "application/json").body(body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_request");
+    assert!(b["error_description"].as_str().unwrap().starts_with("parameter_repeated"));
+}
