@@ -62,6 +62,9 @@ pub struct Settings {
     pub durability: Option<String>,
     /// Refuse authorization requests without `state` (UltraCart's rule).
     pub require_state: Option<bool>,
+    /// Accept revocation by `client_id` and `token` without the client's secret (UltraCart's
+    /// SDKs send no secret). Off by default.
+    pub revocation_without_client_auth: Option<bool>,
     /// `always` (default) or `offline_access`: issue refresh tokens only when that scope was
     /// granted (Yoco's rule).
     pub refresh_token_policy: Option<String>,
@@ -112,6 +115,9 @@ impl Settings {
                     s.signing_key_rotation_interval = Some(int("LATCHKEY_SIGNING_KEY_ROTATION_INTERVAL")?)
                 }
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+                "LATCHKEY_REVOCATION_WITHOUT_CLIENT_AUTH" => {
+                    s.revocation_without_client_auth = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+                }
                 "LATCHKEY_ACCESS_TOKEN_LIFETIME" => s.lifetimes.access_token = Some(int("LATCHKEY_ACCESS_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_LIFETIME" => s.lifetimes.refresh_token = Some(int("LATCHKEY_REFRESH_TOKEN_LIFETIME")?),
                 "LATCHKEY_REFRESH_TOKEN_IDLE_LIFETIME" => {
@@ -138,6 +144,7 @@ impl Settings {
             id_token_signing_alg,
             durability,
             require_state,
+            revocation_without_client_auth,
             refresh_token_policy,
             housekeeping_interval,
             signing_key_publish_delay,
@@ -232,6 +239,7 @@ impl Settings {
             signing_key_publish_delay,
             signing_key_rotation_interval,
             require_state: self.require_state.unwrap_or(false),
+            revocation_without_client_auth: self.revocation_without_client_auth.unwrap_or(false),
         })
     }
 }
@@ -275,6 +283,7 @@ pub struct Config {
     /// 0: rotate only by hand.
     pub signing_key_rotation_interval: i64,
     pub require_state: bool,
+    pub revocation_without_client_auth: bool,
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@ use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use latchkey_core::model::TokenKind;
+use latchkey_core::model::{Client, TokenKind};
+use latchkey_core::params::Params;
 use latchkey_core::OAuthError;
 use latchkey_proto::RevocationResponse;
 
 pub(crate) async fn revoke_post(State(state): State<AppState>, headers: HeaderMap, OAuthBody(params): OAuthBody) -> AppResult<Response> {
-    let client = authenticate_client(&state, &headers, &params).await?;
+    let client = revoking_client(&state, &headers, &params).await?;
     let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
     // RFC 7009 §2.1: the hint is only a hint; an unknown one is ignored (one lookup finds
     // either kind).
@@ -33,4 +34,23 @@ pub(crate) async fn revoke_post(State(state): State<AppState>, headers: HeaderMa
     }
     // RFC 7009 §2.2: 200 whether or not the token was valid.
     Ok(no_store(axum::Json(RevocationResponse { successful: true, message: "The token is revoked.".into() }).into_response()))
+}
+
+/// The client a revocation speaks for. RFC 7009 §2.1 asks confidential clients to
+/// authenticate; UltraCart's SDKs send only `client_id` and `token`, so a server may accept
+/// that (`revocation_without_client_auth`, off by default, DESIGN.md principle 1). Then the
+/// named client can still only revoke its own tokens, so the worst a stranger holding a token
+/// can do is end it.
+async fn revoking_client(state: &AppState, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
+    let unauthenticated = headers.get(header::AUTHORIZATION).is_none() && params.get("client_secret")?.is_none();
+    if state.config.revocation_without_client_auth && unauthenticated {
+        if let Some(id) = params.get("client_id")? {
+            return state
+                .store()
+                .find_client(state.tenant_id(), id)
+                .await?
+                .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed").into());
+        }
+    }
+    authenticate_client(state, headers, params).await
 }

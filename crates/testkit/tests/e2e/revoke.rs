@@ -78,3 +78,36 @@ async fn revoking_an_access_token_is_narrow() {
     assert_eq!(revoke(&app, &c, t["access_token"].as_str().unwrap(), Some("access_token")).await.0, 200);
     assert_eq!(refresh(&app, &c, t["refresh_token"].as_str().unwrap()).await, 200);
 }
+
+/// UltraCart's SDKs revoke with `client_id` and `token` only: accepted when the server is set
+/// so, and then still only for the named client's own tokens.
+#[tokio::test]
+async fn revocation_without_client_auth_is_a_switch() {
+    for switch in [false, true] {
+        let app = latchkey_testkit::spawn_app_with(latchkey_server::Settings {
+            revocation_without_client_auth: Some(switch),
+            ..Default::default()
+        })
+        .await;
+        app.user("ada@example.com", &[]).await;
+        let c = app.client("openid").await;
+        let other = app.client("openid").await;
+        let t = app.tokens_for(&c, "ada@example.com", "openid").await;
+        let rt = t["refresh_token"].as_str().unwrap();
+        let r =
+            app.http().post(app.url("/oauth/revoke")).form(&[("client_id", other.client_id.as_str()), ("token", rt)]).send().await.unwrap();
+        assert_eq!(r.status(), if switch { 200 } else { 401 });
+        assert_eq!(refresh(&app, &c, rt).await, 200, "another client_id cannot revoke it either way");
+        let t = app.tokens_for(&c, "ada@example.com", "openid").await;
+        let rt = t["refresh_token"].as_str().unwrap();
+        let r = app.http().post(app.url("/oauth/revoke")).form(&[("client_id", c.client_id.as_str()), ("token", rt)]).send().await.unwrap();
+        if switch {
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.json::<Value>().await.unwrap()["successful"], true);
+            assert_eq!(refresh(&app, &c, rt).await, 400, "revoked without the secret");
+        } else {
+            assert_eq!(r.status(), 401, "RFC 7009 §2.1: a confidential client authenticates");
+            assert_eq!(refresh(&app, &c, rt).await, 200);
+        }
+    }
+}
