@@ -24,8 +24,34 @@ pub const DEFAULT_TENANT: &str = "default";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
     pub id: TenantId,
+    /// Lowercase letters, digits and dashes; names the tenant in the CLI.
     pub name: String,
+    /// The issuer identifier; requests reach the tenant through its host and path. `None` for
+    /// the default tenant, whose issuer is the server's.
+    pub issuer: Option<String>,
+    pub settings: TenantSettings,
     pub created_at: UnixTime,
+}
+
+/// What a tenant changes of the server's settings; `None` keeps the server's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Token lifetimes, refresh policy and access token format for the tenant's clients
+    /// (each client may override them again).
+    #[serde(default)]
+    pub tokens: crate::grant::ClientTokenSettings,
+    /// UltraCart: `state` required on authorization requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_state: Option<bool>,
+    /// UltraCart's SDKs: revocation by `client_id` and `token` without the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_without_client_auth: Option<bool>,
+}
+
+/// Tenant names: 1 to 40 of `a-z`, `0-9` and `-`, so they fit in cookie names and paths.
+pub fn valid_tenant_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

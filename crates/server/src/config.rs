@@ -2,7 +2,7 @@
 //! environment variables and command-line flags, then validated into a `Config` before
 //! anything binds.
 
-use latchkey_core::grant::{Lifetimes, RefreshPolicy};
+use latchkey_core::grant::{AccessTokenFormat, Lifetimes, RefreshPolicy};
 use latchkey_core::guessing::GuessingPolicy;
 use latchkey_core::model::SigningAlg;
 use serde::Deserialize;
@@ -240,6 +240,7 @@ impl Settings {
             signing_key_rotation_interval,
             require_state: self.require_state.unwrap_or(false),
             revocation_without_client_auth: self.revocation_without_client_auth.unwrap_or(false),
+            access_token_format: AccessTokenFormat::default(),
         })
     }
 }
@@ -284,6 +285,22 @@ pub struct Config {
     pub signing_key_rotation_interval: i64,
     pub require_state: bool,
     pub revocation_without_client_auth: bool,
+    /// The access token format of clients that name none.
+    pub access_token_format: AccessTokenFormat,
+}
+
+impl Config {
+    /// This configuration with a tenant's settings laid over it.
+    pub fn for_tenant(&self, t: &latchkey_core::model::TenantSettings) -> Config {
+        Config {
+            lifetimes: t.tokens.lifetimes(self.lifetimes),
+            refresh_policy: t.tokens.refresh_policy(self.refresh_policy),
+            access_token_format: t.tokens.access_token_format.unwrap_or(self.access_token_format),
+            require_state: t.require_state.unwrap_or(self.require_state),
+            revocation_without_client_auth: t.revocation_without_client_auth.unwrap_or(self.revocation_without_client_auth),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::state::AppState;
+use crate::tenants::Registry;
 use latchkey_store::{Cleanup, StoreResult};
 use std::time::Duration;
 
@@ -37,27 +38,34 @@ pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup
 
 /// Every `interval`: `run_once`, and the scheduled signing key rotation, until the task is
 /// aborted.
-pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(registry: std::sync::Arc<Registry>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let rt = &state.rt;
         loop {
             ticker.tick().await;
-            let rotated = match keys::rotation_policy(rt, &state.config).await {
-                Ok(policy) => keys::rotate_if_due(rt, state.keys.alg(), state.config.signing_key_rotation_interval, policy).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = rotated {
-                tracing::warn!(error = %e, "scheduled signing key rotation failed; it is tried again at the next interval");
-            }
-            match run_once(rt, state.config.guessing.window).await {
-                Ok(c) if c.total() > 0 => {
-                    tracing::info!(removed = c.total(), tokens = c.tokens, codes = c.codes, families = c.families, "housekeeping")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "housekeeping failed; it runs again at the next interval"),
+            for state in registry.all() {
+                pass(&state).await;
             }
         }
     })
+}
+
+/// One tenant's scheduled work: key rotation when due, then the removal of expired rows.
+async fn pass(state: &AppState) {
+    let rt = &state.rt;
+    let rotated = match keys::rotation_policy(rt, &state.config).await {
+        Ok(policy) => keys::rotate_if_due(rt, state.keys.alg(), state.config.signing_key_rotation_interval, policy).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = rotated {
+        tracing::warn!(tenant = %rt.tenant.name, error = %e, "scheduled signing key rotation failed; it is tried again at the next interval");
+    }
+    match run_once(rt, state.config.guessing.window).await {
+        Ok(c) if c.total() > 0 => {
+            tracing::info!(tenant = %rt.tenant.name, removed = c.total(), tokens = c.tokens, codes = c.codes, families = c.families, "housekeeping")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = %rt.tenant.name, error = %e, "housekeeping failed; it runs again at the next interval"),
+    }
 }

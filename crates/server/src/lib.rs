@@ -15,6 +15,7 @@ pub mod pages;
 pub mod runtime;
 pub mod startup;
 pub mod state;
+mod tenants;
 pub mod web;
 
 pub use config::{Config, Settings};

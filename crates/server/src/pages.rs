@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage<'a> {
+    /// The tenant's path prefix, for the form's action.
+    pub base: &'a str,
     pub client_name: &'a str,
     pub interaction: String,
     pub csrf: &'a str,
@@ -18,6 +20,7 @@ pub struct LoginPage<'a> {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage<'a> {
+    pub base: &'a str,
     pub client_name: &'a str,
     pub developer: &'a str,
     pub user_email: &'a str,

@@ -2,16 +2,20 @@
 
 use crate::config::Config;
 use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
-use crate::keys::Keys;
 use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
-use crate::state::{AppState, DemoInfo, Inner};
+use crate::state::DemoInfo;
+use crate::tenants::{Registry, Shared};
 use crate::{admin, web};
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use axum::ServiceExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tower::Layer;
 
 /// Options the CLI and the tests set beyond the configuration.
 pub struct BuildOptions {
@@ -29,20 +33,19 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     addr: SocketAddr,
-    state: AppState,
+    registry: Arc<Registry>,
 }
 
 impl Application {
-    /// Opens the database, binds the listener and prepares every cached document.
+    /// Opens the database, binds the listener and prepares every tenant's state.
     pub async fn build(config: Config, opts: BuildOptions) -> Result<Self, StartupError> {
         let rt = Runtime::open(&config, opts.clock).await?;
         let listener =
             TcpListener::bind(&config.listen).await.map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: config.listen.clone(), source })?;
-        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let keys = Keys::open(&rt, config.id_token_alg, config.signing_key_publish_delay).await?;
+        let default_issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
         let demo: Option<DemoInfo> = if opts.demo {
-            Some(admin::seed_demo(&rt, &issuer).await.map_err(|e| StartupError::MasterKey(format!("demo setup failed: {e}")))?)
+            Some(admin::seed_demo(&rt, &default_issuer).await.map_err(|e| StartupError::MasterKey(format!("demo setup failed: {e}")))?)
         } else {
             None
         };
@@ -54,21 +57,8 @@ impl Application {
         .await
         .map_err(|e| StartupError::MasterKey(e.to_string()))?
         .map_err(|e| StartupError::MasterKey(e.to_string()))?;
-        let meta = discovery::metadata(&issuer, &keys.current(&rt).await.algs());
-        let to_json = |v: &dyn erased::Json| v.json();
-        let state = AppState(Arc::new(Inner {
-            openid_configuration: to_json(&meta),
-            oauth_metadata: to_json(&meta),
-            secure_cookies: issuer.starts_with("https://"),
-            issuer,
-            keys,
-            rt,
-            config,
-            dummy_password_hash,
-            demo,
-        }));
-        let router = router(state.clone());
-        Ok(Self { listener, router, addr, state })
+        let registry = Arc::new(Registry::build(Shared { config, rt, default_issuer, dummy_password_hash, demo }).await?);
+        Ok(Self { listener, router: router(), addr, registry })
     }
 
     pub fn port(&self) -> u16 {
@@ -79,24 +69,30 @@ impl Application {
         self.addr
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.state.issuer
+    /// The default tenant's issuer.
+    pub fn issuer(&self) -> String {
+        self.registry.default_state().issuer.clone()
     }
 
     /// The runtime the server uses (same store, clock and keys), for tests and tools.
     pub fn runtime(&self) -> crate::runtime::Runtime {
-        self.state.rt.clone()
+        self.registry.default_state().rt.clone()
     }
 
-    pub fn demo(&self) -> Option<&DemoInfo> {
-        self.state.demo.as_ref()
+    pub fn demo(&self) -> Option<DemoInfo> {
+        self.registry.default_state().demo.clone()
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let interval = self.state.config.housekeeping_interval;
-        let housekeeping = (interval > 0).then(|| crate::housekeeping::spawn(self.state.clone(), std::time::Duration::from_secs(interval)));
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown_signal()).await;
+        let interval = self.registry.default_state().config.housekeeping_interval;
+        let housekeeping =
+            (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
+        // The tenant is chosen (and its path prefix removed) before routing.
+        let app = axum::middleware::from_fn_with_state(Arc::clone(&self.registry), route_tenant).layer(self.router);
+        let served = axum::serve(self.listener, ServiceExt::<axum::extract::Request>::into_make_service(app))
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
         if let Some(h) = housekeeping {
             h.abort();
         }
@@ -104,19 +100,28 @@ impl Application {
     }
 }
 
-/// Serializing the cached documents; they are plain data, so this cannot fail.
-mod erased {
-    pub(super) trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
+/// Finds the tenant of a request by its `Host` and path, hands its state to the handlers and
+/// strips the tenant's path prefix, so every tenant has the same routes.
+async fn route_tenant(State(registry): State<Arc<Registry>>, mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let (state, prefix) = registry.resolve(host.as_deref(), &path).await;
+    if prefix > 0 {
+        let rest = if path.len() == prefix { "/" } else { &path[prefix..] };
+        let rewritten = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        match rewritten.parse() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return (StatusCode::BAD_REQUEST, "invalid path").into_response(),
         }
     }
+    req.extensions_mut().insert(state);
+    next.run(req).await
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router() -> Router {
     Router::new()
         .route("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
@@ -144,7 +149,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(axum::middleware::from_fn(web::security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 async fn shutdown_signal() {

@@ -34,6 +34,10 @@ pub struct Inner {
     pub oauth_metadata: String,
     /// Cookies get `Secure` when the issuer is https.
     pub secure_cookies: bool,
+    /// The issuer's path ("" or "/sandbox"): the tenant's own URLs start with it.
+    pub base_path: String,
+    /// Appended to cookie names, so that tenants on one host never overwrite each other's.
+    pub cookie_suffix: String,
     /// An Argon2id hash of a random password, verified against when the email is unknown so
     /// that both failures take the same time (SECURITY.md PW-03).
     pub dummy_password_hash: String,
@@ -78,6 +82,16 @@ impl AppState {
 
     pub fn refresh_policy_for(&self, client: &latchkey_core::model::Client) -> latchkey_core::grant::RefreshPolicy {
         client.token_settings.refresh_policy(self.config.refresh_policy)
+    }
+
+    /// The name of a cookie of this tenant.
+    pub fn cookie_name(&self, base: &str) -> String {
+        format!("{base}{}", self.cookie_suffix)
+    }
+
+    /// A path of this tenant (its issuer's path, then `path`).
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.base_path)
     }
 
     /// The CSRF token of a browser: a MAC of its binding cookie, so it needs no storage and

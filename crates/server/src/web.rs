@@ -40,9 +40,9 @@ pub struct NotBearer;
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` on https issuers
 /// (SECURITY.md AZ-12).
-pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> HeaderValue {
+pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool, path: &str) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
-    let v = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    let v = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
 }
 

@@ -4,6 +4,8 @@
 CREATE TABLE tenants (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
+    issuer      TEXT UNIQUE,                 -- NULL: the default tenant, on the server's issuer
+    settings    TEXT NOT NULL DEFAULT '{}',  -- JSON: lifetimes, refresh policy, switches
     created_at  INTEGER NOT NULL
 );
 

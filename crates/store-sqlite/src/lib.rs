@@ -223,12 +223,45 @@ impl Store for SqliteStore {
     }
 
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
+        let row = sqlx::query("SELECT id, name, issuer, settings, created_at FROM tenants WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.writer)
             .await
             .map_err(fault)?;
         row.map(|r| tenant_from_row(&r)).transpose()
+    }
+
+    async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
+        self.write(
+            sqlx::query("INSERT INTO tenants (id, name, issuer, settings, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(t.id.0.to_string())
+                .bind(&t.name)
+                .bind(&t.issuer)
+                .bind(json(&t.settings)?)
+                .bind(t.created_at),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, issuer, settings, created_at FROM tenants ORDER BY created_at, name")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(fault)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_tenant(&self, t: &Tenant) -> StoreResult<bool> {
+        let n = self
+            .write(
+                sqlx::query("UPDATE tenants SET issuer = ?, settings = ? WHERE id = ?")
+                    .bind(&t.issuer)
+                    .bind(json(&t.settings)?)
+                    .bind(t.id.0.to_string()),
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     async fn insert_user(&self, u: &User) -> StoreResult<()> {

@@ -57,7 +57,13 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'
 }
 
 pub(crate) fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
-    Ok(Tenant { id: TenantId(uuid_col(r, "id")?), name: get(r, "name")?, created_at: get(r, "created_at")? })
+    Ok(Tenant {
+        id: TenantId(uuid_col(r, "id")?),
+        name: get(r, "name")?,
+        issuer: get(r, "issuer")?,
+        settings: from_json(r, "settings")?,
+        created_at: get(r, "created_at")?,
+    })
 }
 
 pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {

@@ -17,8 +17,8 @@
 
 use crate::{Cleanup, RedeemOutcome, RotateOutcome, SharedStore, StoreError};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, TenantId,
-    TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
+    TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -281,6 +281,27 @@ pub async fn tenants_ensure_is_idempotent(store: SharedStore) {
     let other = store.ensure_tenant("globex", NOW).await.unwrap();
     assert_ne!(other.id, first.id);
     assert!(store.find_tenant_by_name("initech").await.unwrap().is_none());
+
+    // Created with an issuer and settings, listed, updated; names and issuers are unique.
+    let sandbox = Tenant {
+        id: TenantId(Uuid::new_v4()),
+        name: "sandbox".into(),
+        issuer: Some("https://auth.example/sandbox".into()),
+        settings: TenantSettings { require_state: Some(true), ..Default::default() },
+        created_at: NOW + 1,
+    };
+    store.insert_tenant(&sandbox).await.unwrap();
+    assert_eq!(store.find_tenant_by_name("sandbox").await.unwrap(), Some(sandbox.clone()));
+    assert_conflict(
+        store.insert_tenant(&Tenant { id: TenantId(Uuid::new_v4()), name: "other".into(), ..sandbox.clone() }).await,
+        "same issuer",
+    );
+    assert_conflict(store.insert_tenant(&Tenant { id: TenantId(Uuid::new_v4()), issuer: None, ..sandbox.clone() }).await, "same name");
+    let names: Vec<String> = store.list_tenants().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, vec!["acme", "globex", "sandbox"]);
+    let changed = Tenant { issuer: Some("https://sandbox.auth.example".into()), settings: TenantSettings::default(), ..sandbox.clone() };
+    assert!(store.update_tenant(&changed).await.unwrap());
+    assert_eq!(store.find_tenant_by_name("sandbox").await.unwrap(), Some(changed));
 }
 
 /// A user can be found by id and by email, whatever the case of the email asked for.

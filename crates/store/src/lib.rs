@@ -64,6 +64,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the tenant with this name, creating it if it does not exist.
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant>;
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    /// Creates a tenant; its name and issuer are unique.
+    async fn insert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    /// Every tenant, oldest first.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Changes a tenant's issuer and settings.
+    async fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
 
     // Users.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;

@@ -8,9 +8,10 @@ use crate::error::{no_store, AppError, AppResult};
 use crate::state::AppState;
 use crate::web;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::model::{PersonalToken, Session};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,7 +35,7 @@ impl From<AdminError> for AppError {
 /// The session and its cookie, or 401.
 async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<(Session, String)> {
     let session = current_session(state, headers).await?;
-    let cookie = web::cookie(headers, SESSION_COOKIE).map(str::to_owned);
+    let cookie = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)).map(str::to_owned);
     match (session, cookie) {
         (Some(s), Some(c)) => Ok((s, c)),
         _ => Err(api(StatusCode::UNAUTHORIZED, "login_required", "sign in first")),
@@ -76,7 +77,7 @@ fn describe(t: &PersonalToken) -> Value {
     })
 }
 
-pub(crate) async fn personal_tokens_get(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+pub(crate) async fn personal_tokens_get(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let (session, cookie) = signed_in(&state, &headers).await?;
     let tokens = state.store().list_personal_tokens(state.tenant_id(), session.user_id).await?;
     let body = json!({"csrf_token": csrf_token(&state, &cookie), "tokens": tokens.iter().map(describe).collect::<Vec<_>>()});
@@ -99,7 +100,7 @@ enum ScopeField {
     Many(Vec<String>),
 }
 
-pub(crate) async fn personal_tokens_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
+pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
     let (session, cookie) = signed_in(&state, &headers).await?;
     check_csrf(&state, &headers, &cookie)?;
     let new: NewToken = serde_json::from_slice(&body).map_err(|e| {
@@ -126,7 +127,7 @@ async fn own_token(state: &AppState, session: &Session, id: &str) -> AppResult<P
 }
 
 pub(crate) async fn personal_token_regenerate(
-    State(state): State<AppState>,
+    Extension(state): Extension<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
@@ -140,7 +141,7 @@ pub(crate) async fn personal_token_regenerate(
 }
 
 pub(crate) async fn personal_token_revoke(
-    State(state): State<AppState>,
+    Extension(state): Extension<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {

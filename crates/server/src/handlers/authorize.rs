@@ -5,9 +5,10 @@ use crate::error::{as_page, AppError, AppResult};
 use crate::pages::{self, ConsentPage, LoginPage};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, RedirectError};
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
 use latchkey_core::params::Params;
@@ -23,13 +24,13 @@ const INTERACTION_TTL: i64 = 30 * 60;
 pub(crate) const SESSION_TTL: i64 = 14 * 24 * 3600;
 const BROWSER_TTL: i64 = 365 * 24 * 3600;
 
-pub(crate) async fn authorize_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn authorize_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = Params::from_urlencoded(query.as_deref().unwrap_or_default());
     as_page(start(&state, &headers, params, false).await)
 }
 
 /// OpenID Connect Core §3.1.2.1: the authorization endpoint accepts POST as well.
-pub(crate) async fn authorize_post(State(state): State<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> Response {
+pub(crate) async fn authorize_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> Response {
     as_page(start(&state, &headers, params, true).await)
 }
 
@@ -42,7 +43,7 @@ async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post
 }
 
 /// `GET /oauth/authorize/continue?interaction=ID`: where sign-in returns to.
-pub(crate) async fn authorize_continue(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn authorize_continue(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     as_page(resume(&state, &headers, query).await)
 }
 
@@ -96,7 +97,7 @@ fn redirect_error(state: &AppState, req: &AuthorizationRequest, code: ErrorCode,
 
 /// The browser's live session, if any.
 pub(crate) async fn current_session(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
-    let Some(cookie) = web::cookie(headers, SESSION_COOKIE) else { return Ok(None) };
+    let Some(cookie) = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)) else { return Ok(None) };
     let hash = state.hasher().hash(cookie);
     let session = state.store().find_session(state.tenant_id(), hash).await?;
     Ok(session.filter(|s| s.expires_at > state.now()))
@@ -112,7 +113,7 @@ pub(crate) async fn find_interaction(state: &AppState, headers: &HeaderMap, id: 
         )
     };
     let id: Uuid = id.parse().map_err(|_| expired())?;
-    let browser = web::cookie(headers, BROWSER_COOKIE).ok_or_else(expired)?;
+    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).ok_or_else(expired)?;
     let interaction = state.store().find_interaction(state.tenant_id(), id).await?.ok_or_else(expired)?;
     if !interaction.browser_hash.ct_eq(&state.hasher().hash(browser)) || interaction.expires_at <= state.now() {
         return Err(expired());
@@ -148,8 +149,13 @@ pub(crate) async fn proceed(
                 return Ok(redirect_error(state, req, ErrorCode::LoginRequired, "login_required: the user is not signed in", after_post));
             }
             let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
-            let browser = browser_cookie.as_deref().or_else(|| web::cookie(headers, BROWSER_COOKIE)).unwrap_or_default().to_owned();
+            let browser = browser_cookie
+                .as_deref()
+                .or_else(|| web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)))
+                .unwrap_or_default()
+                .to_owned();
             let page = LoginPage {
+                base: &state.base_path,
                 client_name: &client.name,
                 interaction: interaction.id.to_string(),
                 csrf: &state.csrf_token(&browser),
@@ -171,7 +177,8 @@ pub(crate) async fn proceed(
             ));
         }
         let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
-        let browser = browser_cookie.as_deref().or_else(|| web::cookie(headers, BROWSER_COOKIE)).unwrap_or_default().to_owned();
+        let browser =
+            browser_cookie.as_deref().or_else(|| web::cookie(headers, &state.cookie_name(BROWSER_COOKIE))).unwrap_or_default().to_owned();
         let page = consent_page(state, client, req, &user, grant.as_ref(), interaction.id, &state.csrf_token(&browser)).await?;
         return Ok(with_browser_cookie(state, page, browser_cookie));
     }
@@ -195,7 +202,7 @@ async fn ensure_interaction(
     if let Some(i) = existing {
         return Ok((i, None));
     }
-    let (browser, new_cookie) = match web::cookie(headers, BROWSER_COOKIE) {
+    let (browser, new_cookie) = match web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)) {
         Some(b) if b.starts_with(SecretKind::Browser.prefix()) => (b.to_owned(), None),
         _ => {
             let b = Secret::generate(SecretKind::Browser, &mut rand::thread_rng()).expose().to_owned();
@@ -218,7 +225,10 @@ async fn ensure_interaction(
 
 fn with_browser_cookie(state: &AppState, mut r: Response, cookie: Option<String>) -> Response {
     if let Some(c) = cookie {
-        r.headers_mut().append(header::SET_COOKIE, web::set_cookie(BROWSER_COOKIE, &c, BROWSER_TTL, state.secure_cookies));
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            web::set_cookie(&state.cookie_name(BROWSER_COOKIE), &c, BROWSER_TTL, state.secure_cookies, &state.path("/")),
+        );
     }
     r
 }
@@ -235,6 +245,7 @@ async fn consent_page(
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
     let preselected = grant.and_then(|g| g.business_id).or(user.default_business_id).or_else(|| businesses.first().map(|b| b.id));
     let page = ConsentPage {
+        base: &state.base_path,
         client_name: &client.name,
         developer: &client.developer,
         user_email: &user.email,
@@ -301,7 +312,7 @@ pub(crate) fn check_form(state: &AppState, headers: &HeaderMap, form: &Params) -
             return Err(forbidden());
         }
     }
-    let browser = web::cookie(headers, BROWSER_COOKIE).ok_or_else(forbidden)?;
+    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).ok_or_else(forbidden)?;
     let sent = form.get("csrf").ok().flatten().ok_or_else(forbidden)?;
     if !latchkey_core::secret::ct_str_eq(sent, &state.csrf_token(browser)) {
         return Err(forbidden());
@@ -317,7 +328,14 @@ pub(crate) fn login_page_again(
     email: &str,
     error: &str,
 ) -> Response {
-    let browser = web::cookie(headers, BROWSER_COOKIE).unwrap_or_default();
-    let page = LoginPage { client_name, interaction: interaction.to_string(), csrf: &state.csrf_token(browser), email, error: Some(error) };
+    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).unwrap_or_default();
+    let page = LoginPage {
+        base: &state.base_path,
+        client_name,
+        interaction: interaction.to_string(),
+        csrf: &state.csrf_token(browser),
+        email,
+        error: Some(error),
+    };
     pages::render(StatusCode::OK, &page)
 }

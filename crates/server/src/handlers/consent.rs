@@ -4,9 +4,9 @@ use super::authorize::{check_form, current_session, error_redirect, find_interac
 use crate::error::{as_page, AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use latchkey_core::authorize::{self, RedirectError};
 use latchkey_core::model::Grant;
 use latchkey_core::params::Params;
@@ -14,7 +14,7 @@ use latchkey_core::scope::ScopeSet;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
-pub(crate) async fn consent_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
+pub(crate) async fn consent_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
     as_page(consent(state, headers, form).await)
 }
 
@@ -27,7 +27,7 @@ async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult
         Ok(ok) => ok,
         Err(answer) => return Ok(answer),
     };
-    let continue_url = format!("/oauth/authorize/continue?interaction={}", interaction.id);
+    let continue_url = state.path(&format!("/oauth/authorize/continue?interaction={}", interaction.id));
     // The session must still be the one that signed in for this request.
     let Some(session) = current_session(&state, &headers).await? else {
         return Ok(web::redirect(&continue_url, true));

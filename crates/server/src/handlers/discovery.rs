@@ -2,9 +2,9 @@
 //! startup.
 
 use crate::state::AppState;
-use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::model::SigningAlg;
 use latchkey_proto::ProviderMetadata;
 
@@ -61,15 +61,15 @@ fn json(body: &str) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_owned()).into_response()
 }
 
-pub(crate) async fn openid_configuration(State(state): State<AppState>) -> Response {
+pub(crate) async fn openid_configuration(Extension(state): Extension<AppState>) -> Response {
     json(&state.openid_configuration)
 }
 
-pub(crate) async fn oauth_metadata(State(state): State<AppState>) -> Response {
+pub(crate) async fn oauth_metadata(Extension(state): Extension<AppState>) -> Response {
     json(&state.oauth_metadata)
 }
 
-pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+pub(crate) async fn jwks(Extension(state): Extension<AppState>) -> Response {
     let ring = state.keys.current(&state.rt).await;
     let mut r = json(&ring.jwks_json);
     // Short enough that a new key, published `signing_key_publish_delay` before it signs,

@@ -5,9 +5,9 @@ use crate::bearer::{active_token, Presented};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::model::TokenKind;
 use latchkey_core::OAuthError;
 use latchkey_proto::IntrospectionResponse;
@@ -16,7 +16,7 @@ use latchkey_proto::IntrospectionResponse;
 /// tokens anonymously (SECURITY.md IN-01). Any confidential client of the tenant may
 /// introspect any of its tokens: that is the resource-server role (IN-03).
 pub(crate) async fn introspect_post(
-    State(state): State<AppState>,
+    Extension(state): Extension<AppState>,
     headers: HeaderMap,
     OAuthBody(params): OAuthBody,
 ) -> AppResult<Response> {

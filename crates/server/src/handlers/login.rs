@@ -5,14 +5,14 @@ use crate::auth::{check_password, CredentialFailure};
 use crate::error::{as_page, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
-use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use axum::Extension;
 use latchkey_core::model::Session;
 use latchkey_core::params::Params;
 use latchkey_core::secret::{Secret, SecretKind};
 
-pub(crate) async fn login_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
+pub(crate) async fn login_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
     as_page(login(state, headers, form).await)
 }
 
@@ -39,7 +39,7 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
 
     let now = state.now();
     // A new session at every sign-in: no session fixation.
-    if let Some(old) = web::cookie(&headers, SESSION_COOKIE) {
+    if let Some(old) = web::cookie(&headers, &state.cookie_name(SESSION_COOKIE)) {
         state.store().delete_session(state.tenant_id(), state.hasher().hash(old)).await?;
     }
     let secret = Secret::generate(SecretKind::Session, &mut rand::thread_rng());
@@ -54,7 +54,10 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     state.store().insert_session(&session).await?;
     state.store().update_interaction_login(state.tenant_id(), interaction.id, user.id, now).await?;
     tracing::info!(user = %user.id, "signed in");
-    let mut r = web::redirect(&format!("/oauth/authorize/continue?interaction={}", interaction.id), true);
-    r.headers_mut().append(header::SET_COOKIE, web::set_cookie(SESSION_COOKIE, secret.expose(), SESSION_TTL, state.secure_cookies));
+    let mut r = web::redirect(&state.path(&format!("/oauth/authorize/continue?interaction={}", interaction.id)), true);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        web::set_cookie(&state.cookie_name(SESSION_COOKIE), secret.expose(), SESSION_TTL, state.secure_cookies, &state.path("/")),
+    );
     Ok(r)
 }

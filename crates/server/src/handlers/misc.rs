@@ -3,9 +3,10 @@
 use crate::error::AppResult;
 use crate::pages::{self, DemoCallbackPage, STYLESHEET};
 use crate::state::AppState;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::params::Params;
 
 pub(crate) async fn healthz() -> &'static str {
@@ -13,7 +14,7 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 /// Ready when the database answers.
-pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(Extension(state): Extension<AppState>) -> Response {
     match state.store().find_tenant_by_name(&state.tenant().name).await {
         Ok(Some(_)) => (StatusCode::OK, "ready").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
@@ -33,7 +34,7 @@ pub(crate) async fn stylesheet() -> Response {
 
 /// Stands in for the demo app's redirect URI: shows the code and the curl command that
 /// exchanges it.
-pub(crate) async fn demo_callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> AppResult<Response> {
+pub(crate) async fn demo_callback(Extension(state): Extension<AppState>, RawQuery(query): RawQuery) -> AppResult<Response> {
     let Some(demo) = &state.demo else {
         return Ok(pages::error_page(StatusCode::NOT_FOUND, "Not found", "The demo is not running."));
     };

@@ -4,15 +4,19 @@ use super::token::authenticate_client;
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::OAuthBody;
-use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::model::{Client, TokenKind};
 use latchkey_core::params::Params;
 use latchkey_core::OAuthError;
 use latchkey_proto::RevocationResponse;
 
-pub(crate) async fn revoke_post(State(state): State<AppState>, headers: HeaderMap, OAuthBody(params): OAuthBody) -> AppResult<Response> {
+pub(crate) async fn revoke_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    OAuthBody(params): OAuthBody,
+) -> AppResult<Response> {
     let client = revoking_client(&state, &headers, &params).await?;
     let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
     // RFC 7009 §2.1: the hint is only a hint; an unknown one is ignored (one lookup finds

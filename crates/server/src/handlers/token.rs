@@ -5,9 +5,9 @@ use crate::error::{no_store, AppError, AppResult};
 use crate::keys::KeyRing;
 use crate::state::AppState;
 use crate::web::OAuthBody;
-use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
 use latchkey_core::client_auth::ClientCredentials;
 use latchkey_core::grant::authorization_code::check_redemption;
@@ -23,7 +23,11 @@ use latchkey_proto::TokenResponse;
 use latchkey_store::{RedeemOutcome, RotateOutcome};
 use uuid::Uuid;
 
-pub(crate) async fn token_post(State(state): State<AppState>, headers: HeaderMap, OAuthBody(params): OAuthBody) -> AppResult<Response> {
+pub(crate) async fn token_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    OAuthBody(params): OAuthBody,
+) -> AppResult<Response> {
     let grant_type = params.get("grant_type")?.ok_or_else(|| OAuthError::invalid_request("grant_type_missing: grant_type is required"))?;
     let client = authenticate_client(&state, &headers, &params).await?;
     let answer = match grant_type {
@@ -266,7 +270,7 @@ fn mint_rotation(
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
     let lifetimes = state.lifetimes_for(client);
-    let access = match client.token_settings.access_token_format.unwrap_or_default() {
+    let access = match client.token_settings.access_token_format.unwrap_or(state.config.access_token_format) {
         AccessTokenFormat::Opaque => Secret::generate(SecretKind::AccessToken, &mut rng),
         AccessTokenFormat::Jwt => {
             let claims = AccessTokenClaims {

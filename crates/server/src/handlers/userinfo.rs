@@ -4,9 +4,10 @@ use crate::bearer::{active_token, Presented};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use latchkey_core::claims::{userinfo_claims, Subject};
 use latchkey_core::model::TokenKind;
 use latchkey_core::params::Params;
@@ -16,7 +17,11 @@ fn invalid_token(description: &'static str) -> AppError {
     AppError::Bearer { status: StatusCode::UNAUTHORIZED, error: Some("invalid_token"), description }
 }
 
-pub(crate) async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> AppResult<Response> {
+pub(crate) async fn userinfo_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> AppResult<Response> {
     // SECURITY.md TK-04: never a bearer token in the URL (RFC 6750 §2.3 is not supported).
     if Params::from_urlencoded(query.as_deref().unwrap_or_default()).contains("access_token") {
         return Err(AppError::Bearer {
@@ -29,7 +34,11 @@ pub(crate) async fn userinfo_get(State(state): State<AppState>, headers: HeaderM
 }
 
 /// RFC 6750 §2.2: POST may carry the token in a form body instead of the header.
-pub(crate) async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> AppResult<Response> {
+pub(crate) async fn userinfo_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> AppResult<Response> {
     let body_token = form.get("access_token").ok().flatten().map(str::to_owned);
     userinfo(&state, &headers, body_token).await
 }

@@ -1,0 +1,189 @@
+//! Tenants at request time: which tenant a request reaches (by the host and path of its
+//! issuer), and the per-tenant state its handlers get.
+//!
+//! Architecture invariant: a handler sees exactly one tenant, through the `AppState` this
+//! module hands it; every store call it makes carries that tenant's id, so a token, code,
+//! session or client of one tenant is unknown in another.
+
+use crate::config::Config;
+use crate::handlers::discovery;
+use crate::keys::Keys;
+use crate::runtime::{Runtime, StartupError};
+use crate::state::{AppState, DemoInfo, Inner};
+use latchkey_core::model::Tenant;
+use latchkey_core::UnixTime;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// How often a node rereads the tenants (new ones, changed issuers and settings).
+const RELOAD_INTERVAL: i64 = 15;
+
+/// What every tenant's state shares.
+pub(crate) struct Shared {
+    pub config: Config,
+    /// The runtime of the default tenant; other tenants' runtimes are copies with their tenant.
+    pub rt: Runtime,
+    /// The default tenant's issuer: configured, or derived from the bound address.
+    pub default_issuer: String,
+    pub dummy_password_hash: String,
+    pub demo: Option<DemoInfo>,
+}
+
+struct Route {
+    /// `host[:port]`, lowercase.
+    host: String,
+    /// The issuer's path, without a trailing slash ("" for none).
+    prefix: String,
+    state: AppState,
+}
+
+struct Table {
+    default: AppState,
+    routes: Vec<Route>,
+    /// Each tenant's row as last loaded, to rebuild only what changed.
+    rows: HashMap<String, Tenant>,
+    loaded_at: UnixTime,
+}
+
+pub(crate) struct Registry {
+    shared: Shared,
+    table: RwLock<Arc<Table>>,
+}
+
+/// Splits an issuer into its lowercase `host[:port]` and its path without a trailing slash.
+fn host_and_prefix(issuer: &str) -> Option<(String, String)> {
+    let url = url::Url::parse(issuer).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    };
+    Some((host, url.path().trim_end_matches('/').to_owned()))
+}
+
+impl Registry {
+    pub(crate) async fn build(shared: Shared) -> Result<Self, StartupError> {
+        let table = Self::load(&shared, None).await?;
+        Ok(Self { shared, table: RwLock::new(Arc::new(table)) })
+    }
+
+    pub(crate) fn default_state(&self) -> AppState {
+        self.snapshot().default.clone()
+    }
+
+    fn snapshot(&self) -> Arc<Table> {
+        self.table.read().map(|t| Arc::clone(&t)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Reads every tenant and builds the state of each, reusing the states of tenants whose row
+    /// has not changed since `previous`.
+    async fn load(shared: &Shared, previous: Option<&Table>) -> Result<Table, StartupError> {
+        let store = &shared.rt.store;
+        let mut routes = Vec::new();
+        let mut rows = HashMap::new();
+        let mut default = None;
+        for tenant in store.list_tenants().await? {
+            let reuse = previous.and_then(|p| {
+                (p.rows.get(&tenant.name) == Some(&tenant))
+                    .then(|| p.routes.iter().map(|r| &r.state).chain([&p.default]).find(|s| s.tenant().name == tenant.name).cloned())
+            });
+            let state = match reuse.flatten() {
+                Some(s) => s,
+                None => build_state(shared, tenant.clone()).await?,
+            };
+            if tenant.id == shared.rt.tenant.id {
+                default = Some(state.clone());
+            }
+            if let Some((host, prefix)) = host_and_prefix(&state.issuer) {
+                routes.push(Route { host, prefix, state });
+            }
+            rows.insert(tenant.name.clone(), tenant);
+        }
+        let default = match default {
+            Some(d) => d,
+            None => build_state(shared, shared.rt.tenant.clone()).await?,
+        };
+        // Longest path first, so /live/x never lands on a tenant at /.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        Ok(Table { default, routes, rows, loaded_at: shared.rt.now() })
+    }
+
+    /// The tenant a request reaches, and how much of its path is the tenant's prefix. A request
+    /// on no tenant's host goes to the default tenant.
+    pub(crate) async fn resolve(&self, host: Option<&str>, path: &str) -> (AppState, usize) {
+        let mut table = self.snapshot();
+        if self.shared.rt.now() >= table.loaded_at + RELOAD_INTERVAL {
+            match Self::load(&self.shared, Some(&table)).await {
+                Ok(fresh) => {
+                    let fresh = Arc::new(fresh);
+                    if let Ok(mut w) = self.table.write() {
+                        *w = Arc::clone(&fresh);
+                    }
+                    table = fresh;
+                }
+                Err(e) => tracing::warn!(error = %e, "reloading the tenants failed; keeping the loaded ones"),
+            }
+        }
+        let host = host.unwrap_or_default().to_ascii_lowercase();
+        let hit = table.routes.iter().find(|r| {
+            r.host == host
+                && (r.prefix.is_empty() || path == r.prefix || path.strip_prefix(&r.prefix).is_some_and(|rest| rest.starts_with('/')))
+        });
+        match hit {
+            Some(r) => (r.state.clone(), r.prefix.len()),
+            None => (table.default.clone(), 0),
+        }
+    }
+
+    /// Every tenant's state, for housekeeping.
+    pub(crate) fn all(&self) -> Vec<AppState> {
+        let table = self.snapshot();
+        let mut all: Vec<AppState> = table.routes.iter().map(|r| r.state.clone()).collect();
+        if !all.iter().any(|s| s.tenant_id() == table.default.tenant_id()) {
+            all.push(table.default.clone());
+        }
+        all
+    }
+}
+
+/// One tenant's state: its runtime, effective settings, keys and documents.
+async fn build_state(shared: &Shared, tenant: Tenant) -> Result<AppState, StartupError> {
+    let is_default = tenant.id == shared.rt.tenant.id;
+    let issuer = match (&tenant.issuer, is_default) {
+        (Some(i), _) => i.trim_end_matches('/').to_owned(),
+        (None, true) => shared.default_issuer.clone(),
+        (None, false) => return Err(StartupError::MasterKey(format!("tenant {} has no issuer", tenant.name))),
+    };
+    let base_path = host_and_prefix(&issuer).map(|(_, p)| p).unwrap_or_default();
+    let config = shared.config.for_tenant(&tenant.settings);
+    let rt = Runtime { tenant, ..shared.rt.clone() };
+    let keys = Keys::open(&rt, config.id_token_alg, config.signing_key_publish_delay).await?;
+    let meta = discovery::metadata(&issuer, &keys.current(&rt).await.algs());
+    let meta = serde_json::to_string(&meta).map_err(latchkey_core::jose::JoseError::from)?;
+    let cookie_suffix = if is_default { String::new() } else { format!("_{}", rt.tenant.name.replace('-', "_")) };
+    Ok(AppState(Arc::new(Inner {
+        openid_configuration: meta.clone(),
+        oauth_metadata: meta,
+        secure_cookies: issuer.starts_with("https://"),
+        base_path,
+        cookie_suffix,
+        issuer,
+        keys,
+        rt,
+        config,
+        dummy_password_hash: shared.dummy_password_hash.clone(),
+        demo: if is_default { shared.demo.clone() } else { None },
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuers_split_into_host_and_prefix() {
+        assert_eq!(host_and_prefix("http://127.0.0.1:8080/sandbox/"), Some(("127.0.0.1:8080".into(), "/sandbox".into())));
+        assert_eq!(host_and_prefix("https://Live.Example.com"), Some(("live.example.com".into(), String::new())));
+        assert_eq!(host_and_prefix("not a url"), None);
+    }
+}
