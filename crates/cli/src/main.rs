@@ -27,6 +27,9 @@ struct Cli {
     /// Print one JSON object instead of text, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// The tenant the command works on (default: the default tenant).
+    #[arg(long, global = true, env = "LATCHKEY_TENANT")]
+    tenant: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +55,71 @@ enum Command {
     /// Manage the signing keys of id_tokens and JWT access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage tenants: issuers with their own users, clients, keys and settings.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant reached through ISSUER's host and path.
+    Create {
+        name: String,
+        #[arg(long)]
+        issuer: String,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show { name: String },
+    /// Change a tenant's issuer or settings (only the flags given change).
+    Update {
+        name: String,
+        #[arg(long)]
+        issuer: Option<String>,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+    },
+}
+
+#[derive(Args)]
+struct TenantSettingsArgs {
+    /// Require `state` on authorization requests (UltraCart).
+    #[arg(long, value_name = "BOOL")]
+    require_state: Option<bool>,
+    /// Accept revocation by client_id and token without the secret (UltraCart's SDKs).
+    #[arg(long, value_name = "BOOL")]
+    revocation_without_client_auth: Option<bool>,
+    #[command(flatten)]
+    tokens: TokenSettingsArgs,
+}
+
+impl TenantSettingsArgs {
+    /// Lays the flags given over `base`.
+    fn apply(&self, mut base: latchkey_core::model::TenantSettings) -> Result<latchkey_core::model::TenantSettings> {
+        let t = self.tokens.settings()?;
+        macro_rules! take {
+            ($($f:ident),*) => { $( if t.$f.is_some() { base.tokens.$f = t.$f; } )* };
+        }
+        take!(
+            access_token_lifetime,
+            refresh_token_lifetime,
+            refresh_token_idle_lifetime,
+            code_lifetime,
+            id_token_lifetime,
+            refresh_policy,
+            access_token_format
+        );
+        if self.require_state.is_some() {
+            base.require_state = self.require_state;
+        }
+        if self.revocation_without_client_auth.is_some() {
+            base.revocation_without_client_auth = self.revocation_without_client_auth;
+        }
+        Ok(base)
+    }
 }
 
 #[derive(Subcommand)]
@@ -291,6 +359,7 @@ async fn main() -> Result<()> {
         Command::Business(cmd) => business(&cli, cmd).await,
         Command::Token(cmd) => token(&cli, cmd).await,
         Command::Keys(cmd) => keys(&cli, cmd).await,
+        Command::Tenant(cmd) => tenant(&cli, cmd).await,
     }
 }
 
@@ -338,7 +407,7 @@ fn url_encode(s: &str) -> String {
 
 async fn open(cli: &Cli) -> Result<Runtime> {
     let config = settings(cli, None)?;
-    Ok(Runtime::open(&config, Arc::new(SystemClock)).await?)
+    Ok(Runtime::open(&config, Arc::new(SystemClock)).await?.for_tenant(cli.tenant.as_deref()).await?)
 }
 
 fn user_json(u: &latchkey_core::model::User) -> serde_json::Value {
@@ -539,7 +608,8 @@ async fn token(cli: &Cli, cmd: &TokenCommand) -> Result<()> {
 
 async fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
     let config = settings(cli, None)?;
-    let rt = Runtime::open(&config, Arc::new(SystemClock)).await?;
+    let rt = Runtime::open(&config, Arc::new(SystemClock)).await?.for_tenant(cli.tenant.as_deref()).await?;
+    let config = config.for_tenant(&rt.tenant.settings);
     match cmd {
         KeysCommand::List => {
             let now = rt.now();
@@ -597,6 +667,58 @@ async fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
                     policy.publish_delay
                 )
             });
+        }
+    }
+    Ok(())
+}
+
+fn tenant_json(t: &latchkey_core::model::Tenant) -> serde_json::Value {
+    json!({
+        "id": t.id.0, "name": t.name, "issuer": t.issuer, "created_at": t.created_at,
+        "settings": {
+            "tokens": t.settings.tokens,
+            "require_state": t.settings.require_state,
+            "revocation_without_client_auth": t.settings.revocation_without_client_auth,
+        },
+    })
+}
+
+async fn tenant(cli: &Cli, cmd: &TenantCommand) -> Result<()> {
+    let config = settings(cli, None)?;
+    let rt = Runtime::open(&config, Arc::new(SystemClock)).await?;
+    match cmd {
+        TenantCommand::Create { name, issuer, settings } => {
+            let t = admin::create_tenant(&rt, name, issuer, settings.apply(Default::default())?).await?;
+            print(cli, json!({"id": t.id.0, "name": t.name}), || {
+                format!(
+                    "created tenant {} at {} (running servers pick it up within 15 seconds)",
+                    t.name,
+                    t.issuer.as_deref().unwrap_or_default()
+                )
+            });
+        }
+        TenantCommand::List => {
+            let all = rt.store.list_tenants().await?;
+            print(cli, json!({"tenants": all.iter().map(tenant_json).collect::<Vec<_>>()}), || {
+                all.iter()
+                    .map(|t| format!("{:20}  {}", t.name, t.issuer.as_deref().unwrap_or("(the server's issuer)")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TenantCommand::Show { name } => {
+            let t = rt.clone().for_tenant(Some(name)).await?.tenant;
+            let j = tenant_json(&t);
+            print(cli, j.clone(), || serde_json::to_string_pretty(&j).unwrap_or_default());
+        }
+        TenantCommand::Update { name, issuer, settings } => {
+            let mut t = rt.clone().for_tenant(Some(name)).await?.tenant;
+            if let Some(i) = issuer {
+                t.issuer = Some(i.clone());
+            }
+            t.settings = settings.apply(t.settings)?;
+            let t = admin::update_tenant(&rt, t).await?;
+            print(cli, tenant_json(&t), || format!("updated tenant {}", t.name));
         }
     }
     Ok(())

@@ -383,3 +383,46 @@ pub async fn revoke_personal_token(rt: &Runtime, id: Uuid) -> AdminResult<()> {
         Err(AdminError::NotFound(format!("live personal token {id}")))
     }
 }
+
+/// Checks an issuer: an absolute http(s) URL without query or fragment (RFC 8414 §2).
+fn check_issuer(issuer: &str) -> AdminResult<String> {
+    let url = url::Url::parse(issuer).map_err(|_| AdminError::Invalid(format!("{issuer:?} is not a URL")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.query().is_some() || url.fragment().is_some() || url.host_str().is_none() {
+        return Err(AdminError::Invalid(format!("{issuer:?} must be an http(s) URL without query or fragment")));
+    }
+    Ok(issuer.trim_end_matches('/').to_owned())
+}
+
+/// Creates a tenant reached through `issuer` (its host and path).
+pub async fn create_tenant(
+    rt: &Runtime,
+    name: &str,
+    issuer: &str,
+    settings: latchkey_core::model::TenantSettings,
+) -> AdminResult<latchkey_core::model::Tenant> {
+    if !latchkey_core::model::valid_tenant_name(name) || name == latchkey_core::model::DEFAULT_TENANT {
+        return Err(AdminError::Invalid(format!("{name:?} cannot name a tenant: use 1 to 40 of a-z, 0-9 and -")));
+    }
+    settings.tokens.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
+    let tenant = latchkey_core::model::Tenant {
+        id: latchkey_core::model::TenantId(Uuid::new_v4()),
+        name: name.to_owned(),
+        issuer: Some(check_issuer(issuer)?),
+        settings,
+        created_at: rt.now(),
+    };
+    rt.store.insert_tenant(&tenant).await?;
+    Ok(tenant)
+}
+
+/// Changes a tenant's issuer and settings; nodes pick the change up within seconds.
+pub async fn update_tenant(rt: &Runtime, mut tenant: latchkey_core::model::Tenant) -> AdminResult<latchkey_core::model::Tenant> {
+    if let Some(i) = &tenant.issuer {
+        tenant.issuer = Some(check_issuer(i)?);
+    }
+    tenant.settings.tokens.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
+    if !rt.store.update_tenant(&tenant).await? {
+        return Err(AdminError::NotFound(format!("tenant {}", tenant.name)));
+    }
+    Ok(tenant)
+}

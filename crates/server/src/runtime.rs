@@ -21,6 +21,8 @@ pub enum StartupError {
     MasterKey(String),
     #[error("signing keys: {0}")]
     Keys(#[from] jose::JoseError),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -129,5 +131,21 @@ impl Runtime {
 
     pub fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+
+    /// The same runtime for the tenant `name` (`None` or `default`: the default tenant).
+    pub async fn for_tenant(self, name: Option<&str>) -> Result<Self, StartupError> {
+        match name {
+            None => Ok(self),
+            Some(n) if n == DEFAULT_TENANT => Ok(self),
+            Some(n) => {
+                let tenant = self
+                    .store
+                    .find_tenant_by_name(n)
+                    .await?
+                    .ok_or_else(|| StartupError::Invalid(format!("there is no tenant named {n:?}")))?;
+                Ok(Self { tenant, ..self })
+            }
+        }
     }
 }

@@ -35,7 +35,7 @@ pub struct TestApp {
     pub port: u16,
     pub clock: Arc<ManualClock>,
     pub rt: Runtime,
-    pub dir: TempDir,
+    pub dir: Arc<TempDir>,
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -60,7 +60,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let port = app.port();
     let rt = app.runtime();
     tokio::spawn(app.run_until_stopped());
-    TestApp { issuer, port, clock, rt, dir }
+    TestApp { issuer, port, clock, rt, dir: Arc::new(dir) }
 }
 
 /// A registered client, with its secret in clear for the test.
@@ -72,6 +72,16 @@ pub struct TestClient {
 }
 
 impl TestApp {
+    /// Creates a tenant on this server at `issuer` and returns a handle on it: same server,
+    /// same clock, the tenant's runtime and issuer. The clock moves past the server's tenant
+    /// reload so that the server serves the new tenant.
+    pub async fn tenant(&self, name: &str, issuer: &str) -> TestApp {
+        let tenant = admin::create_tenant(&self.rt, name, issuer, Default::default()).await.unwrap();
+        self.clock.advance(16);
+        let rt = self.rt.clone().for_tenant(Some(&tenant.name)).await.unwrap();
+        TestApp { issuer: issuer.trim_end_matches('/').to_owned(), port: self.port, clock: self.clock.clone(), rt, dir: self.dir.clone() }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer)
     }
@@ -191,7 +201,8 @@ impl Browser {
     /// Follows a relative or absolute `Location` on this server.
     pub async fn follow(&self, r: &reqwest::Response) -> reqwest::Response {
         let loc = location(r).expect("a Location header");
-        let url = if loc.starts_with('/') { format!("{}{loc}", self.app_url) } else { loc };
+        // A path-absolute Location is relative to the origin, not to the issuer's path.
+        let url = if loc.starts_with('/') { Url::parse(&self.app_url).unwrap().join(&loc).unwrap().to_string() } else { loc };
         self.get(&url).await
     }
 
@@ -227,9 +238,9 @@ impl Browser {
                 return loc;
             }
             let html = r.text().await.unwrap();
-            r = if html.contains("action=\"/login\"") {
+            r = if html.contains("/login\">") {
                 self.submit_login(&html, email, PASSWORD).await
-            } else if html.contains("action=\"/consent\"") {
+            } else if html.contains("/consent\">") {
                 self.submit_consent(&html, decision, None).await
             } else {
                 panic!("unexpected page: {html}");

@@ -13,4 +13,5 @@ mod oidc;
 mod password;
 mod resource;
 mod revoke;
+mod tenants;
 mod token;

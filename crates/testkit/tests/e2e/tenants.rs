@@ -1,0 +1,89 @@
+//! Tenants: Yoco's sandbox and live side by side on one server, each with its own issuer,
+//! keys, users and clients, and nothing of one usable in the other.
+
+use super::jwt::part;
+use latchkey_testkit::{location, query_param, spawn_app, TestApp};
+use openidconnect::core::CoreProviderMetadata;
+use openidconnect::IssuerUrl;
+use serde_json::{json, Value};
+
+async fn sandbox_and_live() -> (TestApp, TestApp, TestApp) {
+    let app = spawn_app().await;
+    let sandbox = app.tenant("sandbox", &format!("{}/sandbox", app.issuer)).await;
+    let live = app.tenant("live", &format!("{}/live", app.issuer)).await;
+    (app, sandbox, live)
+}
+
+#[tokio::test]
+async fn sandbox_and_live_each_complete_the_flow() {
+    let (_app, sandbox, live) = sandbox_and_live().await;
+    for env in [&sandbox, &live] {
+        let http = env.http();
+        // Discovery through a real client library: the issuer and every endpoint are the tenant's.
+        let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(env.issuer.clone()).unwrap(), &http).await.unwrap();
+        assert_eq!(meta.issuer().as_str(), env.issuer);
+        assert_eq!(meta.token_endpoint().unwrap().as_str(), env.url("/oauth/token"));
+        assert_eq!(meta.jwks_uri().as_str(), env.url("/.well-known/jwks.json"));
+        let user = env.user("ada@example.com", &["Ada Coffee"]).await;
+        let c = env.client("openid offline_access").await;
+        let t = env.tokens_for(&c, "ada@example.com", "openid offline_access").await;
+        let claims = part(t["id_token"].as_str().unwrap(), 1);
+        assert_eq!(claims["iss"], env.issuer);
+        assert_eq!(claims["sub"], user.id.to_string());
+    }
+    // Each tenant signs with its own key.
+    assert_ne!(kid(&sandbox).await, kid(&live).await);
+}
+
+#[tokio::test]
+async fn nothing_crosses_from_one_tenant_to_another() {
+    let (_app, sandbox, live) = sandbox_and_live().await;
+    sandbox.user("ada@example.com", &[]).await;
+    live.user("ada@example.com", &[]).await;
+    let sc = sandbox.client("openid").await;
+    let lc = live.client("openid").await;
+    let t = sandbox.tokens_for(&sc, "ada@example.com", "openid").await;
+
+    // A sandbox client is unknown to live.
+    let r = live.browser().get(&live.url(&format!("/oauth/authorize?response_type=code&client_id={}", sc.client_id))).await;
+    assert_eq!(r.status(), 400);
+    let r = live
+        .http()
+        .post(live.url("/oauth/token"))
+        .basic_auth(&sc.client_id, sc.secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A sandbox token is inactive in live, and refused by live's UserInfo.
+    let intro: Value = live
+        .http()
+        .post(live.url("/oauth/introspect"))
+        .basic_auth(&lc.client_id, lc.secret.as_deref())
+        .form(&[("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro, json!({"active": false}));
+    let r = live.http().get(live.url("/oauth/userinfo")).bearer_auth(t["access_token"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A browser signed in to the sandbox is not signed in to live.
+    let b = sandbox.browser();
+    b.sign_in_and_consent(
+        &sandbox.url(&format!("/oauth/authorize?response_type=code&client_id={}", sc.client_id)),
+        "ada@example.com",
+        "allow",
+    )
+    .await;
+    let r = b.get(&live.url(&format!("/oauth/authorize?response_type=code&client_id={}&prompt=none&state=s", lc.client_id))).await;
+    assert_eq!(query_param(&location(&r).unwrap(), "error").as_deref(), Some("login_required"));
+}
+
+async fn kid(env: &TestApp) -> String {
+    let jwks: Value = env.http().get(env.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
+}
