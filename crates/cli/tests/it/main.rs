@@ -332,3 +332,35 @@ async fn signing_keys_list_and_rotate() {
     assert_eq!(statuses(&app), vec!["ES256 published", "RS256 published", "RS256 retiring"], "another algorithm supersedes nothing");
     assert!(!latchkey(&app, &["keys", "rotate", "--alg", "HS256"], "").status.success());
 }
+
+/// Tenants from the CLI: `--tenant` scopes every command, and a tenant's switch changes only it.
+#[tokio::test]
+async fn tenants_and_the_tenant_flag() {
+    let app = spawn_app().await;
+    let issuer = format!("{}/sandbox", app.issuer);
+    json(&latchkey(&app, &["--json", "tenant", "create", "sandbox", "--issuer", &issuer], ""));
+    assert!(!latchkey(&app, &["tenant", "create", "Bad Name", "--issuer", &issuer], "").status.success());
+    assert!(!latchkey(&app, &["tenant", "create", "other", "--issuer", &issuer], "").status.success(), "issuers are unique");
+    let c = json(&latchkey(
+        &app,
+        &["--json", "--tenant", "sandbox", "client", "create", "--name", "Sandbox app", "--redirect-uri", "https://s.example/cb"],
+        "",
+    ));
+    assert_eq!(json(&latchkey(&app, &["--json", "--tenant", "sandbox", "client", "list"], ""))["clients"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&latchkey(&app, &["--json", "client", "list"], ""))["clients"].as_array().unwrap().len(),
+        0,
+        "the default tenant has none"
+    );
+    assert!(!latchkey(&app, &["--tenant", "nope", "client", "list"], "").status.success());
+
+    let updated = json(&latchkey(&app, &["--json", "tenant", "update", "sandbox", "--require-state", "true"], ""));
+    assert_eq!(updated["settings"]["require_state"], true);
+    assert_eq!(json(&latchkey(&app, &["--json", "tenant", "list"], ""))["tenants"].as_array().unwrap().len(), 2);
+    // The running server picks the tenant and its switch up.
+    app.clock.advance(16);
+    let url = format!("{issuer}/oauth/authorize?response_type=code&client_id={}", c["client_id"].as_str().unwrap());
+    let r = app.browser().get(&url).await;
+    let loc = latchkey_testkit::location(&r).expect("a redirect with an error");
+    assert_eq!(latchkey_testkit::query_param(&loc, "error").as_deref(), Some("invalid_request"), "state is required in this tenant");
+}

@@ -22,7 +22,7 @@ fn payload(jwt: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
 
-async fn full_flow(app: &TestApp) {
+pub(crate) async fn full_flow(app: &TestApp) {
     let user = app.user("ada@example.com", &["Ada Coffee", "Ada Bakery"]).await;
     let client = app
         .client_with(NewClient {

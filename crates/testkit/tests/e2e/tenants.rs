@@ -87,3 +87,32 @@ async fn kid(env: &TestApp) -> String {
     let jwks: Value = env.http().get(env.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     jwks["keys"][0]["kid"].as_str().unwrap().to_owned()
 }
+
+/// The whole flow with the openidconnect crate (PKCE, verified id_token, rotation, revocation)
+/// in each tenant of one server.
+#[tokio::test]
+async fn openidconnect_crate_completes_the_flow_in_each_tenant() {
+    let (_app, sandbox, live) = sandbox_and_live().await;
+    super::oidc::full_flow(&sandbox).await;
+    super::oidc::full_flow(&live).await;
+}
+
+/// Tenants on host names: the same path reaches different tenants by `Host`.
+#[tokio::test]
+async fn tenants_are_reached_by_host_name_too() {
+    let app = spawn_app().await;
+    let live_issuer = format!("http://live.test:{}", app.port);
+    let _live = app.tenant("live", &live_issuer).await;
+    let discover = |host: Option<String>| {
+        let app = &app;
+        async move {
+            let mut req = app.http().get(app.url("/.well-known/openid-configuration"));
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            req.send().await.unwrap().json::<Value>().await.unwrap()["issuer"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(discover(Some(format!("live.test:{}", app.port))).await, live_issuer);
+    assert_eq!(discover(None).await, app.issuer, "other hosts reach the default tenant");
+}
