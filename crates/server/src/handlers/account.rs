@@ -116,8 +116,11 @@ pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, 
     Ok(no_store((StatusCode::CREATED, axum::Json(body)).into_response()))
 }
 
-/// Finds one of the signed-in user's own tokens; another user's is "not found".
-async fn own_token(state: &AppState, session: &Session, id: &str) -> AppResult<PersonalToken> {
+/// For a change to one token: the session, its CSRF token, and the token, which must be the
+/// signed-in user's own (another user's is "not found").
+async fn own_token_to_change(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<PersonalToken> {
+    let (session, cookie) = signed_in(state, headers).await?;
+    check_csrf(state, headers, &cookie)?;
     let not_found = || api(StatusCode::NOT_FOUND, "not_found", "no such personal token");
     let id: Uuid = id.parse().map_err(|_| not_found())?;
     match state.store().find_personal_token(state.tenant_id(), id).await? {
@@ -131,9 +134,7 @@ pub(crate) async fn personal_token_regenerate(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (session, cookie) = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers, &cookie)?;
-    let token = own_token(&state, &session, &id).await?;
+    let token = own_token_to_change(&state, &headers, &id).await?;
     let secret = admin::regenerate_personal_token(&state.rt, token.id).await?;
     let mut body = describe(&token);
     body["token"] = json!(secret.expose());
@@ -145,9 +146,7 @@ pub(crate) async fn personal_token_revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let (session, cookie) = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers, &cookie)?;
-    let token = own_token(&state, &session, &id).await?;
+    let token = own_token_to_change(&state, &headers, &id).await?;
     admin::revoke_personal_token(&state.rt, token.id).await?;
     Ok(no_store(axum::Json(json!({"id": token.id, "revoked": true})).into_response()))
 }
