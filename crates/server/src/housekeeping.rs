@@ -20,14 +20,9 @@ pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup
     let mut total = Cleanup::default();
     loop {
         let c = rt.store.delete_expired(rt.tenant.id, now, now - guessing_window, now - PERSONAL_TOKEN_RETENTION, BATCH).await?;
-        total.codes += c.codes;
-        total.tokens += c.tokens;
-        total.families += c.families;
-        total.sessions += c.sessions;
-        total.interactions += c.interactions;
-        total.attempts += c.attempts;
-        total.personal_tokens += c.personal_tokens;
-        let full = [c.codes, c.tokens, c.families, c.sessions, c.interactions, c.attempts, c.personal_tokens].contains(&u64::from(BATCH));
+        total += c;
+        // A kind that filled its batch may have more left.
+        let full = c.counts().contains(&u64::from(BATCH));
         if !full {
             return Ok(total);
         }

@@ -926,10 +926,7 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
         if c.total() == 0 {
             break;
         }
-        total.codes += c.codes;
-        total.families += c.families;
-        total.sessions += c.sessions;
-        total.attempts += c.attempts;
+        total += c;
     }
     assert_eq!(total.codes, 3, "every code has expired");
     assert_eq!(total.families, 1, "only the family past its absolute lifetime");

@@ -189,8 +189,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes at most `limit` rows of each kind that can no longer matter at `now`: expired
     /// codes, sessions and interactions; expired access and refresh tokens (a rotated refresh
     /// token is kept until its own expiry, for reuse detection); families past their absolute
-    /// lifetime or with no unexpired token left (with their tokens); counters of ended windows; personal tokens expired or
-    /// revoked before `pat_before`. A live refresh family is never touched.
+    /// lifetime or with no unexpired token left (with their tokens); counters of ended windows;
+    /// personal tokens expired or revoked before `pat_before`. A live refresh family is never
+    /// touched.
     async fn delete_expired(
         &self,
         tenant: TenantId,
@@ -216,8 +217,25 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    /// Every count, in field order.
+    pub fn counts(&self) -> [u64; 7] {
+        [self.codes, self.tokens, self.families, self.sessions, self.interactions, self.attempts, self.personal_tokens]
+    }
+
     pub fn total(&self) -> u64 {
-        self.codes + self.tokens + self.families + self.sessions + self.interactions + self.attempts + self.personal_tokens
+        self.counts().iter().sum()
+    }
+}
+
+impl std::ops::AddAssign for Cleanup {
+    fn add_assign(&mut self, c: Cleanup) {
+        self.codes += c.codes;
+        self.tokens += c.tokens;
+        self.families += c.families;
+        self.sessions += c.sessions;
+        self.interactions += c.interactions;
+        self.attempts += c.attempts;
+        self.personal_tokens += c.personal_tokens;
     }
 }
 
