@@ -12,11 +12,11 @@ use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
-    TokenRecord, TokenView, User,
+    TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, Store, StoreError, StoreResult};
+use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
 use rows::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor, Row, Sqlite, Transaction};
@@ -26,7 +26,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_replay_and_settings.sql")];
 
 /// How durable a commit is (SQLite's `synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,6 +262,18 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(n > 0)
+    }
+
+    async fn ensure_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        // One statement, so two first writers cannot both win.
+        sqlx::query_scalar(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = settings.value RETURNING value",
+        )
+        .bind(name)
+        .bind(value)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(fault)
     }
 
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
@@ -875,14 +887,19 @@ impl Store for SqliteStore {
         old: SecretHash,
         now: UnixTime,
         tokens: &[TokenRecord],
+        replay: Option<&SealedReplay>,
     ) -> StoreResult<RotateOutcome> {
         let mut tx = self.begin().await?;
+        let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| t.hash.0.to_vec());
         let rotated = sqlx::query(
-            "UPDATE tokens SET rotated_at = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
+            "UPDATE tokens SET rotated_at = ?, replay = ?, replay_until = ?, successor = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
              AND rotated_at IS NULL AND revoked_at IS NULL
              AND EXISTS (SELECT 1 FROM families f WHERE f.tenant_id = tokens.tenant_id AND f.id = tokens.family_id AND f.revoked_at IS NULL)",
         )
         .bind(now)
+        .bind(replay.map(|r| r.sealed.clone()))
+        .bind(replay.map(|r| r.until))
+        .bind(successor)
         .bind(tenant.0.to_string())
         .bind(old.0.to_vec())
         .execute(&mut *tx)
@@ -896,6 +913,23 @@ impl Store for SqliteStore {
         insert_tokens(&mut tx, tokens).await?;
         tx.commit().await.map_err(fault)?;
         Ok(RotateOutcome::Rotated)
+    }
+
+    async fn find_replay(&self, tenant: TenantId, old: SecretHash, now: UnixTime) -> StoreResult<Option<Vec<u8>>> {
+        // The successor, when there is one, must be current; a rotation that issued no new
+        // refresh token leaves `successor` NULL and only the family's state matters.
+        sqlx::query_scalar(
+            "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
+             WHERE t.tenant_id = ?1 AND t.hash = ?2 AND t.replay IS NOT NULL AND t.replay_until > ?3 AND f.revoked_at IS NULL
+             AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
+                  AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
+        )
+        .bind(tenant.0.to_string())
+        .bind(old.0.to_vec())
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(fault)
     }
 
     async fn revoke_token(&self, tenant: TenantId, hash: SecretHash, now: UnixTime) -> StoreResult<()> {
@@ -949,6 +983,13 @@ impl Store for SqliteStore {
         };
         Ok(Cleanup {
             codes: run(batch("codes", "expires_at <= ?2"), now).await?,
+            replays: run(
+                "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE rowid IN
+                 (SELECT rowid FROM tokens WHERE tenant_id = ?1 AND replay_until <= ?2 LIMIT ?3)"
+                    .to_owned(),
+                now,
+            )
+            .await?,
             // Families first: their tokens go with them (ON DELETE CASCADE).
             // A family is over at its absolute expiry, or when no token of it is left unexpired
             // (its refresh token idled out): nothing can revive it.

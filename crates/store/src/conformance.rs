@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::{Cleanup, RedeemOutcome, RotateOutcome, SharedStore, StoreError};
+use crate::{Cleanup, RedeemOutcome, RotateOutcome, SealedReplay, SharedStore, StoreError};
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
     TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
@@ -58,6 +58,8 @@ macro_rules! conformance_tests {
             personal_tokens_lifecycle,
             housekeeping_deletes_only_what_cannot_matter,
             removing_a_business_revokes_its_access,
+            refresh_replay_answer_lives_only_in_its_window,
+            settings_first_writer_wins,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -97,6 +99,8 @@ where
     personal_tokens_lifecycle(make().await).await;
     housekeeping_deletes_only_what_cannot_matter(make().await).await;
     removing_a_business_revokes_its_access(make().await).await;
+    refresh_replay_answer_lives_only_in_its_window(make().await).await;
+    settings_first_writer_wins(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +425,7 @@ pub async fn tenant_isolation(store: SharedStore) {
     let redeemed = store.redeem_code(t, pending.hash, NOW, &fb, &stolen).await;
     assert!(!matches!(redeemed, Ok(RedeemOutcome::Redeemed)), "redeemed another tenant's code: {redeemed:?}");
     assert_eq!(store.find_code(a.tenant, pending.hash).await.unwrap().unwrap().consumed_at, None);
-    let rotated = store.rotate_refresh_token(t, issued.refresh.hash, NOW, &pair(&fb, h(23), h(24))).await;
+    let rotated = store.rotate_refresh_token(t, issued.refresh.hash, NOW, &pair(&fb, h(23), h(24)), None).await;
     assert!(!matches!(rotated, Ok(RotateOutcome::Rotated)), "rotated another tenant's token: {rotated:?}");
     let _ = store.revoke_token(t, issued.access.hash, NOW).await;
     let _ = store.revoke_family(t, issued.family.id, NOW).await;
@@ -712,7 +716,7 @@ pub async fn refresh_rotation(store: SharedStore) {
     let f = &issued.family;
 
     let next = pair(f, h(20), h(21));
-    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 5, &next).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 5, &next, None).await.unwrap(), RotateOutcome::Rotated);
     let old = view(&store, w.tenant, issued.refresh.hash).await;
     assert_eq!(old.token.rotated_at, Some(NOW + 5));
     assert_eq!(old.token.revoked_at, None);
@@ -726,7 +730,7 @@ pub async fn refresh_rotation(store: SharedStore) {
 
     // A second rotation of the same token is refused and writes nothing.
     let replay = pair(f, h(22), h(23));
-    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 6, &replay).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 6, &replay, None).await.unwrap(), RotateOutcome::NotCurrent);
     for t in &replay {
         assert!(store.find_token(w.tenant, t.hash).await.unwrap().is_none(), "a refused rotation wrote a token");
     }
@@ -734,13 +738,13 @@ pub async fn refresh_rotation(store: SharedStore) {
 
     // Access tokens and unknown tokens do not rotate.
     let bogus = pair(f, h(24), h(25));
-    assert_eq!(store.rotate_refresh_token(w.tenant, issued.access.hash, NOW + 6, &bogus).await.unwrap(), RotateOutcome::NotCurrent);
-    assert_eq!(store.rotate_refresh_token(w.tenant, h(999), NOW + 6, &bogus).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.access.hash, NOW + 6, &bogus, None).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(999), NOW + 6, &bogus, None).await.unwrap(), RotateOutcome::NotCurrent);
     assert!(store.find_token(w.tenant, h(24)).await.unwrap().is_none());
 
     // The successor is current.
     let after = pair(f, h(26), h(27));
-    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 7, &after).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 7, &after, None).await.unwrap(), RotateOutcome::Rotated);
     assert!(view(&store, w.tenant, h(27)).await.is_active(NOW + 7));
 }
 
@@ -754,7 +758,7 @@ pub async fn refresh_concurrent_rotation_has_one_winner(store: SharedStore) {
         .iter()
         .map(|tokens| {
             let (store, tenant, old, tokens) = (store.clone(), w.tenant, issued.refresh.hash, tokens.clone());
-            tokio::spawn(async move { store.rotate_refresh_token(tenant, old, NOW + 1, &tokens).await })
+            tokio::spawn(async move { store.rotate_refresh_token(tenant, old, NOW + 1, &tokens, None).await })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -779,7 +783,7 @@ pub async fn revocation(store: SharedStore) {
     // A family with a rotation behind it, then revoked.
     let issued = issue(&store, &w, 10).await;
     let next = pair(&issued.family, h(20), h(21));
-    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 1, &next).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 1, &next, None).await.unwrap(), RotateOutcome::Rotated);
     // A second family of the same user and client, which must survive.
     let bystander = issue(&store, &w, 30).await;
 
@@ -790,7 +794,7 @@ pub async fn revocation(store: SharedStore) {
         assert!(!v.is_active(NOW + 2), "token of a revoked family still active: {v:?}");
     }
     let refused = pair(&issued.family, h(22), h(23));
-    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 3, &refused).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 3, &refused, None).await.unwrap(), RotateOutcome::NotCurrent);
     assert!(store.find_token(w.tenant, h(23)).await.unwrap().is_none());
     store.revoke_family(w.tenant, issued.family.id, NOW + 4).await.unwrap(); // Idempotent.
     for hash in [bystander.access.hash, bystander.refresh.hash] {
@@ -810,7 +814,7 @@ pub async fn revocation(store: SharedStore) {
     store.revoke_token(w.tenant, bystander.refresh.hash, NOW + 6).await.unwrap();
     assert!(!view(&store, w.tenant, bystander.refresh.hash).await.is_active(NOW + 6));
     let refused = pair(&bystander.family, h(40), h(41));
-    assert_eq!(store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused, None).await.unwrap(), RotateOutcome::NotCurrent);
     assert!(store.find_token(w.tenant, h(41)).await.unwrap().is_none());
 }
 
@@ -898,7 +902,7 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
     let w = world(&store, "acme").await;
     let live = issue(&store, &w, 10).await;
     let next = pair(&live.family, h(20), h(21));
-    assert_eq!(store.rotate_refresh_token(w.tenant, live.refresh.hash, NOW + 1, &next).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.rotate_refresh_token(w.tenant, live.refresh.hash, NOW + 1, &next, None).await.unwrap(), RotateOutcome::Rotated);
     // A second live family, and one whose absolute lifetime ends early, with its tokens.
     let second = issue(&store, &w, 30).await;
     let old_code = code(w.tenant, h(40), w.user.id, &w.client.client_id, w.grant.id);
@@ -938,7 +942,7 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
     assert!(view(&store, w.tenant, live.refresh.hash).await.token.rotated_at.is_some());
     assert!(view(&store, w.tenant, second.refresh.hash).await.is_active(later));
     let after = pair(&live.family, h(22), h(23));
-    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), later, &after).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), later, &after, None).await.unwrap(), RotateOutcome::Rotated);
     let counts = store.count_rows(w.tenant).await.unwrap();
     assert!(counts.tokens < before.tokens + 2 && counts.codes == 0 && counts.families == 2, "{before:?} -> {counts:?}");
 }
@@ -971,4 +975,71 @@ pub async fn removing_a_business_revokes_its_access(store: SharedStore) {
     assert!(store.find_grant(w.tenant, w.user.id, &w.client.client_id).await.unwrap().is_none(), "its consent is gone");
     assert!(view(&store, w.tenant, h(72)).await.is_active(NOW + 1), "another business is untouched");
     assert!(store.find_grant(w.tenant, w.user.id, "other").await.unwrap().is_some());
+}
+
+/// A rotation may keep a sealed answer for duplicates: it is found only within its window,
+/// while the family lives and the successor is unused; housekeeping erases it afterwards.
+pub async fn refresh_replay_answer_lives_only_in_its_window(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let issued = issue(&store, &w, 10).await;
+    let f = &issued.family;
+    let replay = SealedReplay { sealed: vec![7; 80], until: NOW + 10 };
+    let next = pair(f, h(20), h(21));
+    let outcome = store.rotate_refresh_token(w.tenant, issued.refresh.hash, NOW + 5, &next, Some(&replay)).await.unwrap();
+    assert_eq!(outcome, RotateOutcome::Rotated);
+    assert_eq!(store.find_replay(w.tenant, issued.refresh.hash, NOW + 5).await.unwrap(), Some(replay.sealed.clone()));
+    assert_eq!(store.find_replay(w.tenant, issued.refresh.hash, NOW + 9).await.unwrap(), Some(replay.sealed.clone()));
+    assert_eq!(store.find_replay(w.tenant, issued.refresh.hash, NOW + 10).await.unwrap(), None, "the window has ended");
+    assert_eq!(store.find_replay(w.tenant, h(21), NOW + 5).await.unwrap(), None, "a current token has no replay");
+    assert_eq!(store.find_replay(w.tenant, h(999), NOW + 5).await.unwrap(), None);
+    assert_eq!(store.find_replay(TenantId(Uuid::new_v4()), issued.refresh.hash, NOW + 5).await.unwrap(), None, "tenant-scoped");
+
+    // Once the successor is used, the old answer is stale: a duplicate is reuse.
+    let after = pair(f, h(22), h(23));
+    let second = SealedReplay { sealed: vec![8; 80], until: NOW + 16 };
+    assert_eq!(store.rotate_refresh_token(w.tenant, h(21), NOW + 6, &after, Some(&second)).await.unwrap(), RotateOutcome::Rotated);
+    assert_eq!(store.find_replay(w.tenant, issued.refresh.hash, NOW + 6).await.unwrap(), None, "the successor was used");
+    assert_eq!(store.find_replay(w.tenant, h(21), NOW + 6).await.unwrap(), Some(second.sealed.clone()));
+
+    // A revoked successor or family ends the replay too.
+    store.revoke_token(w.tenant, h(23), NOW + 7).await.unwrap();
+    assert_eq!(store.find_replay(w.tenant, h(21), NOW + 7).await.unwrap(), None, "the successor was revoked");
+    let other = issue(&store, &w, 30).await;
+    let third = SealedReplay { sealed: vec![9; 80], until: NOW + 20 };
+    let next = pair(&other.family, h(40), h(41));
+    store.rotate_refresh_token(w.tenant, other.refresh.hash, NOW + 5, &next, Some(&third)).await.unwrap();
+    store.revoke_family(w.tenant, other.family.id, NOW + 6).await.unwrap();
+    assert_eq!(store.find_replay(w.tenant, other.refresh.hash, NOW + 7).await.unwrap(), None, "the family was revoked");
+
+    // A rotation without a replay keeps none.
+    let plain = issue(&store, &w, 50).await;
+    store.rotate_refresh_token(w.tenant, plain.refresh.hash, NOW + 5, &pair(&plain.family, h(60), h(61)), None).await.unwrap();
+    assert_eq!(store.find_replay(w.tenant, plain.refresh.hash, NOW + 5).await.unwrap(), None);
+
+    // Housekeeping erases the answers whose window has ended, and keeps the rows.
+    let c = store.delete_expired(w.tenant, NOW + 17, NOW, NOW, 1_000).await.unwrap();
+    assert_eq!(c.replays, 2, "the answers of h(12) and h(21) are past their window: {c:?}");
+    assert_eq!(c.tokens, 0, "{c:?}");
+    assert!(view(&store, w.tenant, issued.refresh.hash).await.token.rotated_at.is_some(), "the row stays for reuse detection");
+    let c = store.delete_expired(w.tenant, NOW + 21, NOW, NOW, 1_000).await.unwrap();
+    assert_eq!(c.replays, 1, "{c:?}");
+    assert_eq!(store.delete_expired(w.tenant, NOW + 21, NOW, NOW, 1_000).await.unwrap().replays, 0);
+}
+
+/// `ensure_setting` stores the first value and returns it to every later caller.
+pub async fn settings_first_writer_wins(store: SharedStore) {
+    assert_eq!(store.ensure_setting("master_key_check", "abc").await.unwrap(), "abc");
+    assert_eq!(store.ensure_setting("master_key_check", "xyz").await.unwrap(), "abc");
+    assert_eq!(store.ensure_setting("other", "xyz").await.unwrap(), "xyz");
+    let racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ensure_setting("raced", &i.to_string()).await.unwrap() })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in racers {
+        seen.insert(r.await.unwrap());
+    }
+    assert_eq!(seen.len(), 1, "every racer must see the one stored value: {seen:?}");
 }

@@ -56,6 +56,17 @@ pub enum RotateOutcome {
     NotCurrent,
 }
 
+/// The answer to a refresh, kept so that an exact duplicate of the request within a short
+/// window gets the same answer instead of an error (a client whose response was lost keeps its
+/// session). `sealed` is encrypted under a key derived from the old refresh token itself, so
+/// only its presenter can read it; the store never sees the answer in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedReplay {
+    pub sealed: Vec<u8>,
+    /// The end of the window: from then on a duplicate is reuse.
+    pub until: UnixTime,
+}
+
 pub type SharedStore = Arc<dyn Store>;
 
 #[async_trait]
@@ -70,6 +81,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Changes a tenant's issuer and settings.
     async fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
+
+    // Server-wide values.
+    /// Stores `value` under `name` unless a value is there already, and returns the stored
+    /// value: the first writer wins (every node then checks it has the same master key).
+    async fn ensure_setting(&self, name: &str, value: &str) -> StoreResult<String>;
 
     // Users.
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
@@ -174,20 +190,28 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically marks a live refresh token rotated and inserts its successors; if it was not
     /// live (rotated or revoked, itself or its family), writes nothing. A failure leaves the
     /// old token usable (SECURITY.md RT-08).
+    ///
+    /// With `replay`, the old token keeps the sealed answer until `replay.until`, and records
+    /// which refresh token replaced it, for [`Store::find_replay`].
     async fn rotate_refresh_token(
         &self,
         tenant: TenantId,
         old: SecretHash,
         now: UnixTime,
         tokens: &[TokenRecord],
+        replay: Option<&SealedReplay>,
     ) -> StoreResult<RotateOutcome>;
+    /// The sealed answer kept when `old` was rotated, if `now` is before its `until`, the
+    /// family is not revoked, and the refresh token that replaced `old` is still current
+    /// (neither rotated nor revoked): a duplicate may only get an answer nobody has used yet.
+    async fn find_replay(&self, tenant: TenantId, old: SecretHash, now: UnixTime) -> StoreResult<Option<Vec<u8>>>;
     async fn revoke_token(&self, tenant: TenantId, hash: SecretHash, now: UnixTime) -> StoreResult<()>;
     /// Revokes a family: every token issued from one code.
     async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()>;
 
     // Housekeeping.
     /// Deletes at most `limit` rows of each kind that can no longer matter at `now`: expired
-    /// codes, sessions and interactions; expired access and refresh tokens (a rotated refresh
+    /// codes, sessions and interactions; replay answers past their window; expired access and refresh tokens (a rotated refresh
     /// token is kept until its own expiry, for reuse detection); families past their absolute
     /// lifetime or with no unexpired token left (with their tokens); counters of ended windows;
     /// personal tokens expired or revoked before `pat_before`. A live refresh family is never
@@ -208,6 +232,8 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cleanup {
     pub codes: u64,
+    /// Replay answers erased (the token row stays).
+    pub replays: u64,
     pub tokens: u64,
     pub families: u64,
     pub sessions: u64,
@@ -218,8 +244,8 @@ pub struct Cleanup {
 
 impl Cleanup {
     /// Every count, in field order.
-    pub fn counts(&self) -> [u64; 7] {
-        [self.codes, self.tokens, self.families, self.sessions, self.interactions, self.attempts, self.personal_tokens]
+    pub fn counts(&self) -> [u64; 8] {
+        [self.codes, self.replays, self.tokens, self.families, self.sessions, self.interactions, self.attempts, self.personal_tokens]
     }
 
     pub fn total(&self) -> u64 {
@@ -230,6 +256,7 @@ impl Cleanup {
 impl std::ops::AddAssign for Cleanup {
     fn add_assign(&mut self, c: Cleanup) {
         self.codes += c.codes;
+        self.replays += c.replays;
         self.tokens += c.tokens;
         self.families += c.families;
         self.sessions += c.sessions;

@@ -145,7 +145,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
     let minted = mint_rotation(state, &ring, client, &view.family, &view.token.scope, &access_scope, now)?;
     // SECURITY.md RT-08: the answer is complete before the rotation commits.
     let answer = respond(state, client, &view.family, &access_scope, None, &minted, now).await?;
-    match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records).await? {
+    match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records, None).await? {
         RotateOutcome::Rotated => Ok(answer),
         RotateOutcome::NotCurrent => {
             // Another request rotated it first (or the family was revoked meanwhile): strict

@@ -29,7 +29,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 20, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 22, "run_all must make one store per case");
 }
 
 #[tokio::test]
@@ -39,7 +39,7 @@ async fn open_creates_and_migrates_the_file() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
     assert!(path.exists(), "open must create the database file");
-    assert_eq!(store.pragma("user_version").await.unwrap(), "1", "the schema must be at the latest version");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "2", "the schema must be at the latest version");
     // The schema is usable right away.
     let tenant = store.ensure_tenant("default", 1).await.unwrap();
     assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
@@ -66,7 +66,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
     };
     for _ in 0..2 {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-        assert_eq!(store.pragma("user_version").await.unwrap(), "1");
+        assert_eq!(store.pragma("user_version").await.unwrap(), "2");
         assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
         assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
     }
