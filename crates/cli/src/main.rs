@@ -21,7 +21,8 @@ struct Cli {
     /// A TOML configuration file (overridden by LATCHKEY_* variables, then by flags).
     #[arg(long, global = true, env = "LATCHKEY_CONFIG")]
     config: Option<PathBuf>,
-    /// The database: a SQLite file path or sqlite: URL (default latchkey.db).
+    /// The database: a SQLite file path or sqlite: URL (default latchkey.db), or a
+    /// postgres:// URL shared by several nodes.
     #[arg(long, global = true)]
     database: Option<String>,
     /// Print one JSON object instead of text, for scripts.
@@ -92,6 +93,9 @@ struct TenantSettingsArgs {
     /// Accept revocation by client_id and token without the secret (UltraCart's SDKs).
     #[arg(long, value_name = "BOOL")]
     revocation_without_client_auth: Option<bool>,
+    /// Seconds during which an exact duplicate refresh gets the same answer (0: off).
+    #[arg(long, value_name = "SECONDS")]
+    refresh_token_replay_window: Option<i64>,
     #[command(flatten)]
     tokens: TokenSettingsArgs,
 }
@@ -117,6 +121,10 @@ impl TenantSettingsArgs {
         }
         if self.revocation_without_client_auth.is_some() {
             base.revocation_without_client_auth = self.revocation_without_client_auth;
+        }
+        if let Some(w) = self.refresh_token_replay_window {
+            latchkey_server::config::check_replay_window(w).map_err(|r| anyhow::anyhow!("--refresh-token-replay-window {r}"))?;
+            base.refresh_token_replay_window = Some(w);
         }
         Ok(base)
     }
@@ -349,9 +357,7 @@ async fn main() -> Result<()> {
         Command::Migrate => {
             let config = settings(&cli, None)?;
             Runtime::open(&config, Arc::new(SystemClock)).await?;
-            print(&cli, json!({"migrated": config.database.display().to_string()}), || {
-                format!("database {} is up to date", config.database.display())
-            });
+            print(&cli, json!({"migrated": config.database.to_string()}), || format!("database {} is up to date", config.database));
             Ok(())
         }
         Command::User(cmd) => user(&cli, cmd).await,
@@ -375,7 +381,7 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     let config = settings(cli, Some(args))?;
     let database = config.database.clone();
     let app = Application::build(config, BuildOptions { demo: args.demo, ..BuildOptions::default() }).await.context("cannot start")?;
-    tracing::info!(issuer = app.issuer(), database = %database.display(), "latchkey is listening");
+    tracing::info!(issuer = app.issuer(), %database, "latchkey is listening");
     if let Some(demo) = app.demo() {
         let url = format!(
             "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope=openid%20profile%20email%20offline_access%20business%2Forders%3Aread&state=demo-state",
@@ -679,6 +685,7 @@ fn tenant_json(t: &latchkey_core::model::Tenant) -> serde_json::Value {
             "tokens": t.settings.tokens,
             "require_state": t.settings.require_state,
             "revocation_without_client_auth": t.settings.revocation_without_client_auth,
+            "refresh_token_replay_window": t.settings.refresh_token_replay_window,
         },
     })
 }

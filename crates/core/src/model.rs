@@ -47,6 +47,9 @@ pub struct TenantSettings {
     /// UltraCart's SDKs: revocation by `client_id` and `token` without the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_without_client_auth: Option<bool>,
+    /// Seconds during which an exact duplicate refresh gets the same answer (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_replay_window: Option<i64>,
 }
 
 /// Tenant names: 1 to 40 of `a-z`, `0-9` and `-`, so they fit in cookie names and paths.

@@ -50,9 +50,11 @@ pub struct Settings {
     pub listen: Option<String>,
     /// The issuer URL; derived from the listen address when absent.
     pub issuer: Option<String>,
-    /// A SQLite file path or `sqlite:` URL; `latchkey.db` by default.
+    /// A SQLite file path or `sqlite:` URL (`latchkey.db` by default), or a `postgres://` URL
+    /// that several nodes share.
     pub database: Option<String>,
-    /// File holding the 32-byte master key (base64); `<database>.key` by default.
+    /// File holding the 32-byte master key (base64); `<database>.key` by default for SQLite.
+    /// With PostgreSQL every node needs the same key, so it must be given.
     pub master_key_file: Option<PathBuf>,
     /// The master key itself (base64), for deployments that inject secrets by environment.
     pub master_key: Option<Redacted>,
@@ -68,6 +70,9 @@ pub struct Settings {
     /// `always` (default) or `offline_access`: issue refresh tokens only when that scope was
     /// granted (Yoco's rule).
     pub refresh_token_policy: Option<String>,
+    /// Seconds during which an exact duplicate of a refresh request gets the first answer again
+    /// (default 5; 0: every duplicate is reuse and revokes the session).
+    pub refresh_token_replay_window: Option<i64>,
     /// Seconds between housekeeping passes (expired rows removed); 0 turns it off.
     pub housekeeping_interval: Option<u64>,
     /// Seconds a new signing key is published before it signs (default 120).
@@ -105,6 +110,9 @@ impl Settings {
                 "LATCHKEY_ID_TOKEN_SIGNING_ALG" => s.id_token_signing_alg = Some(v),
                 "LATCHKEY_DURABILITY" => s.durability = Some(v),
                 "LATCHKEY_REFRESH_TOKEN_POLICY" => s.refresh_token_policy = Some(v),
+                "LATCHKEY_REFRESH_TOKEN_REPLAY_WINDOW" => {
+                    s.refresh_token_replay_window = Some(int("LATCHKEY_REFRESH_TOKEN_REPLAY_WINDOW")?)
+                }
                 "LATCHKEY_HOUSEKEEPING_INTERVAL" => {
                     s.housekeeping_interval = Some(
                         v.parse().map_err(|_| invalid("LATCHKEY_HOUSEKEEPING_INTERVAL", format!("{v:?} is not a number of seconds")))?,
@@ -146,6 +154,7 @@ impl Settings {
             require_state,
             revocation_without_client_auth,
             refresh_token_policy,
+            refresh_token_replay_window,
             housekeeping_interval,
             signing_key_publish_delay,
             signing_key_rotation_interval
@@ -170,18 +179,21 @@ impl Settings {
                 Some(i.trim_end_matches('/').to_owned())
             }
         };
-        let database = self.database.unwrap_or_else(|| "latchkey.db".to_owned());
-        let db_path = PathBuf::from(database.strip_prefix("sqlite://").or_else(|| database.strip_prefix("sqlite:")).unwrap_or(&database));
-        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-            return Err(invalid("database", "PostgreSQL is not supported by this build yet; use a SQLite file path"));
-        }
-        let master_key = match (self.master_key, self.master_key_file) {
-            (Some(k), _) => MasterKeySource::Inline(k),
-            (None, Some(f)) => MasterKeySource::File(f),
-            (None, None) => {
-                let mut f = db_path.clone().into_os_string();
+        let database = Database::parse(&self.database.unwrap_or_else(|| "latchkey.db".to_owned()))?;
+        let master_key = match (self.master_key, self.master_key_file, &database) {
+            (Some(k), _, _) => MasterKeySource::Inline(k),
+            (None, Some(f), _) => MasterKeySource::File(f),
+            (None, None, Database::Sqlite(path)) => {
+                let mut f = path.clone().into_os_string();
                 f.push(".key");
                 MasterKeySource::File(f.into())
+            }
+            (None, None, Database::Postgres(_)) => {
+                return Err(invalid(
+                    "master_key",
+                    "with PostgreSQL every node needs the same master key: set master_key_file or LATCHKEY_MASTER_KEY \
+                     (32 random bytes, base64: `openssl rand -base64 32`)",
+                ))
             }
         };
         let alg = self.id_token_signing_alg.unwrap_or_else(|| "RS256".to_owned());
@@ -225,10 +237,13 @@ impl Settings {
                 RefreshPolicy::parse(p).ok_or_else(|| invalid("refresh_token_policy", format!("{p:?}: use always or offline_access")))?
             }
         };
+        let refresh_token_replay_window = self.refresh_token_replay_window.unwrap_or(DEFAULT_REPLAY_WINDOW);
+        check_replay_window(refresh_token_replay_window).map_err(|r| invalid("refresh_token_replay_window", r))?;
         Ok(Config {
             listen,
             issuer,
-            database: db_path,
+            database,
+            refresh_token_replay_window,
             master_key,
             id_token_alg,
             durability,
@@ -265,13 +280,76 @@ pub enum MasterKeySource {
     Inline(Redacted),
 }
 
+/// The replay window a server has unless told otherwise: long enough for a client to retry a
+/// request whose answer was lost, short enough that a stolen old token is soon worthless.
+pub const DEFAULT_REPLAY_WINDOW: i64 = 5;
+
+/// A replay window is 0 (off) to 5 minutes; a longer one would keep old refresh tokens alive.
+pub fn check_replay_window(seconds: i64) -> Result<(), String> {
+    if (0..=300).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(format!("must be between 0 (off) and 300 seconds, not {seconds}"))
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, created on first use: one node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL: any number of nodes.
+    Postgres(String),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL, or else a SQLite path (with or without `sqlite:`).
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            url::Url::parse(s).map_err(|e| invalid("database", format!("not a PostgreSQL URL: {e}")))?;
+            return Ok(Self::Postgres(s.to_owned()));
+        }
+        let path = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")).unwrap_or(s);
+        if path.is_empty() {
+            return Err(invalid("database", "empty path"));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// For logs and messages: the password of a URL is never shown.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("redacted"));
+                    }
+                    write!(f, "{url}")
+                }
+                Err(_) => f.write_str("postgres://<invalid>"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({self})")
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: String,
     /// `None`: derived from the bound address (`http://ADDR`).
     pub issuer: Option<String>,
-    pub database: PathBuf,
+    pub database: Database,
+    /// Seconds during which an exact duplicate refresh gets the same answer; 0: off.
+    pub refresh_token_replay_window: i64,
     pub master_key: MasterKeySource,
     pub id_token_alg: SigningAlg,
     pub durability: latchkey_store_sqlite::Durability,
@@ -298,6 +376,7 @@ impl Config {
             access_token_format: t.tokens.access_token_format.unwrap_or(self.access_token_format),
             require_state: t.require_state.unwrap_or(self.require_state),
             revocation_without_client_auth: t.revocation_without_client_auth.unwrap_or(self.revocation_without_client_auth),
+            refresh_token_replay_window: t.refresh_token_replay_window.unwrap_or(self.refresh_token_replay_window),
             ..self.clone()
         }
     }
@@ -311,7 +390,8 @@ mod tests {
     fn defaults_need_nothing() {
         let c = Settings::default().into_config().unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080");
-        assert_eq!(c.database, PathBuf::from("latchkey.db"));
+        assert_eq!(c.database, Database::Sqlite("latchkey.db".into()));
+        assert_eq!(c.refresh_token_replay_window, DEFAULT_REPLAY_WINDOW);
         assert_eq!(c.master_key, MasterKeySource::File("latchkey.db.key".into()));
         assert_eq!(c.id_token_alg, SigningAlg::RS256);
         assert_eq!(c.issuer, None);
@@ -324,8 +404,22 @@ mod tests {
         let flags = Settings { listen: Some("127.0.0.1:1".into()), ..Default::default() };
         let c = file.overlay(env).overlay(flags).into_config().unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
-        assert_eq!(c.database, PathBuf::from("b.db"));
+        assert_eq!(c.database, Database::Sqlite("b.db".into()));
         assert_eq!(c.lifetimes.access_token, 1_295_999);
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres_and_hide_their_password() {
+        let s = Settings {
+            database: Some("postgres://lk:s3cret@db.example:5432/latchkey".into()),
+            master_key: Some(Redacted("c2VjcmV0LWtleQ==".into())),
+            ..Default::default()
+        };
+        let c = s.into_config().unwrap();
+        assert!(matches!(c.database, Database::Postgres(_)));
+        assert!(!c.database.to_string().contains("s3cret"), "{}", c.database);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(Database::parse("sqlite:x.db").unwrap(), Database::Sqlite("x.db".into()));
     }
 
     #[test]
@@ -343,6 +437,10 @@ mod tests {
             Settings { issuer: Some("https://a.example/?q".into()), ..Default::default() },
             Settings { id_token_signing_alg: Some("HS256".into()), ..Default::default() },
             Settings { lifetimes: LifetimeSettings { access_token: Some(3_600_000_000), ..Default::default() }, ..Default::default() },
+            Settings { refresh_token_replay_window: Some(-1), ..Default::default() },
+            Settings { refresh_token_replay_window: Some(3_600), ..Default::default() },
+            // Nodes on one PostgreSQL database must share a master key, so none is made up.
+            Settings { database: Some("postgres://db.example/latchkey".into()), ..Default::default() },
         ] {
             assert!(s.into_config().is_err());
         }

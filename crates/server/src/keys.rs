@@ -86,10 +86,15 @@ impl Keys {
     pub async fn open(rt: &Runtime, alg: SigningAlg, publish_delay: i64) -> Result<Self, StartupError> {
         let records = rt.store.list_signing_keys(rt.tenant.id).await?;
         if !records.iter().any(|r| r.alg == alg && r.retires_at.is_none()) {
-            let activates_at = if records.is_empty() { rt.now() } else { rt.now() + publish_delay };
-            let record = generate(rt, alg, activates_at, None).await?;
-            rt.store.insert_signing_key(&record).await?;
-            tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
+            let now = rt.now();
+            let activates_at = if records.is_empty() { now } else { now + publish_delay };
+            // Nodes starting together on a new database must not each make a key (each would
+            // sign with one the others do not publish yet): the key takes a negative "bootstrap"
+            // period, unique per hour, so one node wins and the others load its key.
+            let record = generate(rt, alg, activates_at, Some(-1 - now / 3600)).await?;
+            if rt.store.rotate_signing_key(&record, now).await? {
+                tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
+            }
         }
         let ring = KeyRing::load(rt, alg).await?;
         if ring.signer(rt.now()).is_none() {

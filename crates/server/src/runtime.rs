@@ -1,7 +1,7 @@
 //! What the server and the admin commands share: the opened store, the master key and the
 //! keys derived from it, the clock, and the tenant's signing keys.
 
-use crate::config::{Config, MasterKeySource};
+use crate::config::{Config, Database, MasterKeySource};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use latchkey_core::jose;
@@ -9,6 +9,7 @@ use latchkey_core::model::{Tenant, DEFAULT_TENANT};
 use latchkey_core::secret::SecretHasher;
 use latchkey_core::UnixTime;
 use latchkey_store::{SharedStore, StoreError};
+use latchkey_store_postgres::PgStore;
 use latchkey_store_sqlite::SqliteStore;
 use rand::RngCore;
 use std::sync::Arc;
@@ -90,6 +91,12 @@ impl MasterKey {
         SecretHasher::new(self.derive("latchkey secret hashing v1"))
     }
 
+    /// A value that tells this key from another without revealing it: every node on one
+    /// database must show the same.
+    pub fn check_value(&self) -> String {
+        STANDARD.encode(&self.derive("latchkey master key check v1")[..16])
+    }
+
     /// The key that seals signing keys at rest.
     pub fn sealing_key(&self) -> [u8; 32] {
         self.derive("latchkey signing key sealing v1")
@@ -124,7 +131,19 @@ impl Runtime {
     /// Opens (creating and migrating) the database and loads the master key.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let master = MasterKey::load(&config.master_key)?;
-        let store: SharedStore = Arc::new(SqliteStore::open(&config.database, config.durability).await?);
+        let store: SharedStore = match &config.database {
+            Database::Sqlite(path) => Arc::new(SqliteStore::open(path, config.durability).await?),
+            Database::Postgres(url) => Arc::new(PgStore::open(url).await?),
+        };
+        // A node with another master key would hash every secret differently and could not
+        // open the signing keys: refuse to start rather than answer `invalid_grant` to all.
+        let check = master.check_value();
+        if store.ensure_setting("master_key_check", &check).await? != check {
+            return Err(StartupError::MasterKey(format!(
+                "this master key is not the one the database {} was set up with; every node must use the same key",
+                config.database
+            )));
+        }
         let tenant = store.ensure_tenant(DEFAULT_TENANT, clock.now()).await?;
         Ok(Self { hasher: master.secret_hasher(), store, tenant, master, clock })
     }

@@ -814,7 +814,10 @@ pub async fn revocation(store: SharedStore) {
     store.revoke_token(w.tenant, bystander.refresh.hash, NOW + 6).await.unwrap();
     assert!(!view(&store, w.tenant, bystander.refresh.hash).await.is_active(NOW + 6));
     let refused = pair(&bystander.family, h(40), h(41));
-    assert_eq!(store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused, None).await.unwrap(), RotateOutcome::NotCurrent);
+    assert_eq!(
+        store.rotate_refresh_token(w.tenant, bystander.refresh.hash, NOW + 7, &refused, None).await.unwrap(),
+        RotateOutcome::NotCurrent
+    );
     assert!(store.find_token(w.tenant, h(41)).await.unwrap().is_none());
 }
 

@@ -4,13 +4,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod backend;
+pub mod race;
+
+pub use backend::{Backend, TestDatabase};
+
 use latchkey_core::model::User;
 use latchkey_server::admin::{self, NewClient, NewUser};
 use latchkey_server::runtime::Clock;
 use latchkey_server::{Application, BuildOptions, Runtime, Settings, SystemClock};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use tempfile::TempDir;
 use url::Url;
 
 /// A clock that starts at the real time and moves only when a test says so.
@@ -29,13 +33,14 @@ impl Clock for ManualClock {
     }
 }
 
-/// A running server with its own database directory.
+/// A running server with its own database (a file in its own directory, or a schema of its
+/// own on PostgreSQL: see [`Backend`]).
 pub struct TestApp {
     pub issuer: String,
     pub port: u16,
     pub clock: Arc<ManualClock>,
     pub rt: Runtime,
-    pub dir: Arc<TempDir>,
+    pub db: Arc<TestDatabase>,
 }
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -47,12 +52,8 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the server with `settings` laid over the test defaults (fresh database, port 0).
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let base = Settings {
-        listen: Some("127.0.0.1:0".into()),
-        database: Some(dir.path().join("latchkey.db").display().to_string()),
-        ..Settings::default()
-    };
+    let db = TestDatabase::fresh().await;
+    let base = Settings { listen: Some("127.0.0.1:0".into()), ..db.settings() };
     let config = base.overlay(settings).into_config().unwrap();
     let clock = Arc::new(ManualClock(AtomicI64::new(SystemClock.now())));
     let app = Application::build(config, BuildOptions { clock: clock.clone(), demo: false }).await.unwrap();
@@ -60,7 +61,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let port = app.port();
     let rt = app.runtime();
     tokio::spawn(app.run_until_stopped());
-    TestApp { issuer, port, clock, rt, dir: Arc::new(dir) }
+    TestApp { issuer, port, clock, rt, db: Arc::new(db) }
 }
 
 /// A registered client, with its secret in clear for the test.
@@ -79,7 +80,7 @@ impl TestApp {
         let tenant = admin::create_tenant(&self.rt, name, issuer, Default::default()).await.unwrap();
         self.clock.advance(16);
         let rt = self.rt.clone().for_tenant(Some(&tenant.name)).await.unwrap();
-        TestApp { issuer: issuer.trim_end_matches('/').to_owned(), port: self.port, clock: self.clock.clone(), rt, dir: self.dir.clone() }
+        TestApp { issuer: issuer.trim_end_matches('/').to_owned(), port: self.port, clock: self.clock.clone(), rt, db: self.db.clone() }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -11,18 +11,12 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn latchkey(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let db = app.dir.path().join("latchkey.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .arg("--database")
-        .arg(&db)
-        .args(args)
-        .env_remove("LATCHKEY_DATABASE_URL")
-        .env_remove("LATCHKEY_MASTER_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("--database").arg(&app.db.url).args(args).env_remove("LATCHKEY_DATABASE_URL").env_remove("LATCHKEY_MASTER_KEY");
+    if let Some(key) = &app.db.master_key {
+        cmd.env("LATCHKEY_MASTER_KEY", key);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -33,6 +27,8 @@ fn json(out: &Output) -> Value {
     assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
     serde_json::from_str(&text).unwrap()
 }
+
+mod nodes;
 
 #[tokio::test]
 async fn users_are_managed_on_the_database_of_a_running_server() {

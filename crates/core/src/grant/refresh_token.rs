@@ -1,8 +1,11 @@
 //! The refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3, RFC 9700 §4.14).
 
+use crate::jose;
 use crate::model::{Client, TokenKind, TokenView};
 use crate::scope::ScopeSet;
 use crate::{OAuthError, UnixTime};
+use rand::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
 
 /// What a refresh presentation is, once its record has been found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,53 @@ pub fn check_refresh(view: &TokenView, client: &Client, requested: Option<ScopeS
         Some(_) => return Err(OAuthError::invalid_scope("scope_widened: a refresh may narrow the scope, never widen it")),
     };
     Ok(RefreshCheck::Rotate { access_scope })
+}
+
+/// What makes two refresh requests "the same request" for the replay window: the presented
+/// token, the authenticated client and the `scope` parameter exactly as sent.
+#[derive(Clone, Copy)]
+pub struct ReplayBinding<'a> {
+    pub refresh_token: &'a str,
+    pub client_id: &'a str,
+    pub scope: Option<&'a str>,
+}
+
+impl ReplayBinding<'_> {
+    /// The sealing key comes from the refresh token alone (SHA-256 under a purpose label), so
+    /// only its presenter can derive it: neither the database (which holds an HMAC of the
+    /// token under another key) nor the server's master key opens a stored answer.
+    fn key(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"latchkey refresh replay key v1\0");
+        h.update(self.refresh_token.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The rest of the request, bound as associated data: a different client or scope opens
+    /// nothing.
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = b"latchkey refresh replay v1\0".to_vec();
+        aad.extend_from_slice(self.client_id.as_bytes());
+        aad.push(0);
+        match self.scope {
+            Some(s) => {
+                aad.push(1);
+                aad.extend_from_slice(s.as_bytes());
+            }
+            None => aad.push(0),
+        }
+        aad
+    }
+
+    /// Seals the answer a rotation gave, for an exact duplicate of the request.
+    pub fn seal(&self, answer: &[u8], rng: &mut (impl RngCore + CryptoRng)) -> Result<Vec<u8>, jose::JoseError> {
+        jose::seal(&self.key(), &self.aad(), answer, rng)
+    }
+
+    /// The answer sealed for this very request, or `None` if the request differs.
+    pub fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        jose::open(&self.key(), &self.aad(), sealed).ok()
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +148,24 @@ mod tests {
             token_settings: Default::default(),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn a_replay_opens_only_for_the_same_request() {
+        let b = ReplayBinding { refresh_token: "lk_rt_abc", client_id: "c1", scope: None };
+        let sealed = b.seal(b"answer", &mut rand::thread_rng()).unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"answer"), "the answer must not be stored in clear");
+        assert_eq!(b.open(&sealed).as_deref(), Some(&b"answer"[..]));
+        for other in [
+            ReplayBinding { refresh_token: "lk_rt_abd", ..b },
+            ReplayBinding { client_id: "c2", ..b },
+            ReplayBinding { scope: Some(""), ..b },
+            ReplayBinding { scope: Some("openid"), ..b },
+        ] {
+            assert_eq!(other.open(&sealed), None);
+        }
+        let scoped = ReplayBinding { scope: Some("openid"), ..b };
+        assert!(scoped.open(&scoped.seal(b"x", &mut rand::thread_rng()).unwrap()).is_some());
     }
 
     fn s(x: &str) -> Option<ScopeSet> {

@@ -11,16 +11,17 @@ use axum::Extension;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
 use latchkey_core::client_auth::ClientCredentials;
 use latchkey_core::grant::authorization_code::check_redemption;
-use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck};
+use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
 use latchkey_core::grant::AccessTokenFormat;
 use latchkey_core::jose::KeyPair;
 use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretHash;
 use latchkey_core::secret::{Secret, SecretKind};
 use latchkey_core::{ErrorCode, OAuthError};
 use latchkey_proto::TokenResponse;
-use latchkey_store::{RedeemOutcome, RotateOutcome};
+use latchkey_store::{RedeemOutcome, RotateOutcome, SealedReplay};
 use uuid::Uuid;
 
 pub(crate) async fn token_post(
@@ -127,33 +128,58 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
     let presented =
         params.get("refresh_token")?.ok_or_else(|| OAuthError::invalid_request("refresh_token_missing: refresh_token is required"))?;
     let requested = ScopeSet::from_params(params)?;
+    let binding = ReplayBinding { refresh_token: presented, client_id: &client.client_id, scope: params.get("scope")? };
     let hash = state.hasher().hash(presented);
     let Some(view) = state.store().find_token(state.tenant_id(), hash).await? else {
         return Err(OAuthError::invalid_grant("refresh_token_invalid: the refresh token is unknown").into());
     };
-    let reused = || OAuthError::invalid_grant("refresh_token_reused: the refresh token was already used; the session is revoked");
     let access_scope = match check_refresh(&view, client, requested, now)? {
         RefreshCheck::Rotate { access_scope } => access_scope,
-        RefreshCheck::Reused => {
-            // RFC 9700 §4.14.2: a rotated token presented again revokes its whole family.
-            state.store().revoke_family(state.tenant_id(), view.family.id, now).await?;
-            tracing::warn!(client = %client.client_id, family = %view.family.id, "refresh token reused; family revoked");
-            return Err(reused().into());
-        }
+        RefreshCheck::Reused => return replay_or_revoke(state, &binding, hash, view.family.id, now).await,
     };
     let ring = state.keys.current(&state.rt).await;
     let minted = mint_rotation(state, &ring, client, &view.family, &view.token.scope, &access_scope, now)?;
     // SECURITY.md RT-08: the answer is complete before the rotation commits.
     let answer = respond(state, client, &view.family, &access_scope, None, &minted, now).await?;
-    match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records, None).await? {
+    let window = state.config.refresh_token_replay_window;
+    let replay = if window > 0 {
+        let json = serde_json::to_vec(&answer).map_err(|e| AppError::Internal(e.to_string()))?;
+        let sealed = binding.seal(&json, &mut rand::thread_rng()).map_err(|e| AppError::Internal(e.to_string()))?;
+        Some(SealedReplay { sealed, until: now + window })
+    } else {
+        None
+    };
+    match state.store().rotate_refresh_token(state.tenant_id(), hash, now, &minted.records, replay.as_ref()).await? {
         RotateOutcome::Rotated => Ok(answer),
-        RotateOutcome::NotCurrent => {
-            // Another request rotated it first (or the family was revoked meanwhile): strict
-            // single use (SECURITY.md RT-07 a).
-            state.store().revoke_family(state.tenant_id(), view.family.id, now).await?;
-            Err(reused().into())
+        // Another request rotated it first, on this node or another (or the family was
+        // revoked meanwhile).
+        RotateOutcome::NotCurrent => replay_or_revoke(state, &binding, hash, view.family.id, now).await,
+    }
+}
+
+/// A refresh token presented after its rotation. An exact duplicate of the rotating request,
+/// within the replay window and while the new refresh token is unused, gets the very same
+/// answer: the client whose answer was lost keeps its session, and N concurrent presentations
+/// make one new pair (SECURITY.md RT-07 b; with a window of 0, RT-07 a: strict single use).
+/// Anything else is reuse (RFC 9700 §4.14.2): the family is revoked, grace answers included.
+async fn replay_or_revoke(
+    state: &AppState,
+    binding: &ReplayBinding<'_>,
+    hash: SecretHash,
+    family: Uuid,
+    now: i64,
+) -> AppResult<TokenResponse> {
+    if state.config.refresh_token_replay_window > 0 {
+        if let Some(sealed) = state.store().find_replay(state.tenant_id(), hash, now).await? {
+            if let Some(answer) = binding.open(&sealed).and_then(|json| serde_json::from_slice::<TokenResponse>(&json).ok()) {
+                tracing::info!(client = %binding.client_id, %family, "duplicate refresh answered from the replay window");
+                return Ok(answer);
+            }
         }
     }
+    state.store().revoke_family(state.tenant_id(), family, now).await?;
+    tracing::warn!(client = %binding.client_id, %family, "refresh token reused; family revoked");
+    Err(OAuthError::invalid_grant("refresh_token_reused: the refresh token was already used; the session is revoked").into())
 }
 
 /// Scopes that speak of a user, meaningless for a client acting for itself.

@@ -11,6 +11,7 @@ mod jwt;
 mod keys;
 mod oidc;
 mod password;
+mod races;
 mod resource;
 mod revoke;
 mod tenants;

@@ -1,0 +1,297 @@
+//! Mapping between PostgreSQL rows and the domain records.
+
+use crate::fault;
+use latchkey_core::model::{
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningAlg,
+    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
+};
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretHash;
+use latchkey_store::{StoreError, StoreResult};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row};
+
+pub(crate) const TENANT_SELECT: &str = "SELECT id, name, issuer, settings, created_at FROM tenants";
+pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
+pub(crate) const BUSINESS_SELECT: &str = "SELECT tenant_id, id, name, created_at FROM businesses";
+pub(crate) const CLIENT_SELECT: &str =
+    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients";
+pub(crate) const SIGNING_KEY_SELECT: &str =
+    "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period FROM signing_keys";
+pub(crate) const SESSION_SELECT: &str = "SELECT hash, tenant_id, user_id, auth_time, created_at, expires_at FROM sessions";
+pub(crate) const INTERACTION_SELECT: &str =
+    "SELECT id, tenant_id, browser_hash, request, login_user_id, login_at, created_at, expires_at FROM interactions";
+pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
+pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
+pub(crate) const CODE_SELECT: &str =
+    "SELECT hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
+    code_challenge, auth_time, created_at, expires_at, consumed_at, family_id FROM codes";
+pub(crate) const TOKEN_VIEW_SELECT: &str =
+    "SELECT t.hash, t.tenant_id, t.kind, t.family_id, t.client_id, t.user_id, t.business_id, t.scope,
+    t.jti, t.created_at, t.expires_at, t.revoked_at, t.rotated_at,
+    f.grant_id AS f_grant_id, f.scope AS f_scope, f.auth_time AS f_auth_time, f.created_at AS f_created_at,
+    f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at
+    FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id";
+pub(crate) const PERSONAL_TOKEN_SELECT: &str =
+    "SELECT tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at FROM personal_tokens";
+
+/// JSON documents are stored as text, written and read whole.
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> StoreResult<T> {
+    let s: String = get(row, col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(row: &'r PgRow, col: &str) -> StoreResult<T> {
+    row.try_get(col).map_err(fault)
+}
+
+fn tenant_col(row: &PgRow) -> StoreResult<TenantId> {
+    get(row, "tenant_id").map(TenantId)
+}
+
+fn hash_col(row: &PgRow, col: &str) -> StoreResult<SecretHash> {
+    let b: Vec<u8> = get(row, col)?;
+    SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
+}
+
+fn scope_col(row: &PgRow, col: &str) -> StoreResult<ScopeSet> {
+    let s: String = get(row, col)?;
+    ScopeSet::parse(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a scope")))
+}
+
+pub(crate) fn tenant_from_row(r: &PgRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: TenantId(get(r, "id")?),
+        name: get(r, "name")?,
+        issuer: get(r, "issuer")?,
+        settings: from_json(r, "settings")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn user_from_row(r: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: get(r, "id")?,
+        tenant: tenant_col(r)?,
+        email: get(r, "email")?,
+        name: get(r, "name")?,
+        password_hash: get(r, "password_hash")?,
+        default_business_id: get(r, "default_business_id")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn business_from_row(r: &PgRow) -> StoreResult<Business> {
+    Ok(Business { id: get(r, "id")?, tenant: tenant_col(r)?, name: get(r, "name")?, created_at: get(r, "created_at")? })
+}
+
+pub(crate) fn client_from_row(r: &PgRow) -> StoreResult<Client> {
+    let secret: Option<Vec<u8>> = get(r, "secret_hash")?;
+    let grant_types: Vec<GrantType> = from_json(r, "grant_types")?;
+    Ok(Client {
+        tenant: tenant_col(r)?,
+        client_id: get(r, "client_id")?,
+        name: get(r, "name")?,
+        developer: get(r, "developer")?,
+        secret_hash: secret
+            .map(|b| SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("secret_hash is not a 32-byte hash".into())))
+            .transpose()?,
+        redirect_uris: from_json(r, "redirect_uris")?,
+        scopes: scope_col(r, "scopes")?,
+        grant_types,
+        require_pkce: get(r, "require_pkce")?,
+        token_settings: from_json(r, "settings")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn signing_key_from_row(r: &PgRow) -> StoreResult<SigningKeyRecord> {
+    let alg: String = get(r, "alg")?;
+    Ok(SigningKeyRecord {
+        kid: get(r, "kid")?,
+        tenant: tenant_col(r)?,
+        alg: SigningAlg::parse(&alg).ok_or_else(|| StoreError::Corrupt(format!("unknown signing alg {alg}")))?,
+        sealed_private_key: get(r, "sealed")?,
+        public_jwk: get(r, "public_jwk")?,
+        created_at: get(r, "created_at")?,
+        activates_at: get(r, "activates_at")?,
+        retires_at: get(r, "retires_at")?,
+        period: get(r, "period")?,
+    })
+}
+
+pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
+    Ok(Session {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        user_id: get(r, "user_id")?,
+        auth_time: get(r, "auth_time")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+    })
+}
+
+pub(crate) fn interaction_from_row(r: &PgRow) -> StoreResult<Interaction> {
+    let login_user: Option<uuid::Uuid> = get(r, "login_user_id")?;
+    let login_at: Option<i64> = get(r, "login_at")?;
+    Ok(Interaction {
+        id: get(r, "id")?,
+        tenant: tenant_col(r)?,
+        browser_hash: hash_col(r, "browser_hash")?,
+        request: get(r, "request")?,
+        login: login_user.zip(login_at),
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+    })
+}
+
+pub(crate) fn grant_from_row(r: &PgRow) -> StoreResult<Grant> {
+    Ok(Grant {
+        id: get(r, "id")?,
+        tenant: tenant_col(r)?,
+        user_id: get(r, "user_id")?,
+        client_id: get(r, "client_id")?,
+        business_id: get(r, "business_id")?,
+        scope: scope_col(r, "scope")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn code_from_row(r: &PgRow) -> StoreResult<AuthCode> {
+    Ok(AuthCode {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        client_id: get(r, "client_id")?,
+        user_id: get(r, "user_id")?,
+        grant_id: get(r, "grant_id")?,
+        business_id: get(r, "business_id")?,
+        redirect_uri: get(r, "redirect_uri")?,
+        redirect_uri_explicit: get(r, "redirect_uri_explicit")?,
+        scope: scope_col(r, "scope")?,
+        nonce: get(r, "nonce")?,
+        code_challenge: get(r, "code_challenge")?,
+        auth_time: get(r, "auth_time")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        consumed_at: get(r, "consumed_at")?,
+        family_id: get(r, "family_id")?,
+    })
+}
+
+pub(crate) fn token_view_from_row(r: &PgRow) -> StoreResult<TokenView> {
+    let kind: String = get(r, "kind")?;
+    let token = TokenRecord {
+        hash: hash_col(r, "hash")?,
+        tenant: tenant_col(r)?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {kind}")))?,
+        family_id: get(r, "family_id")?,
+        client_id: get(r, "client_id")?,
+        user_id: get(r, "user_id")?,
+        business_id: get(r, "business_id")?,
+        scope: scope_col(r, "scope")?,
+        jti: get(r, "jti")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        rotated_at: get(r, "rotated_at")?,
+    };
+    let family = Family {
+        id: token.family_id,
+        tenant: token.tenant,
+        grant_id: get(r, "f_grant_id")?,
+        client_id: token.client_id.clone(),
+        user_id: token.user_id,
+        business_id: token.business_id,
+        scope: scope_col(r, "f_scope")?,
+        auth_time: get(r, "f_auth_time")?,
+        created_at: get(r, "f_created_at")?,
+        expires_at: get(r, "f_expires_at")?,
+        revoked_at: get(r, "f_revoked_at")?,
+    };
+    Ok(TokenView { token, family })
+}
+
+pub(crate) fn personal_token_from_row(r: &PgRow) -> StoreResult<PersonalToken> {
+    Ok(PersonalToken {
+        id: get(r, "id")?,
+        tenant: tenant_col(r)?,
+        user_id: get(r, "user_id")?,
+        name: get(r, "name")?,
+        hash: hash_col(r, "hash")?,
+        scope: scope_col(r, "scope")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        last_used_at: get(r, "last_used_at")?,
+        revoked_at: get(r, "revoked_at")?,
+    })
+}
+
+pub(crate) fn personal_token_event_from_row(r: &PgRow) -> StoreResult<PersonalTokenEvent> {
+    Ok(PersonalTokenEvent { token_id: get(r, "token_id")?, event: get(r, "event")?, at: get(r, "at")? })
+}
+
+/// The columns of a batch of tokens, one array per column, for a single
+/// `INSERT ... SELECT * FROM UNNEST(...)`: one statement however many tokens a grant issues.
+pub(crate) struct TokenColumns<'a> {
+    pub(crate) hash: Vec<&'a [u8]>,
+    pub(crate) tenant: Vec<uuid::Uuid>,
+    pub(crate) kind: Vec<&'static str>,
+    pub(crate) family: Vec<uuid::Uuid>,
+    pub(crate) client: Vec<&'a str>,
+    pub(crate) user: Vec<Option<uuid::Uuid>>,
+    pub(crate) business: Vec<Option<uuid::Uuid>>,
+    pub(crate) scope: Vec<String>,
+    pub(crate) jti: Vec<uuid::Uuid>,
+    pub(crate) created_at: Vec<i64>,
+    pub(crate) expires_at: Vec<i64>,
+    pub(crate) revoked_at: Vec<Option<i64>>,
+    pub(crate) rotated_at: Vec<Option<i64>>,
+}
+
+/// The arrays of `TokenColumns`, in the order of `TokenColumns::bind`.
+pub(crate) const TOKEN_UNNEST: &str = "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, user_id, business_id, scope, jti, created_at, expires_at, revoked_at, rotated_at)
+    SELECT * FROM UNNEST($1::bytea[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::text[], $9::uuid[], $10::int8[], $11::int8[], $12::int8[], $13::int8[])";
+
+impl<'a> TokenColumns<'a> {
+    pub(crate) fn new(tokens: &'a [TokenRecord]) -> Self {
+        Self {
+            hash: tokens.iter().map(|t| &t.hash.0[..]).collect(),
+            tenant: tokens.iter().map(|t| t.tenant.0).collect(),
+            kind: tokens.iter().map(|t| t.kind.as_str()).collect(),
+            family: tokens.iter().map(|t| t.family_id).collect(),
+            client: tokens.iter().map(|t| t.client_id.as_str()).collect(),
+            user: tokens.iter().map(|t| t.user_id).collect(),
+            business: tokens.iter().map(|t| t.business_id).collect(),
+            scope: tokens.iter().map(|t| t.scope.to_string()).collect(),
+            jti: tokens.iter().map(|t| t.jti).collect(),
+            created_at: tokens.iter().map(|t| t.created_at).collect(),
+            expires_at: tokens.iter().map(|t| t.expires_at).collect(),
+            revoked_at: tokens.iter().map(|t| t.revoked_at).collect(),
+            rotated_at: tokens.iter().map(|t| t.rotated_at).collect(),
+        }
+    }
+
+    /// Binds the thirteen arrays as the parameters `$1` to `$13`.
+    pub(crate) fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.hash)
+            .bind(&self.tenant)
+            .bind(&self.kind)
+            .bind(&self.family)
+            .bind(&self.client)
+            .bind(&self.user)
+            .bind(&self.business)
+            .bind(&self.scope)
+            .bind(&self.jti)
+            .bind(&self.created_at)
+            .bind(&self.expires_at)
+            .bind(&self.revoked_at)
+            .bind(&self.rotated_at)
+    }
+}
