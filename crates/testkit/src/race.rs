@@ -176,13 +176,13 @@ impl Tally {
 
     /// Every trial had exactly `n` winners, and nothing failed or answered 5xx.
     pub fn assert_exactly(&self, n: usize, scenario: &str) {
-        eprintln!("race {scenario}: {self:?}");
         assert_eq!(self.winners.keys().copied().collect::<Vec<_>>(), vec![n], "{scenario}: winners per trial: {self:?}");
         self.assert_clean(scenario);
     }
 
     /// No 5xx, no transport failure, no broken invariant.
     pub fn assert_clean(&self, scenario: &str) {
+        eprintln!("race {scenario}: {self:?}");
         assert_eq!((self.server_errors, self.failed), (0, 0), "{scenario}: 5xx or failed shots: {self:?}");
         assert!(self.violations.is_empty(), "{scenario}: {:?}", self.violations);
     }

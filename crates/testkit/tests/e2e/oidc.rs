@@ -143,11 +143,28 @@ async fn nothing_secret_is_stored_in_clear() {
     app.user("ada@example.com", &["Ada Coffee"]).await;
     let client = app.client("openid email").await;
     let tokens = app.tokens_for(&client, "ada@example.com", "openid email").await;
+    // A refresh, so that a sealed replay answer is stored too.
+    let refreshed: serde_json::Value = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client.client_id, client.secret.as_deref())
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let haystack = app.db.dump();
     let text = String::from_utf8_lossy(&haystack);
-    for secret in
-        [tokens["access_token"].as_str().unwrap(), tokens["refresh_token"].as_str().unwrap(), client.secret.as_deref().unwrap(), PASSWORD]
-    {
+    for secret in [
+        tokens["access_token"].as_str().unwrap(),
+        tokens["refresh_token"].as_str().unwrap(),
+        refreshed["access_token"].as_str().unwrap(),
+        refreshed["refresh_token"].as_str().unwrap(),
+        client.secret.as_deref().unwrap(),
+        PASSWORD,
+    ] {
         let body = secret.trim_start_matches("lk_at_").trim_start_matches("lk_rt_").trim_start_matches("lk_cs_");
         assert!(!text.contains(body), "found a secret in the database files");
     }

@@ -270,6 +270,96 @@ async fn refresh_rotation_scope_and_reuse_rules() {
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
 }
 
+/// Issue 5 and SECURITY.md RT-07 b: an exact duplicate of a refresh within the replay window
+/// gets the very same answer; a duplicate that differs, or comes after the window, is reuse.
+#[tokio::test]
+async fn duplicate_refreshes_within_the_window_get_the_same_answer() {
+    let (app, c) = setup().await;
+    let secret = c.secret.clone().unwrap();
+    let refresh = |token: String, scope: Option<&'static str>| {
+        let mut f = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token),
+            ("client_id", c.client_id.clone()),
+            ("client_secret", secret.clone()),
+        ];
+        if let Some(s) = scope {
+            f.push(("scope", s.into()));
+        }
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, &pairs).await
+        }
+    };
+    let fresh = || async { app.tokens_for(&c, "ada@example.com", "openid email").await["refresh_token"].as_str().unwrap().to_owned() };
+
+    // The same request again, 4 seconds later: the very same answer, and it still works.
+    let rt = fresh().await;
+    let (s, first) = refresh(rt.clone(), None).await;
+    assert_eq!(s, 200);
+    app.clock.advance(4);
+    let (s, again) = refresh(rt.clone(), None).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again, first, "a duplicate gets the identical answer, not a second pair");
+    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    assert_eq!(s, 200, "the answer's refresh token works");
+    // Once the new token has been used, the old answer is stale: presenting it is reuse.
+    let (s, b) = refresh(rt, None).await;
+    assert_eq!((s, b["error_description"].as_str().unwrap_or_default().split(':').next()), (400, Some("refresh_token_reused")));
+
+    // A duplicate that asks for another scope is not the same request: reuse, family revoked.
+    let rt = fresh().await;
+    let (s, first) = refresh(rt.clone(), None).await;
+    assert_eq!(s, 200);
+    let (s, b) = refresh(rt, Some("email")).await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
+    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    assert_eq!(s, 400, "reuse revoked the family");
+
+    // After the window, a duplicate is reuse.
+    let rt = fresh().await;
+    let (s, first) = refresh(rt.clone(), None).await;
+    assert_eq!(s, 200);
+    app.clock.advance(5);
+    let (s, b) = refresh(rt, None).await;
+    assert_eq!((s, b["error_description"].as_str().unwrap_or_default().split(':').next()), (400, Some("refresh_token_reused")));
+    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    assert_eq!(s, 400, "reuse revoked the family");
+}
+
+/// A replay window of 0 is strict single use (SECURITY.md RT-07 a): a duplicate is reuse.
+#[tokio::test]
+async fn a_zero_replay_window_makes_every_duplicate_reuse() {
+    let app =
+        latchkey_testkit::spawn_app_with(latchkey_server::Settings { refresh_token_replay_window: Some(0), ..Default::default() }).await;
+    app.user("ada@example.com", &["Ada Coffee"]).await;
+    let c = app.client("openid email").await;
+    let t = app.tokens_for(&c, "ada@example.com", "openid email").await;
+    let form = |rt: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt.to_owned()),
+            ("client_id", c.client_id.clone()),
+            ("client_secret", c.secret.clone().unwrap()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(app, &pairs).await
+        }
+    };
+    let rt = t["refresh_token"].as_str().unwrap();
+    let (s, first) = send(form(rt)).await;
+    assert_eq!(s, 200);
+    let (s, _) = send(form(rt)).await;
+    assert_eq!(s, 400, "no replay window: the duplicate is reuse");
+    let (s, _) = send(form(first["refresh_token"].as_str().unwrap())).await;
+    assert_eq!(s, 400, "and the family is revoked");
+}
+
 #[tokio::test]
 async fn refresh_tokens_expire_and_grants_are_restricted_per_client() {
     let app = spawn_app().await;
