@@ -88,9 +88,37 @@ async fn two_nodes() -> (TestDatabase, Node, Node, TestClient) {
     };
     let (pa, pb) = (free_port(), free_port());
     let issuer = format!("http://127.0.0.1:{pa}");
-    let a = start_node(&db, &issuer, pa).await;
-    let b = start_node(&db, &issuer, pb).await;
+    // Both at once on a database without signing keys: they must agree on one.
+    let (a, b) = tokio::join!(start_node(&db, &issuer, pa), start_node(&db, &issuer, pb));
+    let jwks = |n: &Node| {
+        let url = format!("http://{}/.well-known/jwks.json", n.addr);
+        async move { reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let (ja, jb) = (jwks(&a).await, jwks(&b).await);
+    assert_eq!(ja["keys"].as_array().map(Vec::len), Some(1), "nodes starting together make one key: {ja}");
+    assert_eq!(ja, jb, "both nodes publish the same keys");
     (db, a, b, client)
+}
+
+/// A node with another master key would hash every secret differently: it refuses to start.
+#[tokio::test]
+async fn a_node_with_another_master_key_refuses_to_start() {
+    let db = TestDatabase::fresh().await;
+    let run = |key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["--database", &db.url, "migrate"])
+            .env_remove("LATCHKEY_DATABASE_URL")
+            .env("LATCHKEY_MASTER_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let first = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    assert!(run(first).status.success());
+    assert!(run(first).status.success(), "the same key again is fine");
+    let other = run("HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=");
+    assert!(!other.status.success());
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("master key"), "{stderr}");
 }
 
 async fn arena(a: &Node, b: &Node, client: TestClient) -> Arena {
