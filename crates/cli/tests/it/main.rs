@@ -350,8 +350,15 @@ async fn tenants_and_the_tenant_flag() {
     );
     assert!(!latchkey(&app, &["--tenant", "nope", "client", "list"], "").status.success());
 
-    let updated = json(&latchkey(&app, &["--json", "tenant", "update", "sandbox", "--require-state", "true"], ""));
+    let updated = json(&latchkey(
+        &app,
+        &["--json", "tenant", "update", "sandbox", "--require-state", "true", "--refresh-token-replay-window", "0"],
+        "",
+    ));
     assert_eq!(updated["settings"]["require_state"], true);
+    assert_eq!(updated["settings"]["refresh_token_replay_window"], 0);
+    let refused = latchkey(&app, &["tenant", "update", "sandbox", "--refresh-token-replay-window", "3600"], "");
+    assert!(!refused.status.success(), "a replay window over 300 seconds is refused");
     assert_eq!(json(&latchkey(&app, &["--json", "tenant", "list"], ""))["tenants"].as_array().unwrap().len(), 2);
     // The running server picks the tenant and its switch up.
     app.clock.advance(16);
