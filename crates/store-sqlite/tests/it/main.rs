@@ -72,6 +72,29 @@ async fn reopen_is_idempotent_and_keeps_data() {
     }
 }
 
+/// A database made by the first release (schema version 1) is upgraded in place and keeps its
+/// data, and what version 2 added works on it.
+#[tokio::test]
+async fn a_version_1_database_is_upgraded() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let url = format!("sqlite:{}?mode=rwc", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/0001_init.sql")).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql("PRAGMA user_version = 1; INSERT INTO tenants (id, name, created_at) VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'default', 1)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+    assert_eq!(store.pragma("user_version").await.unwrap(), "2");
+    let tenant = store.find_tenant_by_name("default").await.unwrap().expect("the old tenant is kept");
+    assert_eq!(tenant.id.0.to_string(), "6f1c1d8e-0000-4000-8000-000000000001");
+    assert_eq!(store.ensure_setting("master_key_check", "k").await.unwrap(), "k");
+}
+
 #[tokio::test]
 async fn open_url_accepts_sqlite_urls() {
     let dir = tempfile::tempdir().unwrap();
