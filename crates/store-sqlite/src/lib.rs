@@ -993,10 +993,14 @@ impl Store for SqliteStore {
             // Families first: their tokens go with them (ON DELETE CASCADE).
             // A family is over at its absolute expiry, or when no token of it is left unexpired
             // (its refresh token idled out): nothing can revive it.
+            // `INDEXED BY tokens_family`: left to itself the planner may probe `tokens_expiry`
+            // instead, which makes the pass quadratic (tens of thousands of client_credentials
+            // families held the single writer for minutes); with the hint SQLite must use the
+            // family index or fail the statement, never silently scan.
             families: run(
                 batch(
                     "families",
-                    "expires_at <= ?2 OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.tenant_id = families.tenant_id AND t.family_id = families.id AND t.expires_at > ?2)",
+                    "expires_at <= ?2 OR NOT EXISTS (SELECT 1 FROM tokens t INDEXED BY tokens_family WHERE t.tenant_id = families.tenant_id AND t.family_id = families.id AND t.expires_at > ?2)",
                 ),
                 now,
             )
