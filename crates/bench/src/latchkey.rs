@@ -1,0 +1,455 @@
+//! Latchkey as a benchmark target: the release `latchkey` binary on a fresh SQLite file or
+//! PostgreSQL schema, seeded through its own CLI, pinned to a core of its own.
+
+use crate::http::{expect_status, html_field, Browser, Conn, Endpoint};
+use crate::pg;
+use crate::target::{ClientCreds, CodeClient, Paths, RoundTripCounter, Seed, Started, Stopped, Target};
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+/// Where Latchkey keeps its data in a run.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite,
+    /// The URL of a PostgreSQL database; the run works in a fresh schema of it.
+    Postgres(String),
+}
+
+const EMAIL: &str = "bench@latchkey.test";
+const PASSWORD: &str = "bench password 1";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// The password checks of the benchmark must not run into the online guessing limits (10 per
+/// account per 15 minutes by default), so the budgets are raised for the whole run.
+const CONFIG: &str = "# Written by latchkey-bench.\n[guessing]\naccount_budget = 1000000000\nclient_budget = 1000000000\n";
+
+pub(crate) struct LatchkeyTarget {
+    binary: PathBuf,
+    backend: Backend,
+    backend_name: &'static str,
+    /// Holds the SQLite file, the configuration and the log; removed on drop.
+    dir: TempDir,
+    port: u16,
+    /// A `--database` value: the SQLite path or the URL selecting the schema.
+    database: String,
+    schema: Option<String>,
+    master_key: Option<String>,
+    /// `taskset -c CORES` for the server, when pinning works.
+    pin: Option<String>,
+    child: Option<Child>,
+    /// Where to keep a copy of the server log when it stops.
+    log_copy: Option<PathBuf>,
+    proxied: bool,
+    housekeeping: bool,
+}
+
+impl LatchkeyTarget {
+    /// `housekeeping: false` turns the server's periodic removal of expired rows off.
+    pub(crate) async fn new(
+        binary: &Path,
+        backend: Backend,
+        pin: Option<String>,
+        log_copy: Option<PathBuf>,
+        housekeeping: bool,
+    ) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("latchkey-bench-").tempdir()?;
+        std::fs::write(dir.path().join("bench.toml"), CONFIG)?;
+        let port = free_port()?;
+        let (backend_name, database, schema, master_key) = match &backend {
+            Backend::Sqlite => ("sqlite", dir.path().join("latchkey.db").display().to_string(), None, None),
+            Backend::Postgres(url) => {
+                let name = format!("lk_bench_{}", uuid::Uuid::new_v4().simple());
+                let schema_url = latchkey_store_postgres::testing::create_schema(url, &name)
+                    .await
+                    .with_context(|| format!("cannot create a schema on {}", redact(url)))?;
+                let key = {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+                };
+                ("postgres", schema_url, Some(name), Some(key))
+            }
+        };
+        Ok(Self {
+            binary: binary.to_owned(),
+            backend,
+            backend_name,
+            dir,
+            port,
+            database,
+            schema,
+            master_key,
+            pin,
+            child: None,
+            log_copy,
+            proxied: false,
+            housekeeping,
+        })
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The `latchkey` binary with the run's configuration, database and environment.
+    fn latchkey(&self, database: &str) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--config").arg(self.dir.path().join("bench.toml")).arg("--database").arg(database);
+        c.env("LATCHKEY_ID_TOKEN_SIGNING_ALG", "ES256").env("NO_COLOR", "1");
+        if let Some(key) = &self.master_key {
+            c.env("LATCHKEY_MASTER_KEY", key);
+        }
+        if !self.housekeeping {
+            c.env("LATCHKEY_HOUSEKEEPING_INTERVAL", "0");
+        }
+        c.kill_on_drop(true);
+        c
+    }
+
+    /// Runs one CLI command with `--json` and returns its answer.
+    async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<serde_json::Value> {
+        let mut cmd = self.latchkey(&self.database);
+        cmd.arg("--json").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("cannot run latchkey")?;
+        if let Some(mut pipe) = child.stdin.take() {
+            if let Some(text) = stdin {
+                pipe.write_all(text.as_bytes()).await?;
+            }
+        }
+        let out = child.wait_with_output().await?;
+        if !out.status.success() {
+            bail!("latchkey {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| format!("latchkey {}: not JSON", args.join(" ")))
+    }
+
+    async fn client(&self, name: &str, extra: &[&str]) -> Result<ClientCreds> {
+        let mut args = vec!["client", "create", "--name", name, "--developer", "latchkey-bench", "--redirect-uri", REDIRECT_URI];
+        args.extend_from_slice(extra);
+        let v = self.cli(&args, None).await?;
+        let id = v["client_id"].as_str().context("no client_id")?;
+        let secret = v["client_secret"].as_str().context("no client_secret")?;
+        Ok(ClientCreds::new(id, secret))
+    }
+
+    /// Spawns the server on `database` with `env`, and waits for its first 200 on `/healthz`.
+    async fn spawn(&mut self, database: &str, env: &[(&str, &str)]) -> Result<Started> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let issuer = self.issuer();
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut cmd = match &self.pin {
+            Some(cores) => {
+                let inner = self.latchkey(database);
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cores).arg(inner.as_std().get_program()).args(inner.as_std().get_args());
+                for (k, v) in inner.as_std().get_envs() {
+                    if let Some(v) = v {
+                        c.env(k, v);
+                    }
+                }
+                c.kill_on_drop(true);
+                c
+            }
+            None => self.latchkey(database),
+        };
+        cmd.args(["serve", "--listen", &listen, "--issuer", &issuer]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let endpoint = Endpoint::new(self.addr(), &issuer);
+        let spawned = Instant::now();
+        let mut child = cmd.spawn().context("cannot start latchkey serve")?;
+        loop {
+            if let Ok(mut conn) = Conn::open(&endpoint).await {
+                if let Ok(a) = conn.send(&endpoint.request("GET", "/healthz", &[], b"")).await {
+                    if a.status == 200 {
+                        break;
+                    }
+                }
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("latchkey serve exited with {status}: {}", tail(&self.log_path()));
+            }
+            if spawned.elapsed() > Duration::from_secs(60) {
+                bail!("latchkey serve did not answer within 60 s: {}", tail(&self.log_path()));
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        let first_answer_ms = spawned.elapsed().as_secs_f64() * 1000.0;
+        self.child = Some(child);
+        Ok(Started { first_answer_ms })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Sends SIGTERM and waits for a graceful stop (SIGKILL after 15 s).
+    async fn terminate(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        if let Some(pid) = child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        }
+        match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+            Ok(status) => {
+                status?;
+            }
+            Err(_) => {
+                eprintln!("latchkey serve did not stop within 15 s of SIGTERM; killing it");
+                child.kill().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Target for LatchkeyTarget {
+    fn name(&self) -> &str {
+        "latchkey"
+    }
+
+    fn backend(&self) -> &str {
+        self.backend_name
+    }
+
+    async fn start(&mut self) -> Result<Started> {
+        let database = self.database.clone();
+        self.spawn(&database, &[]).await
+    }
+
+    async fn seed(&mut self) -> Result<Seed> {
+        self.cli(
+            &["user", "create", "--email", EMAIL, "--name", "Bench User", "--password-stdin", "--business", "Bench Shop"],
+            Some(PASSWORD),
+        )
+        .await?;
+        let cc = ["--grant-type", "client_credentials", "--scope", "orders:read"];
+        let cc_opaque = self.client("bench cc opaque", &cc).await?;
+        let cc_jwt = self.client("bench cc jwt", &[&cc[..], &["--access-token-format", "jwt"]].concat()).await?;
+        let user_scopes = ["--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "offline_access"];
+        let code = self
+            .client("bench code", &[&user_scopes[..], &["--grant-type", "authorization_code", "--grant-type", "refresh_token"]].concat())
+            .await?;
+        let password = self
+            .client("bench password", &[&user_scopes[..], &["--grant-type", "password", "--grant-type", "refresh_token"]].concat())
+            .await?;
+        Ok(Seed {
+            endpoint: Endpoint::new(self.addr(), &self.issuer()),
+            paths: Paths {
+                authorize: "/oauth/authorize".into(),
+                token: "/oauth/token".into(),
+                introspect: "/oauth/introspect".into(),
+                jwks: "/.well-known/jwks.json".into(),
+                discovery: "/.well-known/openid-configuration".into(),
+            },
+            email: EMAIL.into(),
+            password: PASSWORD.into(),
+            introspector: Some(cc_opaque.clone()),
+            cc_opaque: Some(cc_opaque),
+            cc_jwt: Some(cc_jwt),
+            code: Some(CodeClient { creds: code, redirect_uri: REDIRECT_URI.into(), scope: "openid offline_access".into() }),
+            password_client: Some(CodeClient { creds: password, redirect_uri: REDIRECT_URI.into(), scope: "openid offline_access".into() }),
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    async fn storage_bytes(&self) -> Result<Option<u64>> {
+        match (&self.backend, &self.schema) {
+            (Backend::Postgres(url), Some(schema)) => Ok(Some(pg::schema_bytes(url, schema).await?)),
+            _ => Ok(Some(sqlite_bytes_in_use(&self.database).await?)),
+        }
+    }
+
+    async fn sign_in(&self, browser: &mut Browser, authorize_path: &str, seed: &Seed) -> Result<String> {
+        let redirect_uri = seed.code.as_ref().map(|c| c.redirect_uri.as_str()).unwrap_or(REDIRECT_URI);
+        let mut a = browser.get(authorize_path).await?;
+        for _ in 0..8 {
+            if a.is_redirection() {
+                let loc = a.location().context("a redirect without Location")?.to_owned();
+                if loc.starts_with(redirect_uri) {
+                    return Ok(loc);
+                }
+                a = browser.get(&loc).await?;
+                continue;
+            }
+            expect_status(&a, &[200], "sign-in page")?;
+            let html = a.text();
+            let interaction = html_field(&html, "interaction").context("no interaction field on the page")?;
+            let csrf = html_field(&html, "csrf").context("no csrf field on the page")?;
+            a = if html.contains("/login\"") {
+                let path = seed.endpoint.path("/login")?;
+                browser
+                    .post_form(
+                        &path,
+                        &[("interaction", &interaction), ("csrf", &csrf), ("email", &seed.email), ("password", &seed.password)],
+                    )
+                    .await?
+            } else if html.contains("/consent\"") {
+                let path = seed.endpoint.path("/consent")?;
+                let mut form = vec![("interaction", interaction.as_str()), ("csrf", csrf.as_str()), ("decision", "allow")];
+                let business = html_field(&html, "business_id");
+                if let Some(b) = &business {
+                    form.push(("business_id", b));
+                }
+                browser.post_form(&path, &form).await?
+            } else {
+                bail!("an unexpected page during sign-in: {:.300}", html);
+            };
+        }
+        bail!("sign-in did not end in a redirect to the client")
+    }
+
+    async fn restart_counting_round_trips(&mut self) -> Result<Option<RoundTripCounter>> {
+        if self.schema.is_none() {
+            return Ok(None);
+        }
+        let mut url = url::Url::parse(&self.database).context("the database URL")?;
+        let host = url.host_str().context("no host in the database URL")?.to_owned();
+        let port = url.port().unwrap_or(5432);
+        let upstream = tokio::net::lookup_host((host.as_str(), port)).await?.next().context("cannot resolve the database host")?;
+        let counter = RoundTripCounter::default();
+        let proxy = pg::start_counting_proxy(upstream, counter.clone()).await?;
+        url.set_host(Some("127.0.0.1"))?;
+        url.set_port(Some(proxy.port())).map_err(|()| anyhow::anyhow!("cannot set the port of the database URL"))?;
+        // The proxy must see the protocol in clear.
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        self.terminate().await?;
+        // No housekeeping pass may land among the counted requests.
+        self.spawn(url.as_str(), &[("LATCHKEY_HOUSEKEEPING_INTERVAL", "0")]).await?;
+        self.proxied = true;
+        Ok(Some(counter))
+    }
+
+    fn database_cpu_ticks(&self) -> Option<u64> {
+        matches!(self.backend, Backend::Postgres(_)).then(|| crate::procfs::cpu_ticks_of_all("postgres"))
+    }
+
+    async fn stop(&mut self) -> Result<Stopped> {
+        self.terminate().await?;
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let log_problems = log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
+            .map(|l| strip_ansi(l).chars().take(400).collect())
+            .collect();
+        let mut log_copy = None;
+        if let Some(dest) = &self.log_copy {
+            if std::fs::copy(self.log_path(), dest).is_ok() {
+                log_copy = Some(dest.display().to_string());
+            }
+        }
+        if let (Backend::Postgres(url), Some(schema)) = (&self.backend, self.schema.take()) {
+            latchkey_store_postgres::testing::drop_schema(url, &schema).await.context("cannot drop the benchmark schema")?;
+        }
+        Ok(Stopped { log_problems, log_copy })
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![
+            "server: release `latchkey serve`, LATCHKEY_ID_TOKEN_SIGNING_ALG=ES256, default durability (full), guessing budgets raised to 1e9 (config [guessing]) so that password checks are never refused".to_owned(),
+        ];
+        match &self.backend {
+            Backend::Sqlite => notes.push(
+                "database: a fresh SQLite file; DB size = pages in use ((page_count - freelist_count) * page_size, WAL included) through a read-only connection, since the WAL file is reused rather than shrunk".into(),
+            ),
+            Backend::Postgres(url) => notes.push(format!(
+                "database: a fresh schema on {}; DB size = pg_total_relation_size of the schema's tables; server CPU excludes PostgreSQL's own processes (reported apart as postgres CPU, all postgres processes of the machine, unpinned)",
+                redact(url)
+            )),
+        }
+        if !self.housekeeping {
+            notes.push("housekeeping off (LATCHKEY_HOUSEKEEPING_INTERVAL=0, --no-housekeeping)".into());
+        }
+        if self.pin.is_none() {
+            notes.push("the server was not pinned to a core".into());
+        }
+        if self.proxied {
+            notes.push("round trips: counted by a TCP proxy between the server and PostgreSQL (one per Sync or simple Query message), on a restarted server with housekeeping off, sequential requests on one connection".into());
+        }
+        notes
+    }
+}
+
+/// Bytes of the pages a SQLite database uses, `(page_count - freelist_count) * page_size`, as
+/// a read-only connection sees them (with what is still in the WAL). The sizes of the files say
+/// less: the WAL file is reused, not shrunk, so short runs would count its growth as data.
+async fn sqlite_bytes_in_use(path: &str) -> Result<u64> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = SqliteConnectOptions::new().filename(path).read_only(true).connect().await.context("cannot open the SQLite file")?;
+    let mut pragma = async |name: &str| -> Result<i64> { Ok(sqlx::query_scalar(&format!("PRAGMA {name}")).fetch_one(&mut conn).await?) };
+    let pages = pragma("page_count").await? - pragma("freelist_count").await?;
+    let size = pragma("page_size").await?;
+    conn.close().await?;
+    Ok(u64::try_from(pages * size).unwrap_or(0))
+}
+
+/// A port free now on 127.0.0.1 (the server binds it a moment later).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `line` without ANSI escape sequences (colored log output).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters, then one final byte in @..~.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The last lines of a log, for an error message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// A database URL without its password.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_lose_their_colors() {
+        let line = "\u{1b}[2m2026-11-23T13:42:05Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m \u{1b}[2msqlx::query\u{1b}[0m: slow statement";
+        assert_eq!(strip_ansi(line), "2026-11-23T13:42:05Z  WARN sqlx::query: slow statement");
+        assert_eq!(strip_ansi("plain"), "plain");
+    }
+}

@@ -1,0 +1,440 @@
+//! `latchkey-bench`: builds the release server, starts it on a fresh database per backend,
+//! seeds it through the CLI, drives each scenario with a Rust load driver pinned to its own
+//! core, and writes `latest.json` and `latest.md`. A benchmark, not a test: it asserts nothing
+//! about timings.
+
+mod http;
+mod latchkey;
+mod pg;
+mod procfs;
+mod report;
+mod scenario;
+mod stats;
+mod target;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use latchkey::{Backend, LatchkeyTarget};
+use report::{Argon2Bare, Machine, Report, RoundTrips, ScenarioReport, TargetReport};
+use scenario::{Fixtures, Load, Scenario};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use target::{Seed, Target};
+
+/// Set in the re-executed, pinned process: `1` when pinned, `0` when pinning was not possible.
+const PINNED_ENV: &str = "LATCHKEY_BENCH_PINNED";
+/// The core of the load driver and the core of the server.
+const DRIVER_CORE: &str = "1";
+const SERVER_CORE: &str = "0";
+/// The fraction of the saturation rate at which latency is measured again.
+const PACED_FRACTION: f64 = 0.7;
+
+#[derive(Parser)]
+#[command(name = "latchkey-bench", about = "Benchmarks Latchkey on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every scenario (or those of --only) on SQLite, and on PostgreSQL with --postgres.
+    All(AllArgs),
+}
+
+#[derive(Args, Clone)]
+struct AllArgs {
+    /// Seconds each scenario is timed, after the warm-up.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of warm-up before each timed window.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Connections of the password_login scenario (each check holds 19 MiB for Argon2id).
+    #[arg(long, default_value_t = 2)]
+    password_connections: usize,
+    /// Where latest.json and latest.md go (default: bench/results in the workspace).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run only these scenarios (comma-separated): jwks, discovery, cc_opaque, cc_jwt,
+    /// introspect, refresh, code_flow, password_login.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also run on PostgreSQL: a database URL; the run creates and drops a schema of its own.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Skip the SQLite run (with --postgres).
+    #[arg(long)]
+    no_sqlite: bool,
+    /// Run the server with housekeeping off (LATCHKEY_HOUSEKEEPING_INTERVAL=0): no periodic
+    /// removal of expired rows during the run.
+    #[arg(long)]
+    no_housekeeping: bool,
+    /// Do not run `cargo build --release -p latchkey-cli` first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        Some(d) => root.join(d),
+        None => root.join("target"),
+    }
+}
+
+fn build_server(root: &Path) -> Result<()> {
+    eprintln!("building the server: cargo build --release -p latchkey-cli");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "latchkey-cli"])
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p latchkey-cli failed");
+    }
+    Ok(())
+}
+
+fn processors() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo").map(|s| s.lines().filter(|l| l.starts_with("processor")).count()).unwrap_or(0).max(1)
+}
+
+/// Runs the rest of the program on the driver's core: re-executes itself under `taskset`.
+/// Returns whether the server should be pinned too; warns and goes on unpinned when that is
+/// not possible (one core, or no taskset).
+fn pin_self() -> Result<bool> {
+    if let Ok(v) = std::env::var(PINNED_ENV) {
+        return Ok(v == "1");
+    }
+    let usable = processors() >= 2
+        && std::process::Command::new("taskset")
+            .args(["-c", DRIVER_CORE, "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("warning: cannot pin (needs 2 cores and taskset); the server and the load driver share the CPUs");
+        return Ok(false);
+    }
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let err = std::process::Command::new("taskset")
+        .args(["-c", DRIVER_CORE])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(PINNED_ENV, "1")
+        .exec();
+    Err(err).context("cannot re-execute under taskset")
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Command::All(args) = cli.command;
+    let root = workspace_root();
+    let binary = target_dir(&root).join("release").join("latchkey");
+    // Build before pinning, so that cargo has every core.
+    if std::env::var_os(PINNED_ENV).is_none() && !args.no_build {
+        build_server(&root)?;
+    }
+    if !binary.exists() {
+        bail!("{} is missing: build it with cargo build --release -p latchkey-cli", binary.display());
+    }
+    let pinned = pin_self()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(bench(args, root, binary, pinned))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine(root: &Path, pinned: bool) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let root_s = root.display().to_string();
+    let commit = command_output("git", &["-C", &root_s, "rev-parse", "--short", "HEAD"]);
+    let dirty = !command_output("git", &["-C", &root_s, "status", "--porcelain", "--untracked-files=no"]).is_empty();
+    Machine {
+        nproc: processors(),
+        cpu_model,
+        memory_total_kb: procfs::parse_status_kb(&meminfo, "MemTotal"),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into()),
+        rustc: command_output("rustc", &["--version"]),
+        git_commit: if dirty { format!("{commit} (with uncommitted changes)") } else { commit },
+        date: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "unknown".into()),
+        loadavg_start: loadavg(),
+        loadavg_end: String::new(),
+        pinning: if pinned {
+            format!("server on core {SERVER_CORE}, load driver on core {DRIVER_CORE} (taskset)")
+        } else {
+            "not pinned".into()
+        },
+    }
+}
+
+async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool) -> Result<()> {
+    let scenarios: Vec<Scenario> = if args.only.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &args.only {
+            chosen.push(Scenario::parse(name.trim()).with_context(|| format!("no scenario {name:?}"))?);
+        }
+        Scenario::ALL.into_iter().filter(|s| chosen.contains(s)).collect()
+    };
+    if args.connections == 0 || args.password_connections == 0 || args.duration == 0 {
+        bail!("--connections, --password-connections and --duration must be at least 1");
+    }
+    let out = args.out.clone().unwrap_or_else(|| root.join("bench").join("results"));
+    let mut machine = machine(&root, pinned);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let argon2_bare = if scenarios.contains(&Scenario::PasswordLogin) {
+        eprintln!("measuring bare Argon2id on this core for {} s", args.duration);
+        Some(bare_argon2(Duration::from_secs(args.duration)).await?)
+    } else {
+        None
+    };
+
+    let mut backends = Vec::new();
+    if !args.no_sqlite {
+        backends.push(Backend::Sqlite);
+    }
+    if let Some(url) = &args.postgres {
+        backends.push(Backend::Postgres(url.clone()));
+    }
+    let mut targets = Vec::new();
+    for backend in backends {
+        let name = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        };
+        let pin = pinned.then(|| SERVER_CORE.to_owned());
+        let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
+        let report = match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
+            Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
+            Err(e) => TargetReport {
+                target: "latchkey".into(),
+                backend: name.into(),
+                start_to_first_answer_ms: None,
+                scenarios: Vec::new(),
+                round_trips: Vec::new(),
+                round_trips_error: None,
+                log_problems: Vec::new(),
+                log_copy: None,
+                error: Some(format!("{e:#}")),
+                notes: Vec::new(),
+            },
+        };
+        targets.push(report);
+    }
+
+    machine.loadavg_end = loadavg();
+    let report = Report {
+        machine,
+        settings: report::Settings {
+            duration_s: args.duration,
+            warmup_s: args.warmup,
+            connections: args.connections,
+            password_connections: args.password_connections,
+            paced_fraction: PACED_FRACTION,
+            scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
+        },
+        argon2_bare,
+        targets,
+    };
+    let md = report::markdown(&report);
+    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(out.join("latest.md"), &md)?;
+    println!("{md}");
+    eprintln!("wrote {} and {}", out.join("latest.json").display(), out.join("latest.md").display());
+    Ok(())
+}
+
+/// Verifies a password against its Argon2id hash in a loop on this (pinned) core, with the
+/// parameters the server uses.
+async fn bare_argon2(duration: Duration) -> Result<Argon2Bare> {
+    tokio::task::spawn_blocking(move || {
+        let password = "bench password 1";
+        let hash = latchkey_core::password::hash(password, &mut rand::thread_rng())?;
+        let params = hash.split('$').nth(3).unwrap_or("?").to_owned();
+        let start = Instant::now();
+        let mut verifies = 0u64;
+        while start.elapsed() < duration {
+            if !latchkey_core::password::verify(password, &hash) {
+                bail!("the password did not verify against its own hash");
+            }
+            verifies += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(Argon2Bare { parameters: format!("argon2id {params}"), verifies, seconds, verifies_per_second: verifies as f64 / seconds })
+    })
+    .await?
+}
+
+/// Starts, seeds and measures one target, and always stops it.
+async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario], argon2: Option<&Argon2Bare>) -> TargetReport {
+    let mut report = TargetReport {
+        target: target.name().to_owned(),
+        backend: target.backend().to_owned(),
+        start_to_first_answer_ms: None,
+        scenarios: Vec::new(),
+        round_trips: Vec::new(),
+        round_trips_error: None,
+        log_problems: Vec::new(),
+        log_copy: None,
+        error: None,
+        notes: Vec::new(),
+    };
+    if let Err(e) = measure(target, args, scenarios, argon2, &mut report).await {
+        eprintln!("{}/{}: {e:#}", report.target, report.backend);
+        report.error = Some(format!("{e:#}"));
+    }
+    report.notes.extend(target.notes());
+    match target.stop().await {
+        Ok(stopped) => {
+            report.log_problems = stopped.log_problems;
+            report.log_copy = stopped.log_copy;
+        }
+        Err(e) => report.error = Some(format!("{}stopping: {e:#}", report.error.take().map(|e| e + "; ").unwrap_or_default())),
+    }
+    report
+}
+
+async fn measure(
+    target: &mut dyn Target,
+    args: &AllArgs,
+    scenarios: &[Scenario],
+    argon2: Option<&Argon2Bare>,
+    report: &mut TargetReport,
+) -> Result<()> {
+    let label = format!("{}/{}", target.name(), target.backend());
+    eprintln!("{label}: starting on a fresh database");
+    let started = target.start().await?;
+    report.start_to_first_answer_ms = Some(started.first_answer_ms);
+    let seed = target.seed().await.context("seeding")?;
+    let mut fixtures: Option<Fixtures> = None;
+    let warmup = Duration::from_secs(args.warmup);
+    let duration = Duration::from_secs(args.duration);
+
+    for &scenario in scenarios {
+        let connections = if scenario == Scenario::PasswordLogin { args.password_connections } else { args.connections };
+        if scenario::needs_fixtures(scenario) && fixtures.is_none() {
+            eprintln!("{label}: signing in {connections} browsers");
+            let fx = scenario::prepare_fixtures(&*target, &seed, args.connections).await.context("signing in")?;
+            if !fx.id_token {
+                report.notes.push("warning: code or refresh answers carried no id_token".into());
+            }
+            fixtures = Some(fx);
+        }
+        let mut sr = ScenarioReport {
+            scenario: scenario.name().into(),
+            unit: if scenario == Scenario::CodeFlow { "flows" } else { "requests" },
+            skipped: None,
+            saturation: None,
+            paced: None,
+            db_bytes_before: None,
+            db_bytes_after: None,
+            tokens_issued: None,
+            db_bytes_per_million_tokens: None,
+            server_vm_hwm_kb: None,
+            ratio_to_bare_argon2: None,
+        };
+        let Some(ops) = scenario::ops(scenario, &seed, fixtures.as_ref(), connections)? else {
+            sr.skipped = Some("the target offers no client for it".into());
+            report.scenarios.push(sr);
+            continue;
+        };
+        eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
+        let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
+        let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None }, &*target).await?;
+        if scenario.issues_tokens() {
+            let after = target.storage_bytes().await?;
+            sr.db_bytes_before = before;
+            sr.db_bytes_after = after;
+            sr.tokens_issued = Some(sat.ok_with_warmup);
+            if let (Some(b), Some(a)) = (before, after) {
+                if sat.ok_with_warmup > 0 {
+                    sr.db_bytes_per_million_tokens = Some(a.saturating_sub(b) as f64 / sat.ok_with_warmup as f64 * 1e6);
+                }
+            }
+        }
+        if scenario == Scenario::PasswordLogin {
+            sr.ratio_to_bare_argon2 = argon2.filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
+        }
+        eprintln!(
+            "{label}: {}: {:.1}/s, p50 {} µs, p99 {} µs, {} errors",
+            scenario.name(),
+            sat.throughput,
+            sat.latency.p50_us,
+            sat.latency.p99_us,
+            sat.errors
+        );
+        if scenario.paced() && sat.throughput > 0.0 {
+            let rate = sat.throughput * PACED_FRACTION;
+            let interval = Duration::from_secs_f64(connections as f64 / rate);
+            let (_, mut paced) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval) }, &*target).await?;
+            paced.target_rate = Some(rate);
+            eprintln!("{label}: {} at {rate:.0}/s: p99 {} µs, {} errors", scenario.name(), paced.latency.p99_us, paced.errors);
+            sr.paced = Some(paced);
+        }
+        sr.saturation = Some(sat);
+        sr.server_vm_hwm_kb = target.pid().and_then(|p| procfs::status_kb(p, "VmHWM").ok());
+        report.scenarios.push(sr);
+    }
+
+    match round_trips(target, &seed, scenarios).await {
+        Ok(rts) => report.round_trips = rts,
+        Err(e) => report.round_trips_error = Some(format!("{e:#}")),
+    }
+    Ok(())
+}
+
+/// Database round trips per operation, for targets that can count them (Latchkey on
+/// PostgreSQL): the server is restarted behind a counting proxy, and each scenario's operation
+/// runs sequentially on one connection.
+async fn round_trips(target: &mut dyn Target, seed: &Seed, scenarios: &[Scenario]) -> Result<Vec<RoundTrips>> {
+    let Some(counter) = target.restart_counting_round_trips().await? else { return Ok(Vec::new()) };
+    eprintln!("{}/{}: counting database round trips", target.name(), target.backend());
+    let fixtures = if scenarios.iter().any(|s| scenario::needs_fixtures(*s)) {
+        Some(scenario::prepare_fixtures(&*target, seed, 1).await.context("signing in for the round-trip count")?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for &s in scenarios {
+        let Some(mut ops) = scenario::ops(s, seed, fixtures.as_ref(), 1)? else { continue };
+        let Some(op) = ops.first_mut() else { continue };
+        let count = if s == Scenario::PasswordLogin { 10 } else { 50 };
+        let per_operation = scenario::round_trips_per_op(&seed.endpoint, op, 5, count, &counter).await.with_context(|| s.name())?;
+        out.push(RoundTrips { scenario: s.name().into(), per_operation, operations: count });
+    }
+    Ok(out)
+}

@@ -1,0 +1,183 @@
+//! PostgreSQL helpers: the size of a schema, and a TCP proxy that counts the round trips a
+//! server makes (each `Sync` of the extended protocol and each simple `Query` is one wait for
+//! the database's answer).
+
+use crate::target::RoundTripCounter;
+use anyhow::{Context, Result};
+use sqlx::{Connection, PgConnection};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Bytes of every table of `schema`, with its indexes and TOAST (`pg_total_relation_size`).
+pub(crate) async fn schema_bytes(server_url: &str, schema: &str) -> Result<u64> {
+    let mut conn = PgConnection::connect(server_url).await.context("cannot connect to PostgreSQL")?;
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'm')",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// Counts round-trip messages in the frontend half of a PostgreSQL connection (protocol 3:
+/// a startup packet without a type byte, then messages of a type byte and a length that
+/// counts itself).
+#[derive(Debug, Default)]
+pub(crate) struct FrontendCounter {
+    buf: Vec<u8>,
+    started: bool,
+    /// The stream asked for TLS or GSS encryption, or made no sense: nothing more is counted.
+    pub(crate) opaque: bool,
+}
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+
+impl FrontendCounter {
+    /// Takes the next bytes the client sent; returns how many `Sync` and `Query` messages they
+    /// completed.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> u64 {
+        if self.opaque {
+            return 0;
+        }
+        self.buf.extend_from_slice(data);
+        let (mut pos, mut count) = (0usize, 0u64);
+        let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        loop {
+            let rest = &self.buf[pos..];
+            if !self.started {
+                if rest.len() < 8 {
+                    break;
+                }
+                let (len, code) = (be32(rest) as usize, be32(&rest[4..]));
+                if code == SSL_REQUEST || code == GSSENC_REQUEST || len < 8 {
+                    self.opaque = true;
+                    self.buf.clear();
+                    return count;
+                }
+                if rest.len() < len {
+                    break;
+                }
+                pos += len;
+                self.started = true;
+            } else {
+                if rest.len() < 5 {
+                    break;
+                }
+                let len = be32(&rest[1..]) as usize;
+                if len < 4 {
+                    self.opaque = true;
+                    self.buf.clear();
+                    return count;
+                }
+                if rest.len() < 1 + len {
+                    break;
+                }
+                if rest[0] == b'S' || rest[0] == b'Q' {
+                    count += 1;
+                }
+                pos += 1 + len;
+            }
+        }
+        self.buf.drain(..pos);
+        count
+    }
+}
+
+/// A proxy in front of PostgreSQL at `upstream`, counting round trips into `counter`. Returns
+/// the address it listens on; it runs until the process ends.
+pub(crate) async fn start_counting_proxy(upstream: SocketAddr, counter: RoundTripCounter) -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let _ = relay(client, upstream, counter).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn relay(client: TcpStream, upstream: SocketAddr, counter: RoundTripCounter) -> Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async move {
+        let mut parser = FrontendCounter::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = client_read.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            counter.0.fetch_add(parser.feed(&buf[..n]), Ordering::Relaxed);
+            server_write.write_all(&buf[..n]).await?;
+        }
+        server_write.shutdown().await
+    };
+    let down = async move {
+        tokio::io::copy(&mut server_read, &mut client_write).await?;
+        client_write.shutdown().await
+    };
+    let (a, b) = tokio::join!(up, down);
+    a?;
+    b?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup() -> Vec<u8> {
+        let params = b"user\0postgres\0database\0postgres\0\0";
+        let mut m = ((8 + params.len()) as u32).to_be_bytes().to_vec();
+        m.extend(196_608u32.to_be_bytes());
+        m.extend(params);
+        m
+    }
+
+    fn message(ty: u8, payload: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty];
+        m.extend(((4 + payload.len()) as u32).to_be_bytes());
+        m.extend(payload);
+        m
+    }
+
+    #[test]
+    fn counts_syncs_and_queries_across_split_reads() {
+        let mut stream = startup();
+        stream.extend(message(b'p', b"secret\0"));
+        stream.extend(message(b'Q', b"SELECT 1\0"));
+        for _ in 0..3 {
+            stream.extend(message(b'B', &[0; 20]));
+            stream.extend(message(b'E', &[0; 5]));
+            stream.extend(message(b'S', b""));
+        }
+        // Every way of cutting the stream in two gives the same count.
+        for cut in 0..stream.len() {
+            let mut c = FrontendCounter::default();
+            let n = c.feed(&stream[..cut]) + c.feed(&stream[cut..]);
+            assert_eq!(n, 4, "cut at {cut}");
+            assert!(!c.opaque);
+        }
+    }
+
+    #[test]
+    fn an_encrypted_stream_is_not_counted() {
+        let mut c = FrontendCounter::default();
+        let mut ssl = 8u32.to_be_bytes().to_vec();
+        ssl.extend(SSL_REQUEST.to_be_bytes());
+        assert_eq!(c.feed(&ssl), 0);
+        assert!(c.opaque);
+        assert_eq!(c.feed(&message(b'S', b"")), 0);
+    }
+}

@@ -1,0 +1,120 @@
+//! What the benchmark needs from a server under test: start it on a fresh database, seed a user
+//! and clients, sign a browser in, measure its storage, stop it. Scenarios see only a [`Seed`]:
+//! the server's address and paths, client credentials and the user's password, so another
+//! server (a peer implementation) is one more implementation of [`Target`].
+
+use crate::http::{Browser, Endpoint};
+use anyhow::Result;
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A confidential client and its HTTP Basic header.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCreds {
+    pub(crate) client_id: String,
+    /// The `Authorization` header value.
+    pub(crate) basic: String,
+}
+
+impl ClientCreds {
+    pub(crate) fn new(client_id: &str, secret: &str) -> Self {
+        Self { client_id: client_id.to_owned(), basic: crate::http::basic_auth(client_id, secret) }
+    }
+}
+
+/// A client for the authorization code flow (and refresh), with what it asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct CodeClient {
+    pub(crate) creds: ClientCreds,
+    pub(crate) redirect_uri: String,
+    /// Includes `openid`, so every token answer carries a signed id_token.
+    pub(crate) scope: String,
+}
+
+/// The endpoints of a server, as paths under its issuer's origin.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    pub(crate) authorize: String,
+    pub(crate) token: String,
+    pub(crate) introspect: String,
+    pub(crate) jwks: String,
+    pub(crate) discovery: String,
+}
+
+/// Everything a scenario may use. A target that cannot offer something leaves it `None`, and
+/// the scenarios that need it are skipped with a note.
+#[derive(Debug, Clone)]
+pub(crate) struct Seed {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) paths: Paths,
+    pub(crate) email: String,
+    pub(crate) password: String,
+    /// `client_credentials`, opaque access tokens.
+    pub(crate) cc_opaque: Option<ClientCreds>,
+    /// `client_credentials`, JWT access tokens.
+    pub(crate) cc_jwt: Option<ClientCreds>,
+    /// A client allowed to introspect (the resource server's credentials).
+    pub(crate) introspector: Option<ClientCreds>,
+    pub(crate) code: Option<CodeClient>,
+    /// A client registered for the password grant, and the scope it asks for.
+    pub(crate) password_client: Option<CodeClient>,
+}
+
+/// What was measured while a target started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    /// From spawning the process to the first 200 of its health check.
+    pub(crate) first_answer_ms: f64,
+}
+
+/// What a target reports when it stops.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stopped {
+    /// Log lines at level WARN or ERROR (or anything mentioning a panic).
+    pub(crate) log_problems: Vec<String>,
+    /// Where the whole log was kept, if it was.
+    pub(crate) log_copy: Option<String>,
+}
+
+/// A count of database round trips (messages the server waits on: PostgreSQL's Sync and
+/// simple Query), shared with the proxy that counts them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RoundTripCounter(pub(crate) Arc<AtomicU64>);
+
+impl RoundTripCounter {
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+pub(crate) trait Target: Send {
+    /// The implementation under test (`latchkey`).
+    fn name(&self) -> &str;
+    /// Its storage (`sqlite`, `postgres`).
+    fn backend(&self) -> &str;
+    /// Starts the server on its fresh database and waits for its first answer.
+    async fn start(&mut self) -> Result<Started>;
+    /// Creates the user and clients (the server may already run).
+    async fn seed(&mut self) -> Result<Seed>;
+    /// The process whose CPU time and memory are measured.
+    fn pid(&self) -> Option<u32>;
+    /// Bytes the database takes now, if the target can tell.
+    async fn storage_bytes(&self) -> Result<Option<u64>>;
+    /// Drives `browser` from the authorization request `authorize_path` through sign-in and
+    /// consent (whatever pages this server shows) and returns the redirect to the client.
+    async fn sign_in(&self, browser: &mut Browser, authorize_path: &str, seed: &Seed) -> Result<String>;
+    /// Restarts the server so that its database round trips are counted, if the target can.
+    async fn restart_counting_round_trips(&mut self) -> Result<Option<RoundTripCounter>> {
+        Ok(None)
+    }
+    /// CPU ticks used so far by the database server's processes, when it runs apart.
+    fn database_cpu_ticks(&self) -> Option<u64> {
+        None
+    }
+    /// Stops the server and removes the database (a schema is dropped, a directory deleted).
+    async fn stop(&mut self) -> Result<Stopped>;
+    /// What a reader of the results should know about this target's setup.
+    fn notes(&self) -> Vec<String>;
+}
