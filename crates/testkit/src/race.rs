@@ -8,6 +8,7 @@
 //! processes on one database).
 
 use crate::{query_param, Browser, TestClient};
+use latchkey_server::admin::NewClient;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,6 +167,21 @@ impl Tally {
         wins
     }
 
+    /// Adds another tally's counts (of concurrent workers) to this one.
+    pub fn absorb(&mut self, other: Tally) {
+        self.trials += other.trials;
+        self.shots += other.shots;
+        for (wins, n) in other.winners {
+            *self.winners.entry(wins).or_default() += n;
+        }
+        self.refused += other.refused;
+        self.server_errors += other.server_errors;
+        self.failed += other.failed;
+        for v in other.violations {
+            self.violation(v);
+        }
+    }
+
     pub fn violation(&mut self, what: String) {
         if self.violations.len() < 10 {
             self.violations.push(what);
@@ -185,6 +201,20 @@ impl Tally {
         eprintln!("race {scenario}: {self:?}");
         assert_eq!((self.server_errors, self.failed), (0, 0), "{scenario}: 5xx or failed shots: {self:?}");
         assert!(self.violations.is_empty(), "{scenario}: {:?}", self.violations);
+    }
+}
+
+/// The user every race signs in as.
+pub const RACER_EMAIL: &str = "racer@example.com";
+
+/// The client the races need: a secret, and the code, refresh and client_credentials grants.
+pub fn racer_client() -> NewClient {
+    NewClient {
+        name: "Racer".into(),
+        redirect_uris: vec!["https://racer.example/cb".into()],
+        scopes: vec!["email orders:read".into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()],
+        ..Default::default()
     }
 }
 

@@ -3,9 +3,9 @@
 //! Runs on the backend of this test run: two processes on one SQLite file, or on one
 //! PostgreSQL schema with `LATCHKEY_TEST_BACKEND=postgres`.
 
-use latchkey_server::admin::{self, NewClient, NewUser};
+use latchkey_server::admin::{self, NewUser};
 use latchkey_server::{Runtime, SystemClock};
-use latchkey_testkit::race::{fire, Arena, Tally};
+use latchkey_testkit::race::{fire, racer_client, Arena, Tally, RACER_EMAIL};
 use latchkey_testkit::{TestClient, TestDatabase, PASSWORD};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -38,7 +38,7 @@ async fn start_node(db: &TestDatabase, issuer: &str, port: u16) -> Node {
     cmd.args(["--database", &db.url, "serve", "--listen", &format!("127.0.0.1:{port}"), "--issuer", issuer])
         .env_remove("LATCHKEY_DATABASE_URL")
         .env_remove("LATCHKEY_MASTER_KEY")
-        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -65,22 +65,11 @@ async fn two_nodes() -> (TestDatabase, Node, Node, TestClient) {
     let rt = Runtime::open(&config, Arc::new(SystemClock)).await.unwrap();
     admin::create_user(
         &rt,
-        NewUser { email: "racer@example.com".into(), name: "Racer".into(), password: PASSWORD.into(), businesses: vec!["Race Co".into()] },
+        NewUser { email: RACER_EMAIL.into(), name: "Racer".into(), password: PASSWORD.into(), businesses: vec!["Race Co".into()] },
     )
     .await
     .unwrap();
-    let (c, secret) = admin::create_client(
-        &rt,
-        NewClient {
-            name: "Racer".into(),
-            redirect_uris: vec!["https://racer.example/cb".into()],
-            scopes: vec!["email orders:read".into()],
-            grant_types: vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (c, secret) = admin::create_client(&rt, racer_client()).await.unwrap();
     let client = TestClient {
         client_id: c.client_id,
         secret: secret.map(|s| s.expose().to_owned()),
@@ -122,7 +111,7 @@ async fn a_node_with_another_master_key_refuses_to_start() {
 }
 
 async fn arena(a: &Node, b: &Node, client: TestClient) -> Arena {
-    Arena::new(vec![a.addr.clone(), b.addr.clone()], &format!("http://{}", a.addr), client, "racer@example.com", "email").await
+    Arena::new(vec![a.addr.clone(), b.addr.clone()], &format!("http://{}", a.addr), client, RACER_EMAIL, "email").await
 }
 
 /// Every race of issue 5, each request of a trial alternating between the two processes: a
@@ -193,11 +182,7 @@ async fn a_node_killed_mid_load_loses_no_acknowledged_token() {
     let mut last = Vec::new();
     for w in workers {
         let (refresh, t) = w.await.unwrap();
-        total.shots += t.shots;
-        total.server_errors += t.server_errors;
-        total.failed += t.failed;
-        total.refused += t.refused;
-        total.violations.extend(t.violations);
+        total.absorb(t);
         last.push(refresh);
     }
     // Every family's last acknowledged refresh token works on the surviving node.

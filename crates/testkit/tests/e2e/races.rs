@@ -3,9 +3,8 @@
 //! 5xx and failed connections. The same scenarios run across two server processes in the CLI
 //! crate's tests.
 
-use latchkey_server::admin::NewClient;
 use latchkey_server::Settings;
-use latchkey_testkit::race::Arena;
+use latchkey_testkit::race::{racer_client, Arena, RACER_EMAIL};
 use latchkey_testkit::{spawn_app_with, TestApp};
 
 const TRIALS: u32 = 200;
@@ -16,17 +15,9 @@ const RACERS: usize = 8;
 
 async fn arena(settings: Settings) -> (TestApp, Arena) {
     let app = spawn_app_with(settings).await;
-    app.user("racer@example.com", &["Race Co"]).await;
-    let client = app
-        .client_with(NewClient {
-            name: "Racer".into(),
-            redirect_uris: vec!["https://racer.example/cb".into()],
-            scopes: vec!["email orders:read".into()],
-            grant_types: vec!["authorization_code".into(), "refresh_token".into(), "client_credentials".into()],
-            ..Default::default()
-        })
-        .await;
-    let arena = Arena::new(vec![format!("127.0.0.1:{}", app.port)], &app.issuer, client, "racer@example.com", "email").await;
+    app.user(RACER_EMAIL, &["Race Co"]).await;
+    let client = app.client_with(racer_client()).await;
+    let arena = Arena::new(vec![format!("127.0.0.1:{}", app.port)], &app.issuer, client, RACER_EMAIL, "email").await;
     (app, arena)
 }
 

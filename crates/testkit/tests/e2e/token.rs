@@ -24,6 +24,20 @@ fn secret(c: &TestClient) -> &str {
     c.secret.as_deref().unwrap()
 }
 
+/// A refresh request with `client`'s credentials in the body, and `scope` when given.
+async fn refresh(app: &TestApp, client: &TestClient, token: &str, scope: Option<&str>) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", &client.client_id),
+        ("client_secret", secret(client)),
+    ];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    post(app, &form).await
+}
+
 #[tokio::test]
 async fn every_body_format_and_auth_method_works() {
     let (app, c) = setup().await;
@@ -229,44 +243,28 @@ async fn refresh_rotation_scope_and_reuse_rules() {
     let (app, c) = setup().await;
     let t = app.tokens_for(&c, "ada@example.com", "openid email offline_access").await;
     let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
-    let refresh = |token: String, scope: Option<&'static str>, client: &TestClient| {
-        let mut f = vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("refresh_token", token),
-            ("client_id", client.client_id.clone()),
-            ("client_secret", client.secret.clone().unwrap()),
-        ];
-        if let Some(s) = scope {
-            f.push(("scope", s.into()));
-        }
-        let app = &app;
-        async move {
-            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post(app, &pairs).await
-        }
-    };
     // A failed refresh never consumes the token: wrong client, widened scope.
     let other = app.client("openid email offline_access").await;
-    let (s, b) = refresh(rt1.clone(), None, &other).await;
+    let (s, b) = refresh(&app, &other, &rt1, None).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
-    let (s, b) = refresh(rt1.clone(), Some("openid email profile"), &c).await;
+    let (s, b) = refresh(&app, &c, &rt1, Some("openid email profile")).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")));
     // Narrowing works; the new refresh token keeps the full scope.
-    let (s, n) = refresh(rt1.clone(), Some("email"), &c).await;
+    let (s, n) = refresh(&app, &c, &rt1, Some("email")).await;
     assert_eq!(s, 200);
     assert_eq!(n["scope"], "email");
     assert!(n["id_token"].is_null(), "no openid in the narrowed scope, no id_token");
     let rt2 = n["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(rt1, rt2);
-    let (s, n) = refresh(rt2.clone(), None, &c).await;
+    let (s, n) = refresh(&app, &c, &rt2, None).await;
     assert_eq!(s, 200);
     assert_eq!(n["scope"], "email offline_access openid");
     let rt3 = n["refresh_token"].as_str().unwrap().to_owned();
     // Reuse of a rotated token revokes the family, including the newest token.
-    let (s, b) = refresh(rt1.clone(), None, &c).await;
+    let (s, b) = refresh(&app, &c, &rt1, None).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
     assert!(b["error_description"].as_str().unwrap().starts_with("refresh_token_reused"));
-    let (s, b) = refresh(rt3, None, &c).await;
+    let (s, b) = refresh(&app, &c, &rt3, None).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
 }
 
@@ -275,56 +273,39 @@ async fn refresh_rotation_scope_and_reuse_rules() {
 #[tokio::test]
 async fn duplicate_refreshes_within_the_window_get_the_same_answer() {
     let (app, c) = setup().await;
-    let secret = c.secret.clone().unwrap();
-    let refresh = |token: String, scope: Option<&'static str>| {
-        let mut f = vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("refresh_token", token),
-            ("client_id", c.client_id.clone()),
-            ("client_secret", secret.clone()),
-        ];
-        if let Some(s) = scope {
-            f.push(("scope", s.into()));
-        }
-        let app = &app;
-        async move {
-            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post(app, &pairs).await
-        }
-    };
     let fresh = || async { app.tokens_for(&c, "ada@example.com", "openid email").await["refresh_token"].as_str().unwrap().to_owned() };
 
     // The same request again, 4 seconds later: the very same answer, and it still works.
     let rt = fresh().await;
-    let (s, first) = refresh(rt.clone(), None).await;
+    let (s, first) = refresh(&app, &c, &rt, None).await;
     assert_eq!(s, 200);
     app.clock.advance(4);
-    let (s, again) = refresh(rt.clone(), None).await;
+    let (s, again) = refresh(&app, &c, &rt, None).await;
     assert_eq!(s, 200, "{again}");
     assert_eq!(again, first, "a duplicate gets the identical answer, not a second pair");
-    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    let (s, _) = refresh(&app, &c, first["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(s, 200, "the answer's refresh token works");
     // Once the new token has been used, the old answer is stale: presenting it is reuse.
-    let (s, b) = refresh(rt, None).await;
+    let (s, b) = refresh(&app, &c, &rt, None).await;
     assert_eq!((s, b["error_description"].as_str().unwrap_or_default().split(':').next()), (400, Some("refresh_token_reused")));
 
     // A duplicate that asks for another scope is not the same request: reuse, family revoked.
     let rt = fresh().await;
-    let (s, first) = refresh(rt.clone(), None).await;
+    let (s, first) = refresh(&app, &c, &rt, None).await;
     assert_eq!(s, 200);
-    let (s, b) = refresh(rt, Some("email")).await;
+    let (s, b) = refresh(&app, &c, &rt, Some("email")).await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
-    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    let (s, _) = refresh(&app, &c, first["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(s, 400, "reuse revoked the family");
 
     // After the window, a duplicate is reuse.
     let rt = fresh().await;
-    let (s, first) = refresh(rt.clone(), None).await;
+    let (s, first) = refresh(&app, &c, &rt, None).await;
     assert_eq!(s, 200);
     app.clock.advance(5);
-    let (s, b) = refresh(rt, None).await;
+    let (s, b) = refresh(&app, &c, &rt, None).await;
     assert_eq!((s, b["error_description"].as_str().unwrap_or_default().split(':').next()), (400, Some("refresh_token_reused")));
-    let (s, _) = refresh(first["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    let (s, _) = refresh(&app, &c, first["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(s, 400, "reuse revoked the family");
 }
 
@@ -336,27 +317,12 @@ async fn a_zero_replay_window_makes_every_duplicate_reuse() {
     app.user("ada@example.com", &["Ada Coffee"]).await;
     let c = app.client("openid email").await;
     let t = app.tokens_for(&c, "ada@example.com", "openid email").await;
-    let form = |rt: &str| {
-        vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("refresh_token", rt.to_owned()),
-            ("client_id", c.client_id.clone()),
-            ("client_secret", c.secret.clone().unwrap()),
-        ]
-    };
-    let send = |f: Vec<(&'static str, String)>| {
-        let app = &app;
-        async move {
-            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post(app, &pairs).await
-        }
-    };
     let rt = t["refresh_token"].as_str().unwrap();
-    let (s, first) = send(form(rt)).await;
+    let (s, first) = refresh(&app, &c, rt, None).await;
     assert_eq!(s, 200);
-    let (s, _) = send(form(rt)).await;
+    let (s, _) = refresh(&app, &c, rt, None).await;
     assert_eq!(s, 400, "no replay window: the duplicate is reuse");
-    let (s, _) = send(form(first["refresh_token"].as_str().unwrap())).await;
+    let (s, _) = refresh(&app, &c, first["refresh_token"].as_str().unwrap(), None).await;
     assert_eq!(s, 400, "and the family is revoked");
 }
 
