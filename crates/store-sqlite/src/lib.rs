@@ -1,12 +1,19 @@
 //! The SQLite implementation of the Latchkey store.
 //!
 //! Durability: WAL with `synchronous=FULL` by default, so an acknowledged write survives a
-//! process kill and a power loss. Concurrency: one writer connection (SQLite has one writer
-//! anyway; queueing in-process avoids `SQLITE_BUSY`) and a pool of readers. Write
-//! transactions start with `BEGIN IMMEDIATE`, so a transaction that reads before it writes
-//! cannot fail halfway on a lock upgrade.
+//! process kill and a power loss. Writes: one thread owns the write connection and commits
+//! waiting operations together (group commit, see [`writer`]); SQLite has one writer anyway,
+//! and queueing in-process avoids `SQLITE_BUSY`. Each batch is one `BEGIN IMMEDIATE`
+//! transaction, so an operation that reads before it writes cannot fail halfway on a lock
+//! upgrade. Checkpoints run on a thread of their own, off the request path.
+//!
+//! Reads run on the caller's thread, on a small pool of read-only connections: they are
+//! indexed lookups in pages that are almost always cached, shorter than a hand-off to another
+//! thread would be. In WAL mode a reader never waits for the writer and sees every commit that
+//! was acknowledged before it started.
 
 mod rows;
+mod writer;
 
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
@@ -18,15 +25,23 @@ use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
 use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
 use rows::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor, Row, Sqlite, Transaction};
-use std::path::Path;
-use std::str::FromStr;
+use rusqlite::{params, Connection, OpenFlags, Params, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
+use writer::Writer;
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_replay_and_settings.sql")];
+
+/// How long a connection waits for a lock held by another process (another node on the same
+/// file, or a CLI command) before the operation fails as unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open; more are opened when more readers run at once.
+const IDLE_READERS: usize = 8;
+/// Prepared statements kept per connection (every statement of this file fits).
+const STATEMENT_CACHE: usize = 128;
 
 /// How durable a commit is (SQLite's `synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,52 +53,142 @@ pub enum Durability {
     Normal,
 }
 
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
 }
 
-fn fault(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6" | "517" | "261")) => {
-            StoreError::Unavailable(Box::new(sqlx::Error::Database(db)))
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+/// Maps a SQLite error to the store's: a unique key taken is a conflict; a lock held too long
+/// or a failing disk makes the database unavailable (the request may be retried).
+pub(crate) fn fault(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+        {
+            StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()))
         }
-        e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed) => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+            ) =>
+        {
             StoreError::Unavailable(Box::new(e))
         }
-        e => StoreError::Database(Box::new(e)),
+        _ => StoreError::Database(Box::new(e)),
     }
+}
+
+/// Why a whole batch of writes failed, told to each of its operations.
+#[derive(Debug)]
+pub(crate) struct BatchFailure {
+    unavailable: bool,
+    message: String,
+}
+
+impl From<StoreError> for BatchFailure {
+    fn from(e: StoreError) -> Self {
+        let message = match &e {
+            StoreError::Unavailable(source) | StoreError::Database(source) => source.to_string(),
+            other => other.to_string(),
+        };
+        Self { unavailable: matches!(e, StoreError::Unavailable(_)), message }
+    }
+}
+
+impl BatchFailure {
+    pub(crate) fn to_store_error(&self) -> StoreError {
+        let source = format!("the transaction failed: {}", self.message).into();
+        if self.unavailable {
+            StoreError::Unavailable(source)
+        } else {
+            StoreError::Database(source)
+        }
+    }
+}
+
+/// The read-only connections.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// Runs `op` on an idle read connection, or on a new one.
+    fn with<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_reader(&self.path).map_err(fault)?,
+        };
+        let out = op(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Opens a read-write connection with the store's settings.
+fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode stays {mode}, not wal")));
+    }
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each operation of a batch runs in a savepoint, whose undo log (the statement journal)
+    // then stays in memory instead of a temporary file.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoints run on their own thread (see `writer::checkpoints`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Once a checkpoint lets the WAL start over, its file is cut back to this size.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    Ok(conn)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match durability {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.clone())
-            .await
-            .map_err(fault)?;
-        migrate(&writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(fault)?;
-        Ok(Self { writer, readers })
+        let path = path.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || -> StoreResult<Self> {
+            let conn = open_writer(&path, durability).map_err(fault)?;
+            migrate(&conn)?;
+            let checkpointer = open_writer(&path, durability).map_err(fault)?;
+            let writer = Writer::start(conn, checkpointer).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            let readers = Readers { idle: Mutex::new(vec![open_reader(&path).map_err(fault)?]), path };
+            Ok(Self { writer, readers: Arc::new(readers) })
+        })
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+        opened
     }
 
     /// Opens a database from a `sqlite:` URL or a plain path.
@@ -99,742 +204,790 @@ impl SqliteStore {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(StoreError::NotFound(format!("pragma {name:?}")));
         }
-        let row = sqlx::query(&format!("PRAGMA {name}")).fetch_one(&self.writer).await.map_err(fault)?;
-        match row.try_get::<String, _>(0) {
-            Ok(s) => Ok(s),
-            Err(_) => row.try_get::<i64, _>(0).map(|n| n.to_string()).map_err(fault),
+        let sql = format!("PRAGMA {name}");
+        self.write(move |c| {
+            c.query_row(&sql, [], |r| match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Integer(n) => Ok(n.to_string()),
+                v => v.as_str().map(str::to_owned).map_err(Into::into),
+            })
+            .map_err(fault)
+        })
+        .await
+    }
+
+    /// Runs `op` in the writer's next batch: it is durable (or failed) when this returns.
+    async fn write<T: Send + 'static>(&self, op: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        self.writer.run(op).await
+    }
+
+    /// Runs `op` on a read connection, on this thread.
+    fn read<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.readers.with(op)
+    }
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(fault)?;
+    let applied = (|| {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(fault)?;
+        let version = usize::try_from(version).map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {version}, newer than this latchkey ({}); upgrade latchkey",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(sql).map_err(fault)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(fault)?;
+            tracing::info!(version = i + 1, "applied SQLite migration");
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(fault),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
         }
     }
+}
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(fault)
-    }
+/// Runs one statement (cached) and returns how many rows it changed.
+fn exec(c: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
+    let mut stmt = c.prepare_cached(sql).map_err(fault)?;
+    stmt.execute(params).map(|n| n as u64).map_err(fault)
+}
 
-    /// Runs one write statement outside an explicit transaction.
-    async fn write<'q>(&self, q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>) -> StoreResult<u64> {
-        q.execute(&self.writer).await.map(|r| r.rows_affected()).map_err(fault)
+/// The first row of a query, mapped.
+fn query_opt<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Row<'_>) -> StoreResult<T>) -> StoreResult<Option<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(fault)?;
+    let mut rows = stmt.query(params).map_err(fault)?;
+    match rows.next().map_err(fault)? {
+        Some(r) => map(r).map(Some),
+        None => Ok(None),
     }
 }
 
-async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(fault)?;
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(fault)?;
-    let version = usize::try_from(version).map_err(|_| StoreError::Corrupt("negative schema version".into()))?;
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!(
-            "the database has schema version {version}, newer than this latchkey ({}); upgrade latchkey",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.execute(sqlx::raw_sql(sql)).await.map_err(fault)?;
-        tx.execute(sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))).await.map_err(fault)?;
-        tracing::info!(version = i + 1, "applied SQLite migration");
-    }
-    tx.commit().await.map_err(fault)
+/// The one row a statement must return (`RETURNING`), mapped.
+fn query_one<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Row<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    query_opt(c, sql, params, map)?.ok_or_else(|| StoreError::Corrupt("the statement returned no row".into()))
 }
 
-async fn insert_family_row(tx: &mut Transaction<'static, Sqlite>, f: &Family) -> StoreResult<()> {
-    sqlx::query(
+/// Every row of a query, mapped.
+fn query_all<T>(c: &Connection, sql: &str, params: impl Params, mut map: impl FnMut(&Row<'_>) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    let mut stmt = c.prepare_cached(sql).map_err(fault)?;
+    let mut rows = stmt.query(params).map_err(fault)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(fault)? {
+        out.push(map(r)?);
+    }
+    Ok(out)
+}
+
+fn insert_family_row(c: &Connection, f: &Family) -> StoreResult<()> {
+    exec(
+        c,
         "INSERT INTO families (tenant_id, id, grant_id, client_id, user_id, business_id, scope, auth_time, created_at, expires_at, revoked_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            f.tenant.0.to_string(),
+            f.id.to_string(),
+            f.grant_id.map(|g| g.to_string()),
+            f.client_id,
+            f.user_id.map(|u| u.to_string()),
+            f.business_id.map(|b| b.to_string()),
+            f.scope.to_string(),
+            f.auth_time,
+            f.created_at,
+            f.expires_at,
+            f.revoked_at,
+        ],
     )
-    .bind(f.tenant.0.to_string())
-    .bind(f.id.to_string())
-    .bind(f.grant_id.map(|g| g.to_string()))
-    .bind(&f.client_id)
-    .bind(f.user_id.map(|u| u.to_string()))
-    .bind(f.business_id.map(|b| b.to_string()))
-    .bind(f.scope.to_string())
-    .bind(f.auth_time)
-    .bind(f.created_at)
-    .bind(f.expires_at)
-    .bind(f.revoked_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(fault)?;
-    Ok(())
+    .map(drop)
 }
 
-fn insert_key_query(k: &SigningKeyRecord) -> sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
-    sqlx::query(
+fn insert_key(c: &Connection, k: &SigningKeyRecord) -> StoreResult<()> {
+    exec(
+        c,
         "INSERT INTO signing_keys (tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            k.tenant.0.to_string(),
+            k.kid,
+            k.alg.as_str(),
+            k.sealed_private_key,
+            k.public_jwk,
+            k.created_at,
+            k.activates_at,
+            k.retires_at,
+            k.period
+        ],
     )
-    .bind(k.tenant.0.to_string())
-    .bind(&k.kid)
-    .bind(k.alg.as_str())
-    .bind(&k.sealed_private_key)
-    .bind(&k.public_jwk)
-    .bind(k.created_at)
-    .bind(k.activates_at)
-    .bind(k.retires_at)
-    .bind(k.period)
+    .map(drop)
 }
 
-async fn token_event(tx: &mut Transaction<'static, Sqlite>, tenant: TenantId, id: Uuid, event: &str, at: UnixTime) -> StoreResult<()> {
-    sqlx::query("INSERT INTO personal_token_events (tenant_id, token_id, event, at) VALUES (?, ?, ?, ?)")
-        .bind(tenant.0.to_string())
-        .bind(id.to_string())
-        .bind(event)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(fault)?;
-    Ok(())
+fn token_event(c: &Connection, tenant: TenantId, id: Uuid, event: &str, at: UnixTime) -> StoreResult<()> {
+    exec(
+        c,
+        "INSERT INTO personal_token_events (tenant_id, token_id, event, at) VALUES (?, ?, ?, ?)",
+        params![tenant.0.to_string(), id.to_string(), event, at],
+    )
+    .map(drop)
 }
 
-async fn insert_tokens(tx: &mut Transaction<'static, Sqlite>, tokens: &[TokenRecord]) -> StoreResult<()> {
+fn insert_tokens(c: &Connection, tokens: &[TokenRecord]) -> StoreResult<()> {
     for t in tokens {
-        sqlx::query(
+        exec(
+            c,
             "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, user_id, business_id, scope, jti, created_at, expires_at, revoked_at, rotated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.hash.0[..])
-        .bind(t.tenant.0.to_string())
-        .bind(t.kind.as_str())
-        .bind(t.family_id.to_string())
-        .bind(&t.client_id)
-        .bind(t.user_id.map(|u| u.to_string()))
-        .bind(t.business_id.map(|b| b.to_string()))
-        .bind(t.scope.to_string())
-        .bind(t.jti.to_string())
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.revoked_at)
-        .bind(t.rotated_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(fault)?;
+            params![
+                &t.hash.0[..],
+                t.tenant.0.to_string(),
+                t.kind.as_str(),
+                t.family_id.to_string(),
+                t.client_id,
+                t.user_id.map(|u| u.to_string()),
+                t.business_id.map(|b| b.to_string()),
+                t.scope.to_string(),
+                t.jti.to_string(),
+                t.created_at,
+                t.expires_at,
+                t.revoked_at,
+                t.rotated_at,
+            ],
+        )?;
     }
     Ok(())
+}
+
+/// Updates a personal token with `sql` (its parameters: the value, tenant, id) and records
+/// `event` if a live token was changed.
+async fn personal_token_change(
+    store: &SqliteStore,
+    sql: &'static str,
+    value: rusqlite::types::Value,
+    tenant: TenantId,
+    id: Uuid,
+    event: &'static str,
+    now: UnixTime,
+) -> StoreResult<bool> {
+    store
+        .write(move |c| {
+            if exec(c, sql, params![value, tenant.0.to_string(), id.to_string()])? == 0 {
+                return Ok(false);
+            }
+            token_event(c, tenant, id, event, now)?;
+            Ok(true)
+        })
+        .await
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant> {
-        self.write(
-            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING")
-                .bind(Uuid::new_v4().to_string())
-                .bind(name)
-                .bind(now),
-        )
-        .await?;
-        self.find_tenant_by_name(name).await?.ok_or_else(|| StoreError::NotFound(format!("tenant {name}")))
+        let name = name.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",
+                params![Uuid::new_v4().to_string(), name, now],
+            )?;
+            query_one(c, "SELECT id, name, issuer, settings, created_at FROM tenants WHERE name = ?", [&name], tenant_from_row)
+        })
+        .await
     }
 
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, issuer, settings, created_at FROM tenants WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(fault)?;
-        row.map(|r| tenant_from_row(&r)).transpose()
+        self.read(|c| query_opt(c, "SELECT id, name, issuer, settings, created_at FROM tenants WHERE name = ?", [name], tenant_from_row))
     }
 
     async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO tenants (id, name, issuer, settings, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(t.id.0.to_string())
-                .bind(&t.name)
-                .bind(&t.issuer)
-                .bind(json(&t.settings)?)
-                .bind(t.created_at),
-        )
+        let (id, name, issuer, settings, created_at) =
+            (t.id.0.to_string(), t.name.clone(), t.issuer.clone(), json(&t.settings)?, t.created_at);
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO tenants (id, name, issuer, settings, created_at) VALUES (?, ?, ?, ?, ?)",
+                params![id, name, issuer, settings, created_at],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT id, name, issuer, settings, created_at FROM tenants ORDER BY created_at, name")
-            .fetch_all(&self.readers)
-            .await
-            .map_err(fault)?;
-        rows.iter().map(tenant_from_row).collect()
+        self.read(|c| {
+            query_all(c, "SELECT id, name, issuer, settings, created_at FROM tenants ORDER BY created_at, name", [], tenant_from_row)
+        })
     }
 
     async fn update_tenant(&self, t: &Tenant) -> StoreResult<bool> {
-        let n = self
-            .write(
-                sqlx::query("UPDATE tenants SET issuer = ?, settings = ? WHERE id = ?")
-                    .bind(&t.issuer)
-                    .bind(json(&t.settings)?)
-                    .bind(t.id.0.to_string()),
-            )
-            .await?;
-        Ok(n > 0)
+        let (issuer, settings, id) = (t.issuer.clone(), json(&t.settings)?, t.id.0.to_string());
+        self.write(move |c| {
+            exec(c, "UPDATE tenants SET issuer = ?, settings = ? WHERE id = ?", params![issuer, settings, id]).map(|n| n > 0)
+        })
+        .await
     }
 
     async fn ensure_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        let (name, value) = (name.to_owned(), value.to_owned());
         // One statement, so two first writers cannot both win.
-        sqlx::query_scalar(
-            "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = settings.value RETURNING value",
-        )
-        .bind(name)
-        .bind(value)
-        .fetch_one(&self.writer)
+        self.write(move |c| {
+            query_one(
+                c,
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = settings.value RETURNING value",
+                params![name, value],
+                |r| r.get(0).map_err(fault),
+            )
+        })
         .await
-        .map_err(fault)
     }
 
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(u.tenant.0.to_string())
-                .bind(u.id.to_string())
-                .bind(&u.email)
-                .bind(&u.name)
-                .bind(&u.password_hash)
-                .bind(u.default_business_id.map(|b| b.to_string()))
-                .bind(u.created_at),
-        )
+        let u = u.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    u.tenant.0.to_string(),
+                    u.id.to_string(),
+                    u.email,
+                    u.name,
+                    u.password_hash,
+                    u.default_business_id.map(|b| b.to_string()),
+                    u.created_at
+                ],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = ? AND id = ?"))
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| user_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(c, &format!("{USER_SELECT} WHERE tenant_id = ? AND id = ?"), [tenant.0.to_string(), id.to_string()], user_from_row)
+        })
     }
 
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = ? AND email = ?"))
-            .bind(tenant.0.to_string())
-            .bind(email.to_lowercase())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| user_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{USER_SELECT} WHERE tenant_id = ? AND email = ?"),
+                [tenant.0.to_string(), email.to_lowercase()],
+                user_from_row,
+            )
+        })
     }
 
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = ? ORDER BY created_at, email"))
-            .bind(tenant.0.to_string())
-            .fetch_all(&self.readers)
-            .await
-            .map_err(fault)?;
-        rows.iter().map(user_from_row).collect()
+        self.read(|c| {
+            query_all(c, &format!("{USER_SELECT} WHERE tenant_id = ? ORDER BY created_at, email"), [tenant.0.to_string()], user_from_row)
+        })
     }
 
     async fn delete_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<bool> {
-        let n = self
-            .write(sqlx::query("DELETE FROM users WHERE tenant_id = ? AND id = ?").bind(tenant.0.to_string()).bind(id.to_string()))
-            .await?;
-        Ok(n > 0)
+        self.write(move |c| {
+            exec(c, "DELETE FROM users WHERE tenant_id = ? AND id = ?", [tenant.0.to_string(), id.to_string()]).map(|n| n > 0)
+        })
+        .await
     }
 
     async fn update_user_default_business(&self, tenant: TenantId, user: Uuid, business: Option<Uuid>) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE users SET default_business_id = ? WHERE tenant_id = ? AND id = ?")
-                .bind(business.map(|b| b.to_string()))
-                .bind(tenant.0.to_string())
-                .bind(user.to_string()),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE users SET default_business_id = ? WHERE tenant_id = ? AND id = ?",
+                params![business.map(|b| b.to_string()), tenant.0.to_string(), user.to_string()],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO businesses (tenant_id, id, name, created_at) VALUES (?, ?, ?, ?)")
-                .bind(b.tenant.0.to_string())
-                .bind(b.id.to_string())
-                .bind(&b.name)
-                .bind(b.created_at),
-        )
+        let b = b.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO businesses (tenant_id, id, name, created_at) VALUES (?, ?, ?, ?)",
+                params![b.tenant.0.to_string(), b.id.to_string(), b.name, b.created_at],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>> {
-        let row = sqlx::query("SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? AND name = ?")
-            .bind(tenant.0.to_string())
-            .bind(name)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| business_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                "SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? AND name = ?",
+                params![tenant.0.to_string(), name],
+                business_from_row,
+            )
+        })
     }
 
     async fn insert_membership(&self, tenant: TenantId, business: Uuid, user: Uuid, now: UnixTime) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO memberships (tenant_id, business_id, user_id, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(tenant.0.to_string())
-                .bind(business.to_string())
-                .bind(user.to_string())
-                .bind(now),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO memberships (tenant_id, business_id, user_id, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                params![tenant.0.to_string(), business.to_string(), user.to_string(), now],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn delete_membership(&self, tenant: TenantId, business: Uuid, user: Uuid) -> StoreResult<bool> {
-        let n = self
-            .write(
-                sqlx::query("DELETE FROM memberships WHERE tenant_id = ? AND business_id = ? AND user_id = ?")
-                    .bind(tenant.0.to_string())
-                    .bind(business.to_string())
-                    .bind(user.to_string()),
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM memberships WHERE tenant_id = ? AND business_id = ? AND user_id = ?",
+                [tenant.0.to_string(), business.to_string(), user.to_string()],
             )
-            .await?;
-        Ok(n > 0)
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     async fn revoke_user_business(&self, tenant: TenantId, user: Uuid, business: Uuid, now: UnixTime) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
         let (t, u, b) = (tenant.0.to_string(), user.to_string(), business.to_string());
-        let revoked = sqlx::query(
-            "UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND business_id = ? AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(&t)
-        .bind(&u)
-        .bind(&b)
-        .execute(&mut *tx)
+        self.write(move |c| {
+            let revoked = exec(
+                c,
+                "UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND business_id = ? AND revoked_at IS NULL",
+                params![now, t, u, b],
+            )?;
+            exec(c, "DELETE FROM grants WHERE tenant_id = ? AND user_id = ? AND business_id = ?", [&t, &u, &b])?;
+            Ok(revoked)
+        })
         .await
-        .map_err(fault)?
-        .rows_affected();
-        sqlx::query("DELETE FROM grants WHERE tenant_id = ? AND user_id = ? AND business_id = ?")
-            .bind(&t)
-            .bind(&u)
-            .bind(&b)
-            .execute(&mut *tx)
-            .await
-            .map_err(fault)?;
-        tx.commit().await.map_err(fault)?;
-        Ok(revoked)
     }
 
     async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>> {
-        let rows = sqlx::query("SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? ORDER BY name")
-            .bind(tenant.0.to_string())
-            .fetch_all(&self.readers)
-            .await
-            .map_err(fault)?;
-        rows.iter().map(business_from_row).collect()
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT tenant_id, id, name, created_at FROM businesses WHERE tenant_id = ? ORDER BY name",
+                [tenant.0.to_string()],
+                business_from_row,
+            )
+        })
     }
 
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>> {
-        let rows = sqlx::query(
-            "SELECT b.tenant_id, b.id, b.name, b.created_at FROM memberships m
-             JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
-             WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY m.created_at, m.rowid",
-        )
-        .bind(tenant.0.to_string())
-        .bind(user.to_string())
-        .fetch_all(&self.readers)
-        .await
-        .map_err(fault)?;
-        rows.iter().map(business_from_row).collect()
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT b.tenant_id, b.id, b.name, b.created_at FROM memberships m
+                 JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
+                 WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY m.created_at, m.rowid",
+                [tenant.0.to_string(), user.to_string()],
+                business_from_row,
+            )
+        })
     }
 
-    async fn insert_client(&self, c: &Client) -> StoreResult<()> {
-        self.write(
-            sqlx::query(
+    async fn insert_client(&self, cl: &Client) -> StoreResult<()> {
+        let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
+        let cl = cl.clone();
+        self.write(move |c| {
+            exec(
+                c,
                 "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    cl.tenant.0.to_string(),
+                    cl.client_id,
+                    cl.name,
+                    cl.developer,
+                    cl.secret_hash.map(|h| h.0.to_vec()),
+                    redirect_uris,
+                    cl.scopes.to_string(),
+                    grant_types,
+                    cl.require_pkce,
+                    settings,
+                    cl.created_at,
+                ],
             )
-            .bind(c.tenant.0.to_string())
-            .bind(&c.client_id)
-            .bind(&c.name)
-            .bind(&c.developer)
-            .bind(c.secret_hash.map(|h| h.0.to_vec()))
-            .bind(json(&c.redirect_uris)?)
-            .bind(c.scopes.to_string())
-            .bind(json(&c.grant_types)?)
-            .bind(c.require_pkce)
-            .bind(json(&c.token_settings)?)
-            .bind(c.created_at),
-        )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE tenant_id = ? AND client_id = ?"))
-            .bind(tenant.0.to_string())
-            .bind(client_id)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| client_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{CLIENT_SELECT} WHERE tenant_id = ? AND client_id = ?"),
+                params![tenant.0.to_string(), client_id],
+                client_from_row,
+            )
+        })
     }
 
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(&format!("{CLIENT_SELECT} WHERE tenant_id = ? ORDER BY created_at, name"))
-            .bind(tenant.0.to_string())
-            .fetch_all(&self.readers)
-            .await
-            .map_err(fault)?;
-        rows.iter().map(client_from_row).collect()
+        self.read(|c| {
+            query_all(c, &format!("{CLIENT_SELECT} WHERE tenant_id = ? ORDER BY created_at, name"), [tenant.0.to_string()], client_from_row)
+        })
     }
 
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {
-        let n = self
-            .write(sqlx::query("DELETE FROM clients WHERE tenant_id = ? AND client_id = ?").bind(tenant.0.to_string()).bind(client_id))
-            .await?;
-        Ok(n > 0)
+        let client_id = client_id.to_owned();
+        self.write(move |c| {
+            exec(c, "DELETE FROM clients WHERE tenant_id = ? AND client_id = ?", [tenant.0.to_string(), client_id]).map(|n| n > 0)
+        })
+        .await
     }
 
     async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool> {
-        let n = self
-            .write(
-                sqlx::query("UPDATE clients SET secret_hash = ? WHERE tenant_id = ? AND client_id = ? AND secret_hash IS NOT NULL")
-                    .bind(secret_hash.0.to_vec())
-                    .bind(tenant.0.to_string())
-                    .bind(client_id),
+        let client_id = client_id.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE clients SET secret_hash = ? WHERE tenant_id = ? AND client_id = ? AND secret_hash IS NOT NULL",
+                params![secret_hash.0.to_vec(), tenant.0.to_string(), client_id],
             )
-            .await?;
-        Ok(n > 0)
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
-        self.write(insert_key_query(k)).await.map(drop)
+        let k = k.clone();
+        self.write(move |c| insert_key(c, &k)).await
     }
 
     async fn rotate_signing_key(&self, k: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        match insert_key_query(k).execute(&mut *tx).await.map_err(fault) {
-            Ok(_) => {}
-            Err(StoreError::Conflict(_)) => {
-                tx.rollback().await.map_err(fault)?;
-                return Ok(false);
+        let k = k.clone();
+        self.write(move |c| {
+            match insert_key(c, &k) {
+                Ok(()) => {}
+                // Another node made this period's key first: nothing was written.
+                Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
-        }
-        sqlx::query("UPDATE signing_keys SET retires_at = ? WHERE tenant_id = ? AND kid != ? AND alg = ? AND retires_at IS NULL")
-            .bind(retire_others_at)
-            .bind(k.tenant.0.to_string())
-            .bind(&k.kid)
-            .bind(k.alg.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(fault)?;
-        tx.commit().await.map_err(fault)?;
-        Ok(true)
+            exec(
+                c,
+                "UPDATE signing_keys SET retires_at = ? WHERE tenant_id = ? AND kid != ? AND alg = ? AND retires_at IS NULL",
+                params![retire_others_at, k.tenant.0.to_string(), k.kid, k.alg.as_str()],
+            )?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period FROM signing_keys
-             WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC",
-        )
-        .bind(tenant.0.to_string())
-        .fetch_all(&self.writer)
-        .await
-        .map_err(fault)?;
-        rows.iter().map(signing_key_from_row).collect()
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period FROM signing_keys
+                 WHERE tenant_id = ? ORDER BY created_at DESC, rowid DESC",
+                [tenant.0.to_string()],
+                signing_key_from_row,
+            )
+        })
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        self.write(
-            sqlx::query("INSERT INTO sessions (hash, tenant_id, user_id, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(s.hash.0.to_vec())
-                .bind(s.tenant.0.to_string())
-                .bind(s.user_id.to_string())
-                .bind(s.auth_time)
-                .bind(s.created_at)
-                .bind(s.expires_at),
-        )
+        let s = s.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO sessions (hash, tenant_id, user_id, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                params![s.hash.0.to_vec(), s.tenant.0.to_string(), s.user_id.to_string(), s.auth_time, s.created_at, s.expires_at],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(
-            "SELECT hash, tenant_id, user_id, auth_time, created_at, expires_at FROM sessions WHERE tenant_id = ? AND hash = ?",
-        )
-        .bind(tenant.0.to_string())
-        .bind(hash.0.to_vec())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(fault)?;
-        row.map(|r| session_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                "SELECT hash, tenant_id, user_id, auth_time, created_at, expires_at FROM sessions WHERE tenant_id = ? AND hash = ?",
+                params![tenant.0.to_string(), &hash.0[..]],
+                session_from_row,
+            )
+        })
     }
 
     async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()> {
-        self.write(sqlx::query("DELETE FROM sessions WHERE tenant_id = ? AND hash = ?").bind(tenant.0.to_string()).bind(hash.0.to_vec()))
-            .await
-            .map(drop)
+        self.write(move |c| {
+            exec(c, "DELETE FROM sessions WHERE tenant_id = ? AND hash = ?", params![tenant.0.to_string(), &hash.0[..]]).map(drop)
+        })
+        .await
     }
 
     async fn insert_interaction(&self, i: &Interaction) -> StoreResult<()> {
-        self.write(
-            sqlx::query(
+        let i = i.clone();
+        self.write(move |c| {
+            exec(
+                c,
                 "INSERT INTO interactions (id, tenant_id, browser_hash, request, login_user_id, login_at, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    i.id.to_string(),
+                    i.tenant.0.to_string(),
+                    &i.browser_hash.0[..],
+                    i.request,
+                    i.login.map(|(u, _)| u.to_string()),
+                    i.login.map(|(_, t)| t),
+                    i.created_at,
+                    i.expires_at,
+                ],
             )
-            .bind(i.id.to_string())
-            .bind(i.tenant.0.to_string())
-            .bind(i.browser_hash.0.to_vec())
-            .bind(&i.request)
-            .bind(i.login.map(|(u, _)| u.to_string()))
-            .bind(i.login.map(|(_, t)| t))
-            .bind(i.created_at)
-            .bind(i.expires_at),
-        )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, browser_hash, request, login_user_id, login_at, created_at, expires_at FROM interactions WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(tenant.0.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(fault)?;
-        row.map(|r| interaction_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                "SELECT id, tenant_id, browser_hash, request, login_user_id, login_at, created_at, expires_at FROM interactions WHERE tenant_id = ? AND id = ?",
+                [tenant.0.to_string(), id.to_string()],
+                interaction_from_row,
+            )
+        })
     }
 
     async fn update_interaction_login(&self, tenant: TenantId, id: Uuid, user: Uuid, at: UnixTime) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE interactions SET login_user_id = ?, login_at = ? WHERE tenant_id = ? AND id = ?")
-                .bind(user.to_string())
-                .bind(at)
-                .bind(tenant.0.to_string())
-                .bind(id.to_string()),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE interactions SET login_user_id = ?, login_at = ? WHERE tenant_id = ? AND id = ?",
+                params![user.to_string(), at, tenant.0.to_string(), id.to_string()],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()> {
-        self.write(sqlx::query("DELETE FROM interactions WHERE tenant_id = ? AND id = ?").bind(tenant.0.to_string()).bind(id.to_string()))
-            .await
-            .map(drop)
+        self.write(move |c| {
+            exec(c, "DELETE FROM interactions WHERE tenant_id = ? AND id = ?", [tenant.0.to_string(), id.to_string()]).map(drop)
+        })
+        .await
     }
 
     async fn insert_personal_token(&self, t: &PersonalToken) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO personal_tokens (tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(t.tenant.0.to_string())
-        .bind(t.id.to_string())
-        .bind(t.user_id.to_string())
-        .bind(&t.name)
-        .bind(t.hash.0.to_vec())
-        .bind(t.scope.to_string())
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.last_used_at)
-        .bind(t.revoked_at)
-        .execute(&mut *tx)
+        let t = t.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO personal_tokens (tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    t.tenant.0.to_string(),
+                    t.id.to_string(),
+                    t.user_id.to_string(),
+                    t.name,
+                    &t.hash.0[..],
+                    t.scope.to_string(),
+                    t.created_at,
+                    t.expires_at,
+                    t.last_used_at,
+                    t.revoked_at,
+                ],
+            )?;
+            token_event(c, t.tenant, t.id, "created", t.created_at)
+        })
         .await
-        .map_err(fault)?;
-        token_event(&mut tx, t.tenant, t.id, "created", t.created_at).await?;
-        tx.commit().await.map_err(fault)
     }
 
     async fn find_personal_token(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<PersonalToken>> {
-        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND id = ?"))
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| personal_token_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND id = ?"),
+                [tenant.0.to_string(), id.to_string()],
+                personal_token_from_row,
+            )
+        })
     }
 
     async fn find_personal_token_by_hash(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<PersonalToken>> {
-        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND hash = ?"))
-            .bind(tenant.0.to_string())
-            .bind(hash.0.to_vec())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| personal_token_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND hash = ?"),
+                params![tenant.0.to_string(), &hash.0[..]],
+                personal_token_from_row,
+            )
+        })
     }
 
     async fn list_personal_tokens(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<PersonalToken>> {
-        let rows =
-            sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND user_id = ? ORDER BY created_at DESC, rowid DESC"))
-                .bind(tenant.0.to_string())
-                .bind(user.to_string())
-                .fetch_all(&self.readers)
-                .await
-                .map_err(fault)?;
-        rows.iter().map(personal_token_from_row).collect()
+        self.read(|c| {
+            query_all(
+                c,
+                &format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = ? AND user_id = ? ORDER BY created_at DESC, rowid DESC"),
+                [tenant.0.to_string(), user.to_string()],
+                personal_token_from_row,
+            )
+        })
     }
 
     async fn update_personal_token_secret(&self, tenant: TenantId, id: Uuid, hash: SecretHash, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE personal_tokens SET hash = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL")
-            .bind(hash.0.to_vec())
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(fault)?
-            .rows_affected();
-        if n == 0 {
-            tx.rollback().await.map_err(fault)?;
-            return Ok(false);
-        }
-        token_event(&mut tx, tenant, id, "regenerated", now).await?;
-        tx.commit().await.map_err(fault)?;
-        Ok(true)
+        let sql = "UPDATE personal_tokens SET hash = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL";
+        personal_token_change(self, sql, hash.0.to_vec().into(), tenant, id, "regenerated", now).await
     }
 
     async fn revoke_personal_token(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query("UPDATE personal_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(tenant.0.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(fault)?
-            .rows_affected();
-        if n == 0 {
-            tx.rollback().await.map_err(fault)?;
-            return Ok(false);
-        }
-        token_event(&mut tx, tenant, id, "revoked", now).await?;
-        tx.commit().await.map_err(fault)?;
-        Ok(true)
+        let sql = "UPDATE personal_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL";
+        personal_token_change(self, sql, now.into(), tenant, id, "revoked", now).await
     }
 
     async fn update_personal_token_last_used(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE personal_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?")
-                .bind(now)
-                .bind(tenant.0.to_string())
-                .bind(id.to_string()),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE personal_tokens SET last_used_at = ? WHERE tenant_id = ? AND id = ?",
+                params![now, tenant.0.to_string(), id.to_string()],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn list_personal_token_events(&self, tenant: TenantId, id: Uuid) -> StoreResult<Vec<PersonalTokenEvent>> {
-        let rows =
-            sqlx::query("SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = ? AND token_id = ? ORDER BY at, rowid")
-                .bind(tenant.0.to_string())
-                .bind(id.to_string())
-                .fetch_all(&self.readers)
-                .await
-                .map_err(fault)?;
-        rows.iter()
-            .map(|r| {
-                Ok(PersonalTokenEvent {
-                    token_id: uuid_col(r, "token_id")?,
-                    event: r.try_get("event").map_err(fault)?,
-                    at: r.try_get("at").map_err(fault)?,
-                })
-            })
-            .collect()
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = ? AND token_id = ? ORDER BY at, rowid",
+                [tenant.0.to_string(), id.to_string()],
+                |r| {
+                    Ok(PersonalTokenEvent {
+                        token_id: uuid_col(r, "token_id")?,
+                        event: r.get("event").map_err(fault)?,
+                        at: r.get("at").map_err(fault)?,
+                    })
+                },
+            )
+        })
     }
 
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {
+        let key = key.to_owned();
         // One statement: the count and the decision cannot be split by a parallel attempt.
-        let row = sqlx::query(
-            "INSERT INTO login_attempts (tenant_id, key, attempts, window_start) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT (tenant_id, key) DO UPDATE SET
-                attempts = CASE WHEN window_start + ?4 <= ?3 THEN 1 ELSE attempts + 1 END,
-                window_start = CASE WHEN window_start + ?4 <= ?3 THEN ?3 ELSE window_start END
-             RETURNING attempts, window_start",
-        )
-        .bind(tenant.0.to_string())
-        .bind(key)
-        .bind(now)
-        .bind(window)
-        .fetch_one(&self.writer)
+        self.write(move |c| {
+            query_one(
+                c,
+                "INSERT INTO login_attempts (tenant_id, key, attempts, window_start) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (tenant_id, key) DO UPDATE SET
+                    attempts = CASE WHEN window_start + ?4 <= ?3 THEN 1 ELSE attempts + 1 END,
+                    window_start = CASE WHEN window_start + ?4 <= ?3 THEN ?3 ELSE window_start END
+                 RETURNING attempts, window_start",
+                params![tenant.0.to_string(), key, now, window],
+                |r| Ok(AttemptCount { attempts: r.get("attempts").map_err(fault)?, window_start: r.get("window_start").map_err(fault)? }),
+            )
+        })
         .await
-        .map_err(fault)?;
-        Ok(AttemptCount { attempts: row.try_get("attempts").map_err(fault)?, window_start: row.try_get("window_start").map_err(fault)? })
     }
 
     async fn release_attempt(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE login_attempts SET attempts = MAX(attempts - 1, 0) WHERE tenant_id = ? AND key = ?")
-                .bind(tenant.0.to_string())
-                .bind(key),
-        )
+        let key = key.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE login_attempts SET attempts = MAX(attempts - 1, 0) WHERE tenant_id = ? AND key = ?",
+                [tenant.0.to_string(), key],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
-        self.write(sqlx::query("DELETE FROM login_attempts WHERE tenant_id = ? AND key = ?").bind(tenant.0.to_string()).bind(key))
+        let key = key.to_owned();
+        self.write(move |c| exec(c, "DELETE FROM login_attempts WHERE tenant_id = ? AND key = ?", [tenant.0.to_string(), key]).map(drop))
             .await
-            .map(drop)
     }
 
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
-        let row = sqlx::query(&format!("{GRANT_SELECT} WHERE tenant_id = ? AND user_id = ? AND client_id = ?"))
-            .bind(tenant.0.to_string())
-            .bind(user.to_string())
-            .bind(client_id)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| grant_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{GRANT_SELECT} WHERE tenant_id = ? AND user_id = ? AND client_id = ?"),
+                params![tenant.0.to_string(), user.to_string(), client_id],
+                grant_from_row,
+            )
+        })
     }
 
     async fn upsert_grant(&self, g: &Grant) -> StoreResult<Grant> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO grants (tenant_id, id, user_id, client_id, business_id, scope, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, user_id, client_id) DO UPDATE SET business_id = excluded.business_id, scope = excluded.scope
-             RETURNING {GRANT_COLUMNS}"
-        ))
-        .bind(g.tenant.0.to_string())
-        .bind(g.id.to_string())
-        .bind(g.user_id.to_string())
-        .bind(&g.client_id)
-        .bind(g.business_id.map(|b| b.to_string()))
-        .bind(g.scope.to_string())
-        .bind(g.created_at)
-        .fetch_one(&self.writer)
+        let g = g.clone();
+        self.write(move |c| {
+            query_one(
+                c,
+                &format!(
+                    "INSERT INTO grants (tenant_id, id, user_id, client_id, business_id, scope, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (tenant_id, user_id, client_id) DO UPDATE SET business_id = excluded.business_id, scope = excluded.scope
+                     RETURNING {GRANT_COLUMNS}"
+                ),
+                params![
+                    g.tenant.0.to_string(),
+                    g.id.to_string(),
+                    g.user_id.to_string(),
+                    g.client_id,
+                    g.business_id.map(|b| b.to_string()),
+                    g.scope.to_string(),
+                    g.created_at
+                ],
+                grant_from_row,
+            )
+        })
         .await
-        .map_err(fault)?;
-        grant_from_row(&row)
     }
 
-    async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
-        self.write(
-            sqlx::query(
+    async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
+        let k = code.clone();
+        self.write(move |c| {
+            exec(
+                c,
                 "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
                  code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    &k.hash.0[..],
+                    k.tenant.0.to_string(),
+                    k.client_id,
+                    k.user_id.to_string(),
+                    k.grant_id.to_string(),
+                    k.business_id.map(|b| b.to_string()),
+                    k.redirect_uri,
+                    k.redirect_uri_explicit,
+                    k.scope.to_string(),
+                    k.nonce,
+                    k.code_challenge,
+                    k.auth_time,
+                    k.created_at,
+                    k.expires_at,
+                    k.consumed_at,
+                    k.family_id.to_string(),
+                ],
             )
-            .bind(c.hash.0.to_vec())
-            .bind(c.tenant.0.to_string())
-            .bind(&c.client_id)
-            .bind(c.user_id.to_string())
-            .bind(c.grant_id.to_string())
-            .bind(c.business_id.map(|b| b.to_string()))
-            .bind(&c.redirect_uri)
-            .bind(c.redirect_uri_explicit)
-            .bind(c.scope.to_string())
-            .bind(&c.nonce)
-            .bind(&c.code_challenge)
-            .bind(c.auth_time)
-            .bind(c.created_at)
-            .bind(c.expires_at)
-            .bind(c.consumed_at)
-            .bind(c.family_id.to_string()),
-        )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>> {
-        let row = sqlx::query(
-            "SELECT hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
-             code_challenge, auth_time, created_at, expires_at, consumed_at, family_id FROM codes WHERE tenant_id = ? AND hash = ?",
-        )
-        .bind(tenant.0.to_string())
-        .bind(hash.0.to_vec())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(fault)?;
-        row.map(|r| code_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                "SELECT hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
+                 code_challenge, auth_time, created_at, expires_at, consumed_at, family_id FROM codes WHERE tenant_id = ? AND hash = ?",
+                params![tenant.0.to_string(), &hash.0[..]],
+                code_from_row,
+            )
+        })
     }
 
     async fn redeem_code(
@@ -845,40 +998,41 @@ impl Store for SqliteStore {
         f: &Family,
         tokens: &[TokenRecord],
     ) -> StoreResult<RedeemOutcome> {
-        let mut tx = self.begin().await?;
-        let consumed = sqlx::query("UPDATE codes SET consumed_at = ? WHERE tenant_id = ? AND hash = ? AND consumed_at IS NULL")
-            .bind(now)
-            .bind(tenant.0.to_string())
-            .bind(hash.0.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(fault)?
-            .rows_affected();
-        if consumed == 0 {
-            tx.rollback().await.map_err(fault)?;
-            return Ok(RedeemOutcome::AlreadyConsumed);
-        }
-        insert_family_row(&mut tx, f).await?;
-        insert_tokens(&mut tx, tokens).await?;
-        tx.commit().await.map_err(fault)?;
-        Ok(RedeemOutcome::Redeemed)
+        let (f, tokens) = (f.clone(), tokens.to_vec());
+        self.write(move |c| {
+            let consumed = exec(
+                c,
+                "UPDATE codes SET consumed_at = ? WHERE tenant_id = ? AND hash = ? AND consumed_at IS NULL",
+                params![now, tenant.0.to_string(), &hash.0[..]],
+            )?;
+            if consumed == 0 {
+                return Ok(RedeemOutcome::AlreadyConsumed);
+            }
+            insert_family_row(c, &f)?;
+            insert_tokens(c, &tokens)?;
+            Ok(RedeemOutcome::Redeemed)
+        })
+        .await
     }
 
     async fn insert_family(&self, _tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        insert_family_row(&mut tx, family).await?;
-        insert_tokens(&mut tx, tokens).await?;
-        tx.commit().await.map_err(fault)
+        let (f, tokens) = (family.clone(), tokens.to_vec());
+        self.write(move |c| {
+            insert_family_row(c, &f)?;
+            insert_tokens(c, &tokens)
+        })
+        .await
     }
 
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
-        let row = sqlx::query(&format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = ? AND t.hash = ?"))
-            .bind(tenant.0.to_string())
-            .bind(hash.0.to_vec())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(fault)?;
-        row.map(|r| token_view_from_row(&r)).transpose()
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = ? AND t.hash = ?"),
+                params![tenant.0.to_string(), &hash.0[..]],
+                token_view_from_row,
+            )
+        })
     }
 
     async fn rotate_refresh_token(
@@ -889,69 +1043,64 @@ impl Store for SqliteStore {
         tokens: &[TokenRecord],
         replay: Option<&SealedReplay>,
     ) -> StoreResult<RotateOutcome> {
-        let mut tx = self.begin().await?;
         let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| t.hash.0.to_vec());
-        let rotated = sqlx::query(
-            "UPDATE tokens SET rotated_at = ?, replay = ?, replay_until = ?, successor = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
-             AND rotated_at IS NULL AND revoked_at IS NULL
-             AND EXISTS (SELECT 1 FROM families f WHERE f.tenant_id = tokens.tenant_id AND f.id = tokens.family_id AND f.revoked_at IS NULL)",
-        )
-        .bind(now)
-        .bind(replay.map(|r| r.sealed.clone()))
-        .bind(replay.map(|r| r.until))
-        .bind(successor)
-        .bind(tenant.0.to_string())
-        .bind(old.0.to_vec())
-        .execute(&mut *tx)
+        let (sealed, until) = (replay.map(|r| r.sealed.clone()), replay.map(|r| r.until));
+        let tokens = tokens.to_vec();
+        self.write(move |c| {
+            let rotated = exec(
+                c,
+                "UPDATE tokens SET rotated_at = ?, replay = ?, replay_until = ?, successor = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
+                 AND rotated_at IS NULL AND revoked_at IS NULL
+                 AND EXISTS (SELECT 1 FROM families f WHERE f.tenant_id = tokens.tenant_id AND f.id = tokens.family_id AND f.revoked_at IS NULL)",
+                params![now, sealed, until, successor, tenant.0.to_string(), &old.0[..]],
+            )?;
+            if rotated == 0 {
+                return Ok(RotateOutcome::NotCurrent);
+            }
+            insert_tokens(c, &tokens)?;
+            Ok(RotateOutcome::Rotated)
+        })
         .await
-        .map_err(fault)?
-        .rows_affected();
-        if rotated == 0 {
-            tx.rollback().await.map_err(fault)?;
-            return Ok(RotateOutcome::NotCurrent);
-        }
-        insert_tokens(&mut tx, tokens).await?;
-        tx.commit().await.map_err(fault)?;
-        Ok(RotateOutcome::Rotated)
     }
 
     async fn find_replay(&self, tenant: TenantId, old: SecretHash, now: UnixTime) -> StoreResult<Option<Vec<u8>>> {
         // The successor, when there is one, must be current; a rotation that issued no new
         // refresh token leaves `successor` NULL and only the family's state matters.
-        sqlx::query_scalar(
-            "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
-             WHERE t.tenant_id = ?1 AND t.hash = ?2 AND t.replay IS NOT NULL AND t.replay_until > ?3 AND f.revoked_at IS NULL
-             AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
-                  AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
-        )
-        .bind(tenant.0.to_string())
-        .bind(old.0.to_vec())
-        .bind(now)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(fault)
+        self.read(|c| {
+            query_opt(
+                c,
+                "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
+                 WHERE t.tenant_id = ?1 AND t.hash = ?2 AND t.replay IS NOT NULL AND t.replay_until > ?3 AND f.revoked_at IS NULL
+                 AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
+                      AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
+                params![tenant.0.to_string(), &old.0[..], now],
+                |r| r.get(0).map_err(fault),
+            )
+        })
     }
 
     async fn revoke_token(&self, tenant: TenantId, hash: SecretHash, now: UnixTime) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE tenant_id = ? AND hash = ? AND revoked_at IS NULL")
-                .bind(now)
-                .bind(tenant.0.to_string())
-                .bind(hash.0.to_vec()),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE tokens SET revoked_at = ? WHERE tenant_id = ? AND hash = ? AND revoked_at IS NULL",
+                params![now, tenant.0.to_string(), &hash.0[..]],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()> {
-        self.write(
-            sqlx::query("UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL")
-                .bind(now)
-                .bind(tenant.0.to_string())
-                .bind(family.to_string()),
-        )
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
+                params![now, tenant.0.to_string(), family.to_string()],
+            )
+            .map(drop)
+        })
         .await
-        .map(drop)
     }
 
     async fn delete_expired(
@@ -962,24 +1111,14 @@ impl Store for SqliteStore {
         pat_before: UnixTime,
         limit: u32,
     ) -> StoreResult<Cleanup> {
-        let t = tenant.0.to_string();
-        // Each kind in its own short statement, batched by `limit`, so housekeeping never holds
-        // the write lock for long.
+        // Each kind in its own short statement and its own batch, limited to `limit` rows, so
+        // housekeeping never holds up the writer for long.
         let batch = |table: &str, condition: &str| {
             format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE tenant_id = ?1 AND ({condition}) LIMIT ?3)")
         };
         let run = |sql: String, cutoff: UnixTime| {
-            let t = t.clone();
-            async move {
-                sqlx::query(&sql)
-                    .bind(t)
-                    .bind(cutoff)
-                    .bind(i64::from(limit))
-                    .execute(&self.writer)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(fault)
-            }
+            let t = tenant.0.to_string();
+            self.write(move |c| exec(c, &sql, params![t, cutoff, i64::from(limit)]))
         };
         Ok(Cleanup {
             codes: run(batch("codes", "expires_at <= ?2"), now).await?,
@@ -1014,30 +1153,26 @@ impl Store for SqliteStore {
     }
 
     async fn count_rows(&self, tenant: TenantId) -> StoreResult<RowCounts> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM codes WHERE tenant_id = ?1) AS codes,
-                    (SELECT COUNT(*) FROM tokens WHERE tenant_id = ?1) AS tokens,
-                    (SELECT COUNT(*) FROM families WHERE tenant_id = ?1) AS families,
-                    (SELECT COUNT(*) FROM sessions WHERE tenant_id = ?1) AS sessions,
-                    (SELECT COUNT(*) FROM interactions WHERE tenant_id = ?1) AS interactions",
-        )
-        .bind(tenant.0.to_string())
-        .fetch_one(&self.readers)
-        .await
-        .map_err(fault)?;
-        let n = |c: &str| -> StoreResult<u64> { row.try_get::<i64, _>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(fault) };
-        Ok(RowCounts {
-            codes: n("codes")?,
-            tokens: n("tokens")?,
-            families: n("families")?,
-            sessions: n("sessions")?,
-            interactions: n("interactions")?,
+        self.read(|c| {
+            query_one(
+                c,
+                "SELECT (SELECT COUNT(*) FROM codes WHERE tenant_id = ?1) AS codes,
+                        (SELECT COUNT(*) FROM tokens WHERE tenant_id = ?1) AS tokens,
+                        (SELECT COUNT(*) FROM families WHERE tenant_id = ?1) AS families,
+                        (SELECT COUNT(*) FROM sessions WHERE tenant_id = ?1) AS sessions,
+                        (SELECT COUNT(*) FROM interactions WHERE tenant_id = ?1) AS interactions",
+                [tenant.0.to_string()],
+                |row| {
+                    let n = |c: &str| -> StoreResult<u64> { row.get::<_, i64>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(fault) };
+                    Ok(RowCounts {
+                        codes: n("codes")?,
+                        tokens: n("tokens")?,
+                        families: n("families")?,
+                        sessions: n("sessions")?,
+                        interactions: n("interactions")?,
+                    })
+                },
+            )
         })
     }
-}
-
-/// Reads one column as a UUID stored as text.
-fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<Uuid> {
-    let s: String = row.try_get(col).map_err(fault)?;
-    Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))
 }

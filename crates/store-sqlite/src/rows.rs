@@ -1,6 +1,6 @@
 //! Mapping between SQLite rows and the domain records.
 
-use crate::{fault, uuid_col};
+use crate::fault;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
     TenantId, TokenKind, TokenRecord, TokenView, User,
@@ -8,8 +8,9 @@ use latchkey_core::model::{
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_store::{StoreError, StoreResult};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use rusqlite::types::FromSql;
+use rusqlite::Row;
+use std::str::FromStr;
 use uuid::Uuid;
 
 pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
@@ -28,35 +29,41 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<T> {
-    let s: String = row.try_get(col).map_err(fault)?;
+fn from_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, col: &str) -> StoreResult<T> {
+    let s: String = get(row, col)?;
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-fn tenant_col(row: &SqliteRow) -> StoreResult<TenantId> {
+fn tenant_col(row: &Row<'_>) -> StoreResult<TenantId> {
     uuid_col(row, "tenant_id").map(TenantId)
 }
 
-fn opt_uuid(row: &SqliteRow, col: &str) -> StoreResult<Option<Uuid>> {
-    let s: Option<String> = row.try_get(col).map_err(fault)?;
+fn opt_uuid(row: &Row<'_>, col: &str) -> StoreResult<Option<Uuid>> {
+    let s: Option<String> = get(row, col)?;
     s.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))).transpose()
 }
 
-fn hash_col(row: &SqliteRow, col: &str) -> StoreResult<SecretHash> {
-    let b: Vec<u8> = row.try_get(col).map_err(fault)?;
+fn hash_col(row: &Row<'_>, col: &str) -> StoreResult<SecretHash> {
+    let b: Vec<u8> = get(row, col)?;
     SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
 }
 
-fn scope_col(row: &SqliteRow, col: &str) -> StoreResult<ScopeSet> {
-    let s: String = row.try_get(col).map_err(fault)?;
+fn scope_col(row: &Row<'_>, col: &str) -> StoreResult<ScopeSet> {
+    let s: String = get(row, col)?;
     ScopeSet::parse(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a scope")))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
-    row.try_get(col).map_err(fault)
+fn get<T: FromSql>(row: &Row<'_>, col: &str) -> StoreResult<T> {
+    row.get(col).map_err(fault)
 }
 
-pub(crate) fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
+/// Reads one column as a UUID stored as text.
+pub(crate) fn uuid_col(row: &Row<'_>, col: &str) -> StoreResult<Uuid> {
+    let s: String = get(row, col)?;
+    Uuid::from_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))
+}
+
+pub(crate) fn tenant_from_row(r: &Row<'_>) -> StoreResult<Tenant> {
     Ok(Tenant {
         id: TenantId(uuid_col(r, "id")?),
         name: get(r, "name")?,
@@ -66,7 +73,7 @@ pub(crate) fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
     })
 }
 
-pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+pub(crate) fn user_from_row(r: &Row<'_>) -> StoreResult<User> {
     Ok(User {
         id: uuid_col(r, "id")?,
         tenant: tenant_col(r)?,
@@ -78,11 +85,11 @@ pub(crate) fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
     })
 }
 
-pub(crate) fn business_from_row(r: &SqliteRow) -> StoreResult<Business> {
+pub(crate) fn business_from_row(r: &Row<'_>) -> StoreResult<Business> {
     Ok(Business { id: uuid_col(r, "id")?, tenant: tenant_col(r)?, name: get(r, "name")?, created_at: get(r, "created_at")? })
 }
 
-pub(crate) fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
+pub(crate) fn client_from_row(r: &Row<'_>) -> StoreResult<Client> {
     let secret: Option<Vec<u8>> = get(r, "secret_hash")?;
     let grant_types: Vec<GrantType> = from_json(r, "grant_types")?;
     Ok(Client {
@@ -102,7 +109,7 @@ pub(crate) fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
     })
 }
 
-pub(crate) fn signing_key_from_row(r: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+pub(crate) fn signing_key_from_row(r: &Row<'_>) -> StoreResult<SigningKeyRecord> {
     let alg: String = get(r, "alg")?;
     Ok(SigningKeyRecord {
         kid: get(r, "kid")?,
@@ -117,7 +124,7 @@ pub(crate) fn signing_key_from_row(r: &SqliteRow) -> StoreResult<SigningKeyRecor
     })
 }
 
-pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
+pub(crate) fn session_from_row(r: &Row<'_>) -> StoreResult<Session> {
     Ok(Session {
         hash: hash_col(r, "hash")?,
         tenant: tenant_col(r)?,
@@ -128,7 +135,7 @@ pub(crate) fn session_from_row(r: &SqliteRow) -> StoreResult<Session> {
     })
 }
 
-pub(crate) fn interaction_from_row(r: &SqliteRow) -> StoreResult<Interaction> {
+pub(crate) fn interaction_from_row(r: &Row<'_>) -> StoreResult<Interaction> {
     let login_user = opt_uuid(r, "login_user_id")?;
     let login_at: Option<i64> = get(r, "login_at")?;
     Ok(Interaction {
@@ -142,7 +149,7 @@ pub(crate) fn interaction_from_row(r: &SqliteRow) -> StoreResult<Interaction> {
     })
 }
 
-pub(crate) fn grant_from_row(r: &SqliteRow) -> StoreResult<Grant> {
+pub(crate) fn grant_from_row(r: &Row<'_>) -> StoreResult<Grant> {
     Ok(Grant {
         id: uuid_col(r, "id")?,
         tenant: tenant_col(r)?,
@@ -154,7 +161,7 @@ pub(crate) fn grant_from_row(r: &SqliteRow) -> StoreResult<Grant> {
     })
 }
 
-pub(crate) fn code_from_row(r: &SqliteRow) -> StoreResult<AuthCode> {
+pub(crate) fn code_from_row(r: &Row<'_>) -> StoreResult<AuthCode> {
     Ok(AuthCode {
         hash: hash_col(r, "hash")?,
         tenant: tenant_col(r)?,
@@ -175,7 +182,7 @@ pub(crate) fn code_from_row(r: &SqliteRow) -> StoreResult<AuthCode> {
     })
 }
 
-pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
+pub(crate) fn token_view_from_row(r: &Row<'_>) -> StoreResult<TokenView> {
     let kind: String = get(r, "kind")?;
     let token = TokenRecord {
         hash: hash_col(r, "hash")?,
@@ -211,7 +218,7 @@ pub(crate) fn token_view_from_row(r: &SqliteRow) -> StoreResult<TokenView> {
 pub(crate) const PERSONAL_TOKEN_SELECT: &str =
     "SELECT tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at FROM personal_tokens";
 
-pub(crate) fn personal_token_from_row(r: &SqliteRow) -> StoreResult<PersonalToken> {
+pub(crate) fn personal_token_from_row(r: &Row<'_>) -> StoreResult<PersonalToken> {
     Ok(PersonalToken {
         id: uuid_col(r, "id")?,
         tenant: tenant_col(r)?,

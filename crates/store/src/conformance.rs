@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             removing_a_business_revokes_its_access,
             refresh_replay_answer_lives_only_in_its_window,
             settings_first_writer_wins,
+            concurrent_writes_fail_alone,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -101,6 +102,7 @@ where
     removing_a_business_revokes_its_access(make().await).await;
     refresh_replay_answer_lives_only_in_its_window(make().await).await;
     settings_first_writer_wins(make().await).await;
+    concurrent_writes_fail_alone(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1045,4 +1047,54 @@ pub async fn settings_first_writer_wins(store: SharedStore) {
         seen.insert(r.await.unwrap());
     }
     assert_eq!(seen.len(), 1, "every racer must see the one stored value: {seen:?}");
+}
+
+/// Many writes at once, some of which fail halfway: a redemption whose family id is already
+/// taken fails after it consumed the code, so its code must stay unconsumed and none of its
+/// tokens may exist; the writes around it (which a store may commit together with it, as
+/// SQLite's group commit does) must all be there.
+pub async fn concurrent_writes_fail_alone(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let taken = issue(&store, &w, 1).await.family;
+    let n: u16 = 48;
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, w_tenant, user, grant) = (store.clone(), w.tenant, w.user.id, w.grant.id);
+            let taken = taken.id;
+            tokio::spawn(async move {
+                let base = 100 + 10 * i;
+                let mut c = code(w_tenant, h(base), user, "app", grant);
+                let fails = i % 3 == 0;
+                if fails {
+                    c.family_id = taken;
+                }
+                store.insert_code(&c).await.unwrap();
+                let f = family(&c);
+                let tokens = pair(&f, h(base + 1), h(base + 2));
+                (c, fails, store.redeem_code(w_tenant, h(base), NOW, &f, &tokens).await)
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (c, fails, outcome) = handle.await.expect("task panicked");
+        let stored = store.find_code(w.tenant, c.hash).await.unwrap().expect("the code was inserted");
+        if fails {
+            assert_conflict(outcome, "a redemption into a taken family");
+            assert_eq!(stored.consumed_at, None, "a failed redemption must leave its code unconsumed");
+        } else {
+            assert_eq!(outcome.unwrap(), RedeemOutcome::Redeemed);
+            assert_eq!(stored.consumed_at, Some(NOW), "a redemption that succeeded must have consumed its code");
+        }
+    }
+    for i in 0..n {
+        let base = 100 + 10 * i;
+        for t in [h(base + 1), h(base + 2)] {
+            let found = store.find_token(w.tenant, t).await.unwrap();
+            assert_eq!(found.is_some(), i % 3 != 0, "redemption {i}: its tokens exist exactly when it succeeded");
+        }
+    }
+    let counts = store.count_rows(w.tenant).await.unwrap();
+    let succeeded = u64::from(n - n.div_ceil(3));
+    assert_eq!(counts.families, 1 + succeeded, "one family per successful redemption, and the first one");
+    assert_eq!(counts.tokens, 2 * (1 + succeeded));
 }

@@ -29,7 +29,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 22, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 23, "run_all must make one store per case");
 }
 
 #[tokio::test]
@@ -76,16 +76,12 @@ async fn reopen_is_idempotent_and_keeps_data() {
 /// data, and what version 2 added works on it.
 #[tokio::test]
 async fn a_version_1_database_is_upgraded() {
-    use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     {
-        let url = format!("sqlite:{}?mode=rwc", path.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql(include_str!("../../migrations/0001_init.sql")).execute(&mut conn).await.unwrap();
-        sqlx::raw_sql("PRAGMA user_version = 1; INSERT INTO tenants (id, name, created_at) VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'default', 1)")
-            .execute(&mut conn)
-            .await
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1; INSERT INTO tenants (id, name, created_at) VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'default', 1)")
             .unwrap();
     }
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();

@@ -1,0 +1,182 @@
+//! The single writer, with group commit.
+//!
+//! SQLite has one writer at a time, and with `synchronous=FULL` every commit waits for an
+//! `fsync` of the WAL. One commit per request would cap the write rate at the disk's fsync
+//! rate, and running each statement through an async driver costs a thread hand-off per
+//! statement. So one thread owns the write connection and runs whole operations (jobs) on it:
+//! it takes every job that is waiting, runs each inside its own `SAVEPOINT` of one
+//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers each job. A job that
+//! fails is rolled back to its savepoint and does not touch the others; if the commit fails,
+//! every job of the batch fails, so no answer ever reports a write that is not durable.
+//! Jobs that ran in one batch see each other's writes in order, exactly as if they had
+//! committed one after another.
+
+use crate::{fault, BatchFailure};
+use latchkey_store::{StoreError, StoreResult};
+use rusqlite::Connection;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Weak};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// At most this many jobs share one commit, so that a long queue still gets answers in
+/// bounded steps.
+const MAX_BATCH: usize = 256;
+
+/// One operation waiting for the writer: it runs on the connection, then learns whether its
+/// batch committed.
+trait Work: Send {
+    /// Runs the operation inside the batch's transaction; `false` if it failed (and its
+    /// writes must be rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, committed: Result<(), &BatchFailure>);
+}
+
+struct Job<T, F> {
+    op: Option<F>,
+    outcome: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Work for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(op) = self.op.take() else { return false };
+        // A panic in one operation fails that operation only; the writer lives on.
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| Err(StoreError::Database("a write operation panicked".into())));
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &BatchFailure>) {
+        let answer = match (self.outcome, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(failure)) | (None, Err(failure)) => Err(failure.to_store_error()),
+            (None, Ok(())) => Err(StoreError::Database("a write operation did not run".into())),
+        };
+        // The caller may have gone away (its request was cancelled); the write stands.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The handle to the writer thread. Dropping the last handle ends the thread once the queue is
+/// empty.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Box<dyn Work>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn` (already configured and migrated, with automatic
+    /// checkpoints off) and the checkpointer thread on `checkpointer`. The writer thread ends
+    /// when the last handle is dropped and the queue is empty; the checkpointer follows it.
+    pub(crate) fn start(conn: Connection, checkpointer: Connection) -> std::io::Result<Self> {
+        let (queue, jobs) = mpsc::channel::<Box<dyn Work>>();
+        // Set by the checkpointer when the WAL has grown past
+        // [`WAL_FRAMES_BEFORE_WRITER_CHECKPOINT`]; owned by the writer thread, so the
+        // checkpointer sees it gone once the writer has stopped.
+        let wal_is_long = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(&wal_is_long);
+        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || run(&conn, &jobs, &wal_is_long))?;
+        std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || checkpoints(&checkpointer, &weak))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `op` in the writer's next batch and returns its result once the batch is durable.
+    pub(crate) async fn run<T, F>(&self, op: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Work> = Box::new(Job { op: Some(op), outcome: None, reply });
+        self.queue.send(job).map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+    }
+}
+
+fn run(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn Work>>, wal_is_long: &AtomicBool) {
+    while let Ok(first) = jobs.recv() {
+        if wal_is_long.swap(false, Ordering::Relaxed) {
+            // The checkpointer has copied most of the WAL already; finishing here, between
+            // transactions, lets the next transaction start the WAL over (see `checkpoints`).
+            if let Err(e) = checkpoint(conn) {
+                tracing::warn!(error = %e, "SQLite checkpoint on the writer failed");
+            }
+        }
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit(conn, &mut batch);
+        for job in batch {
+            job.finish(committed.as_ref().map(|_| ()));
+        }
+    }
+}
+
+/// Runs the batch in one transaction, each job in its own savepoint, and commits it.
+fn commit(conn: &Connection, batch: &mut [Box<dyn Work>]) -> Result<(), BatchFailure> {
+    let step = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(|e| BatchFailure::from(fault(e)));
+    step("BEGIN IMMEDIATE")?;
+    let outcome = batch.iter_mut().try_for_each(|job| {
+        step("SAVEPOINT job")?;
+        if !job.run(conn) {
+            step("ROLLBACK TO job")?;
+        }
+        step("RELEASE job")
+    });
+    match outcome.and_then(|()| step("COMMIT")) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // After a failed COMMIT the transaction may still be open; end it so the next
+            // batch starts clean. An error here means there was nothing left to roll back.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+/// A WAL longer than this (4 KiB pages: 16 MiB) is finished by the writer itself.
+const WAL_FRAMES_BEFORE_WRITER_CHECKPOINT: i64 = 4096;
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` and returns the WAL's length in frames.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+}
+
+/// Checkpoints off the request path. SQLite's automatic checkpoint runs inside the commit that
+/// crosses the threshold, so one request in a thousand would wait for a whole checkpoint and
+/// its `fsync` (stalls of hundreds of milliseconds under load). Here a thread of its own copies
+/// the WAL back into the database every [`CHECKPOINT_INTERVAL`] (a PASSIVE checkpoint never
+/// blocks the writer or the readers). The WAL can only start over once a checkpoint has caught
+/// up with the last commit, which a concurrent checkpointer may never do while writes go on;
+/// when the WAL gets long, the writer finishes the checkpoint between two batches, which then
+/// costs only the few frames written since.
+fn checkpoints(conn: &Connection, alive: &Weak<AtomicBool>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        // The store is gone (every handle dropped): stop.
+        let Some(flag) = alive.upgrade() else { return };
+        match checkpoint(conn) {
+            Ok(frames) if frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT => flag.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+    }
+}
