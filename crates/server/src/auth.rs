@@ -46,11 +46,10 @@ pub(crate) async fn check_password(
     }
     let user = store.find_user_by_email(tenant, &email.trim().to_lowercase()).await?;
     // An unknown email is checked against a dummy hash, so both failures take the same time
-    // (SECURITY.md PW-03). Argon2id runs on the blocking pool, never on the async runtime.
-    let stored = user.as_ref().map_or_else(|| state.dummy_password_hash.clone(), |u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &stored))
-        .await
-        .map_err(|e| AppError::Internal(format!("password check task failed: {e}")))?;
+    // (SECURITY.md PW-03). Argon2id runs on the password threads, never on the async runtime.
+    let stored = user.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+    let ok =
+        state.passwords.verify(password, stored).await.ok_or_else(|| AppError::Internal("the password threads have stopped".into()))?;
     match (ok, user) {
         (true, Some(user)) => {
             store.clear_attempts(tenant, &account_key).await?;

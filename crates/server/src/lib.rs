@@ -12,6 +12,7 @@ mod handlers;
 pub mod housekeeping;
 pub mod keys;
 pub mod pages;
+pub mod passwords;
 pub mod runtime;
 pub mod startup;
 pub mod state;

@@ -49,15 +49,9 @@ impl Application {
         } else {
             None
         };
-        let dummy_password_hash = tokio::task::spawn_blocking(|| {
-            let mut pw = [0u8; 16];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut pw);
-            latchkey_core::password::hash(&format!("{pw:?}"), &mut rand::rngs::OsRng)
-        })
-        .await
-        .map_err(|e| StartupError::MasterKey(e.to_string()))?
-        .map_err(|e| StartupError::MasterKey(e.to_string()))?;
-        let registry = Arc::new(Registry::build(Shared { config, rt, default_issuer, dummy_password_hash, demo }).await?);
+        let passwords = crate::passwords::PasswordChecker::start()
+            .map_err(|e| StartupError::Invalid(format!("cannot start the password threads: {e}")))?;
+        let registry = Arc::new(Registry::build(Shared { config, rt, default_issuer, passwords, demo }).await?);
         Ok(Self { listener, router: router(), addr, registry })
     }
 

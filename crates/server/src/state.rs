@@ -38,9 +38,8 @@ pub struct Inner {
     pub base_path: String,
     /// Appended to cookie names, so that tenants on one host never overwrite each other's.
     pub cookie_suffix: String,
-    /// An Argon2id hash of a random password, verified against when the email is unknown so
-    /// that both failures take the same time (SECURITY.md PW-03).
-    pub dummy_password_hash: String,
+    /// Where passwords are checked (threads with their own Argon2 memory).
+    pub passwords: crate::passwords::PasswordChecker,
     pub demo: Option<DemoInfo>,
 }
 

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     pub rt: Runtime,
     /// The default tenant's issuer: configured, or derived from the bound address.
     pub default_issuer: String,
-    pub dummy_password_hash: String,
+    pub passwords: crate::passwords::PasswordChecker,
     pub demo: Option<DemoInfo>,
 }
 
@@ -171,7 +171,7 @@ async fn build_state(shared: &Shared, tenant: Tenant) -> Result<AppState, Startu
         keys,
         rt,
         config,
-        dummy_password_hash: shared.dummy_password_hash.clone(),
+        passwords: shared.passwords.clone(),
         demo: if is_default { shared.demo.clone() } else { None },
     })))
 }
