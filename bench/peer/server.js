@@ -88,7 +88,9 @@ const configuration = {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true },
+    // Like Latchkey (RFC 7662 §2.1, its SECURITY.md IN-01/IN-03): any confidential client may
+    // introspect any token, a public one none. Also silences the notice about the default policy.
+    introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none' },
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,

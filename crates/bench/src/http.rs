@@ -37,6 +37,22 @@ impl Endpoint {
         Ok(format!("{}{path}", url.path().trim_end_matches('/')))
     }
 
+    /// The path and query of `target` if it is on this server: path-absolute, or an absolute
+    /// URL with this server's origin (where a redirect may send a browser next).
+    pub(crate) fn path_on_this_server(&self, target: &str) -> Result<String> {
+        if target.starts_with('/') {
+            return Ok(target.to_owned());
+        }
+        let url = url::Url::parse(target).with_context(|| format!("not a URL: {target:.200}"))?;
+        if url.origin().ascii_serialization() != self.origin()? {
+            bail!("{target:.200} is not on this server");
+        }
+        Ok(match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        })
+    }
+
     /// The bytes of a request to this server: `path` is the path and query (origin form).
     pub(crate) fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
@@ -286,19 +302,30 @@ pub(crate) fn html_field(html: &str, name: &str) -> Option<String> {
 pub(crate) struct CookieJar(BTreeMap<String, String>);
 
 impl CookieJar {
-    /// Takes in every `Set-Cookie` of an answer; `Max-Age=0` (or a negative one) removes.
+    /// Takes in every `Set-Cookie` of an answer. `Max-Age=0` (or a negative one) or an
+    /// `Expires` date in the past removes the cookie: that is how servers clear one (Latchkey
+    /// with `Max-Age=0`, oidc-provider through koa with an empty value and `Expires` in 1970).
+    /// Paths and domains are not kept: the jar serves one server, and sending a cookie to a
+    /// path it was not meant for changes nothing for the servers measured here.
     pub(crate) fn update(&mut self, answer: &Answer) {
         for v in answer.headers("set-cookie") {
             let mut parts = v.split(';');
             let Some((name, value)) = parts.next().and_then(|nv| nv.trim().split_once('=')) else { continue };
             let expired = parts.any(|a| {
-                let a = a.trim().to_ascii_lowercase();
-                a.strip_prefix("max-age=").is_some_and(|n| n.trim().parse::<i64>().is_ok_and(|n| n <= 0))
+                let Some((k, v)) = a.trim().split_once('=') else { return false };
+                let (k, v) = (k.trim(), v.trim());
+                if k.eq_ignore_ascii_case("max-age") {
+                    v.parse::<i64>().is_ok_and(|n| n <= 0)
+                } else if k.eq_ignore_ascii_case("expires") {
+                    cookie_date_passed(v)
+                } else {
+                    false
+                }
             });
             if expired {
-                self.0.remove(name);
+                self.0.remove(name.trim());
             } else {
-                self.0.insert(name.to_owned(), value.to_owned());
+                self.0.insert(name.trim().to_owned(), value.trim().to_owned());
             }
         }
     }
@@ -310,6 +337,13 @@ impl CookieJar {
         }
         Some(self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; "))
     }
+}
+
+/// Whether a cookie's `Expires` date (RFC 6265 §5.1.1; in practice the IMF-fixdate of
+/// RFC 9110 §5.6.7, `Thu, 01 Jan 1970 00:00:00 GMT`) has passed. A date that does not parse is
+/// taken as not passed: the cookie is kept, as a browser would keep a session cookie.
+fn cookie_date_passed(date: &str) -> bool {
+    time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).is_ok_and(|d| d <= time::OffsetDateTime::now_utc())
 }
 
 /// A browser: a connection and a cookie jar, following no redirects by itself.
@@ -335,7 +369,7 @@ impl Browser {
 
     /// GET of a path (or of an absolute URL on this server), with the jar's cookies.
     pub(crate) async fn get(&mut self, target: &str) -> Result<Answer> {
-        let path = self.on_this_server(target)?;
+        let path = self.endpoint.path_on_this_server(target)?;
         let cookie = self.jar.header();
         let headers: Vec<(&str, &str)> = cookie.as_deref().map(|c| ("Cookie", c)).into_iter().collect();
         let request = self.endpoint.request("GET", &path, &headers, b"");
@@ -359,22 +393,6 @@ impl Browser {
             self.conn = Conn::open(&self.endpoint).await?;
         }
         self.conn.send(&request).await
-    }
-
-    /// The path and query of `target` if it is on this server (path-absolute, or an absolute
-    /// URL with this server's origin).
-    pub(crate) fn on_this_server(&self, target: &str) -> Result<String> {
-        if target.starts_with('/') {
-            return Ok(target.to_owned());
-        }
-        let url = url::Url::parse(target).with_context(|| format!("not a URL: {target}"))?;
-        if url.origin().ascii_serialization() != self.endpoint.origin()? {
-            bail!("{target} is not on this server");
-        }
-        Ok(match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        })
     }
 }
 
@@ -463,6 +481,26 @@ mod tests {
         assert_eq!(jar.header().unwrap(), "lk_browser=b1; lk_session=s1");
         jar.update(&answer("set-cookie: lk_session=; Path=/; Max-Age=0"));
         assert_eq!(jar.header().unwrap(), "lk_browser=b1");
+        // oidc-provider (koa) clears with a date in the past, and sets with one in the future.
+        jar.update(&answer(
+            "Set-Cookie: _session=s2; path=/; samesite=lax; httponly; expires=Tue, 24 Nov 2099 14:52:07 GMT\r\n\
+             Set-Cookie: _interaction_resume=r1; path=/auth/x; expires=Mon, 23 Nov 2099 15:02:07 GMT",
+        ));
+        assert_eq!(jar.header().unwrap(), "_interaction_resume=r1; _session=s2; lk_browser=b1");
+        jar.update(&answer(
+            "Set-Cookie: _interaction_resume=; path=/auth/x; expires=Thu, 01 Jan 1970 00:00:00 GMT; samesite=lax; httponly\r\n\
+             Set-Cookie: _interaction_resume.sig=sig; path=/auth/x; expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ));
+        assert_eq!(jar.header().unwrap(), "_session=s2; lk_browser=b1");
+    }
+
+    #[test]
+    fn redirects_stay_on_the_server_or_are_refused() {
+        let e = Endpoint::new(SocketAddr::from(([127, 0, 0, 1], 8080)), "http://127.0.0.1:8080");
+        assert_eq!(e.path_on_this_server("/interaction/u1").unwrap(), "/interaction/u1");
+        assert_eq!(e.path_on_this_server("http://127.0.0.1:8080/auth/u1?x=1").unwrap(), "/auth/u1?x=1");
+        assert!(e.path_on_this_server("http://127.0.0.1:9999/cb?code=1").is_err());
+        assert!(e.path_on_this_server("https://127.0.0.1:8080/auth").is_err());
     }
 
     #[test]

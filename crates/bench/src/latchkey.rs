@@ -1,15 +1,15 @@
 //! Latchkey as a benchmark target: the release `latchkey` binary on a fresh SQLite file or
 //! PostgreSQL schema, seeded through its own CLI, pinned to a core of its own.
 
-use crate::http::{expect_status, html_field, Browser, Conn, Endpoint};
-use crate::pg;
-use crate::target::{ClientCreds, CodeClient, Paths, RoundTripCounter, Seed, Started, Stopped, Target};
+use crate::http::{expect_status, html_field, Browser, Endpoint};
+use crate::target::{sqlite_bytes_in_use, ClientCreds, CodeClient, Paths, RoundTripCounter, Seed, Started, Stopped, Target};
+use crate::{pg, process};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
@@ -25,6 +25,8 @@ pub(crate) enum Backend {
 const EMAIL: &str = "bench@latchkey.test";
 const PASSWORD: &str = "bench password 1";
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+/// Where "start to first answer" is measured: the first 200 of the health check.
+const HEALTH: &str = "/healthz";
 /// The password checks of the benchmark must not run into the online guessing limits (10 per
 /// account per 15 minutes by default), so the budgets are raised for the whole run.
 const CONFIG: &str = "# Written by latchkey-bench.\n[guessing]\naccount_budget = 1000000000\nclient_budget = 1000000000\n";
@@ -60,7 +62,7 @@ impl LatchkeyTarget {
     ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("latchkey-bench-").tempdir()?;
         std::fs::write(dir.path().join("bench.toml"), CONFIG)?;
-        let port = free_port()?;
+        let port = process::free_port()?;
         let (backend_name, database, schema, master_key) = match &backend {
             Backend::Sqlite => ("sqlite", dir.path().join("latchkey.db").display().to_string(), None, None),
             Backend::Postgres(url) => {
@@ -146,21 +148,7 @@ impl LatchkeyTarget {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let issuer = self.issuer();
         let listen = format!("127.0.0.1:{}", self.port);
-        let mut cmd = match &self.pin {
-            Some(cores) => {
-                let inner = self.latchkey(database);
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cores).arg(inner.as_std().get_program()).args(inner.as_std().get_args());
-                for (k, v) in inner.as_std().get_envs() {
-                    if let Some(v) = v {
-                        c.env(k, v);
-                    }
-                }
-                c.kill_on_drop(true);
-                c
-            }
-            None => self.latchkey(database),
-        };
+        let mut cmd = process::pinned(self.latchkey(database), self.pin.as_deref());
         cmd.args(["serve", "--listen", &listen, "--issuer", &issuer]);
         for (k, v) in env {
             cmd.env(k, v);
@@ -169,25 +157,10 @@ impl LatchkeyTarget {
         let endpoint = Endpoint::new(self.addr(), &issuer);
         let spawned = Instant::now();
         let mut child = cmd.spawn().context("cannot start latchkey serve")?;
-        loop {
-            if let Ok(mut conn) = Conn::open(&endpoint).await {
-                if let Ok(a) = conn.send(&endpoint.request("GET", "/healthz", &[], b"")).await {
-                    if a.status == 200 {
-                        break;
-                    }
-                }
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("latchkey serve exited with {status}: {}", tail(&self.log_path()));
-            }
-            if spawned.elapsed() > Duration::from_secs(60) {
-                bail!("latchkey serve did not answer within 60 s: {}", tail(&self.log_path()));
-            }
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        let first_answer_ms = spawned.elapsed().as_secs_f64() * 1000.0;
+        let first_answer_ms =
+            process::wait_for_first_answer(&mut child, &endpoint, HEALTH, spawned, &self.log_path()).await.context("latchkey serve")?;
         self.child = Some(child);
-        Ok(Started { first_answer_ms })
+        Ok(Started { first_answer_ms, probe: HEALTH })
     }
 
     fn addr(&self) -> SocketAddr {
@@ -196,20 +169,7 @@ impl LatchkeyTarget {
 
     /// Sends SIGTERM and waits for a graceful stop (SIGKILL after 15 s).
     async fn terminate(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
-        if let Some(pid) = child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
-        }
-        match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
-            Ok(status) => {
-                status?;
-            }
-            Err(_) => {
-                eprintln!("latchkey serve did not stop within 15 s of SIGTERM; killing it");
-                child.kill().await?;
-            }
-        }
-        Ok(())
+        process::terminate(self.child.take(), "latchkey serve").await
     }
 }
 
@@ -258,8 +218,19 @@ impl Target for LatchkeyTarget {
             introspector: Some(cc_opaque.clone()),
             cc_opaque: Some(cc_opaque),
             cc_jwt: Some(cc_jwt),
-            code: Some(CodeClient { creds: code, redirect_uri: REDIRECT_URI.into(), scope: "openid offline_access".into() }),
-            password_client: Some(CodeClient { creds: password, redirect_uri: REDIRECT_URI.into(), scope: "openid offline_access".into() }),
+            // A signed-in browser that consented once gets a code (and a refresh token) at once.
+            code: Some(CodeClient {
+                creds: code,
+                redirect_uri: REDIRECT_URI.into(),
+                scope: "openid offline_access".into(),
+                authorize_params: Vec::new(),
+            }),
+            password_client: Some(CodeClient {
+                creds: password,
+                redirect_uri: REDIRECT_URI.into(),
+                scope: "openid offline_access".into(),
+                authorize_params: Vec::new(),
+            }),
         })
     }
 
@@ -270,7 +241,7 @@ impl Target for LatchkeyTarget {
     async fn storage_bytes(&self) -> Result<Option<u64>> {
         match (&self.backend, &self.schema) {
             (Backend::Postgres(url), Some(schema)) => Ok(Some(pg::schema_bytes(url, schema).await?)),
-            _ => Ok(Some(sqlite_bytes_in_use(&self.database).await?)),
+            _ => Ok(Some(sqlite_bytes_in_use(Path::new(&self.database)).await?)),
         }
     }
 
@@ -340,22 +311,22 @@ impl Target for LatchkeyTarget {
 
     async fn stop(&mut self) -> Result<Stopped> {
         self.terminate().await?;
-        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let log_problems = log
-            .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
-            .map(|l| strip_ansi(l).chars().take(400).collect())
-            .collect();
-        let mut log_copy = None;
-        if let Some(dest) = &self.log_copy {
-            if std::fs::copy(self.log_path(), dest).is_ok() {
-                log_copy = Some(dest.display().to_string());
-            }
-        }
+        let (log_problems, log_copy) = process::read_log(&self.log_path(), self.log_copy.as_ref(), |l| {
+            l.contains("ERROR") || l.contains("WARN") || l.contains("panicked")
+        });
         if let (Backend::Postgres(url), Some(schema)) = (&self.backend, self.schema.take()) {
             latchkey_store_postgres::testing::drop_schema(url, &schema).await.context("cannot drop the benchmark schema")?;
         }
         Ok(Stopped { log_problems, log_copy })
+    }
+
+    fn durability(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => {
+                "SQLite WAL, synchronous=FULL (Latchkey's default durability `full`: an acknowledged write survives a power loss)".into()
+            }
+            Backend::Postgres(_) => "PostgreSQL with the database's own settings (synchronous_commit as configured there)".into(),
+        }
     }
 
     fn notes(&self) -> Vec<String> {
@@ -384,53 +355,6 @@ impl Target for LatchkeyTarget {
     }
 }
 
-/// Bytes of the pages a SQLite database uses, `(page_count - freelist_count) * page_size`, as
-/// a read-only connection sees them (with what is still in the WAL). The sizes of the files say
-/// less: the WAL file is reused, not shrunk, so short runs would count its growth as data.
-async fn sqlite_bytes_in_use(path: &str) -> Result<u64> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
-    let mut conn = SqliteConnectOptions::new().filename(path).read_only(true).connect().await.context("cannot open the SQLite file")?;
-    let mut pragma = async |name: &str| -> Result<i64> { Ok(sqlx::query_scalar(&format!("PRAGMA {name}")).fetch_one(&mut conn).await?) };
-    let pages = pragma("page_count").await? - pragma("freelist_count").await?;
-    let size = pragma("page_size").await?;
-    conn.close().await?;
-    Ok(u64::try_from(pages * size).unwrap_or(0))
-}
-
-/// A port free now on 127.0.0.1 (the server binds it a moment later).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `line` without ANSI escape sequences (colored log output).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters, then one final byte in @..~.
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The last lines of a log, for an error message.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
 /// A database URL without its password.
 pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -439,17 +363,5 @@ pub(crate) fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_lines_lose_their_colors() {
-        let line = "\u{1b}[2m2026-11-23T13:42:05Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m \u{1b}[2msqlx::query\u{1b}[0m: slow statement";
-        assert_eq!(strip_ansi(line), "2026-11-23T13:42:05Z  WARN sqlx::query: slow statement");
-        assert_eq!(strip_ansi("plain"), "plain");
     }
 }

@@ -1,11 +1,14 @@
 //! `latchkey-bench`: builds the release server, starts it on a fresh database per backend,
 //! seeds it through the CLI, drives each scenario with a Rust load driver pinned to its own
-//! core, and writes `latest.json` and `latest.md`. A benchmark, not a test: it asserts nothing
-//! about timings.
+//! core, does the same with the peer (node-oidc-provider on SQLite), and writes `latest.json`
+//! and `latest.md` with the ratio table. A benchmark, not a test: it asserts nothing about
+//! timings.
 
 mod http;
 mod latchkey;
+mod peer;
 mod pg;
+mod process;
 mod procfs;
 mod report;
 mod scenario;
@@ -15,6 +18,7 @@ mod target;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use latchkey::{Backend, LatchkeyTarget};
+use peer::{Installed, PeerTarget};
 use report::{Argon2Bare, Machine, Report, RoundTrips, ScenarioReport, TargetReport};
 use scenario::{Fixtures, Load, Scenario};
 use std::path::{Path, PathBuf};
@@ -38,7 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every scenario (or those of --only) on SQLite, and on PostgreSQL with --postgres.
+    /// Run every scenario (or those of --only) on SQLite, on PostgreSQL with --postgres, then on
+    /// the peer (oidc-provider) unless --no-peer, and print the ratio table.
     All(AllArgs),
 }
 
@@ -76,6 +81,12 @@ struct AllArgs {
     /// Do not run `cargo build --release -p latchkey-cli` first.
     #[arg(long)]
     no_build: bool,
+    /// Do not install and run the peer (node-oidc-provider), nor print the ratio table.
+    #[arg(long)]
+    no_peer: bool,
+    /// The peer's SQLite durability; `full` is Latchkey's default.
+    #[arg(long, value_enum, default_value_t = peer::Synchronous::Full)]
+    peer_synchronous: peer::Synchronous,
 }
 
 fn workspace_root() -> PathBuf {
@@ -152,9 +163,20 @@ fn main() -> Result<()> {
     if !binary.exists() {
         bail!("{} is missing: build it with cargo build --release -p latchkey-cli", binary.display());
     }
+    // Also before pinning, for the same reason: npm may build better-sqlite3 from source. The
+    // pinned process finds it installed and only copies the scripts again.
+    let peer = if args.no_peer {
+        None
+    } else {
+        let scratch = target_dir(&root).join("bench-peer");
+        Some(
+            peer::install(&root.join("bench").join("peer"), &scratch)
+                .context("cannot install the peer (pass --no-peer to run Latchkey alone)")?,
+        )
+    };
     let pinned = pin_self()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(bench(args, root, binary, pinned))
+    rt.block_on(bench(args, root, binary, pinned, peer))
 }
 
 fn loadavg() -> String {
@@ -199,7 +221,7 @@ fn machine(root: &Path, pinned: bool) -> Machine {
     }
 }
 
-async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool) -> Result<()> {
+async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer: Option<Installed>) -> Result<()> {
     let scenarios: Vec<Scenario> = if args.only.is_empty() {
         Scenario::ALL.to_vec()
     } else {
@@ -240,18 +262,17 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool) -> R
         let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
         let report = match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
             Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
-            Err(e) => TargetReport {
-                target: "latchkey".into(),
-                backend: name.into(),
-                start_to_first_answer_ms: None,
-                scenarios: Vec::new(),
-                round_trips: Vec::new(),
-                round_trips_error: None,
-                log_problems: Vec::new(),
-                log_copy: None,
-                error: Some(format!("{e:#}")),
-                notes: Vec::new(),
-            },
+            Err(e) => TargetReport::failed("latchkey", name, &e),
+        };
+        targets.push(report);
+    }
+    // The peer runs after Latchkey, with the same scenarios, load and pinning.
+    if let Some(installed) = peer {
+        let pin = pinned.then(|| SERVER_CORE.to_owned());
+        let log_copy = Some(out.join(format!("server-{}-sqlite.log", peer::NAME)));
+        let report = match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
+            Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
+            Err(e) => TargetReport::failed(peer::NAME, "sqlite", &e),
         };
         targets.push(report);
     }
@@ -268,6 +289,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool) -> R
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
         },
         argon2_bare,
+        comparisons: report::compare(&targets),
         targets,
     };
     let md = report::markdown(&report);
@@ -301,18 +323,8 @@ async fn bare_argon2(duration: Duration) -> Result<Argon2Bare> {
 
 /// Starts, seeds and measures one target, and always stops it.
 async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario], argon2: Option<&Argon2Bare>) -> TargetReport {
-    let mut report = TargetReport {
-        target: target.name().to_owned(),
-        backend: target.backend().to_owned(),
-        start_to_first_answer_ms: None,
-        scenarios: Vec::new(),
-        round_trips: Vec::new(),
-        round_trips_error: None,
-        log_problems: Vec::new(),
-        log_copy: None,
-        error: None,
-        notes: Vec::new(),
-    };
+    let mut report = TargetReport::new(target.name(), target.backend());
+    report.durability = Some(target.durability());
     if let Err(e) = measure(target, args, scenarios, argon2, &mut report).await {
         eprintln!("{}/{}: {e:#}", report.target, report.backend);
         report.error = Some(format!("{e:#}"));
@@ -339,6 +351,7 @@ async fn measure(
     eprintln!("{label}: starting on a fresh database");
     let started = target.start().await?;
     report.start_to_first_answer_ms = Some(started.first_answer_ms);
+    report.first_answer_probe = Some(started.probe.to_owned());
     let seed = target.seed().await.context("seeding")?;
     let mut fixtures: Option<Fixtures> = None;
     let warmup = Duration::from_secs(args.warmup);
@@ -368,7 +381,7 @@ async fn measure(
             ratio_to_bare_argon2: None,
         };
         let Some(ops) = scenario::ops(scenario, &seed, fixtures.as_ref(), connections)? else {
-            sr.skipped = Some("the target offers no client for it".into());
+            sr.skipped = Some("not supported by this target (it offers no client for it)".into());
             report.scenarios.push(sr);
             continue;
         };

@@ -1,6 +1,6 @@
 //! The results: a JSON document for machines and a Markdown table for people.
 
-use crate::scenario::RunResult;
+use crate::scenario::{RunResult, Scenario};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -72,7 +72,11 @@ pub(crate) struct RoundTrips {
 pub(crate) struct TargetReport {
     pub(crate) target: String,
     pub(crate) backend: String,
+    /// How durable an acknowledged write is.
+    pub(crate) durability: Option<String>,
     pub(crate) start_to_first_answer_ms: Option<f64>,
+    /// The path whose first 200 ended "start to first answer".
+    pub(crate) first_answer_probe: Option<String>,
     pub(crate) scenarios: Vec<ScenarioReport>,
     pub(crate) round_trips: Vec<RoundTrips>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,12 +89,287 @@ pub(crate) struct TargetReport {
     pub(crate) notes: Vec<String>,
 }
 
+impl TargetReport {
+    pub(crate) fn new(target: &str, backend: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            backend: backend.to_owned(),
+            durability: None,
+            start_to_first_answer_ms: None,
+            first_answer_probe: None,
+            scenarios: Vec::new(),
+            round_trips: Vec::new(),
+            round_trips_error: None,
+            log_problems: Vec::new(),
+            log_copy: None,
+            error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A target that could not even be set up.
+    pub(crate) fn failed(target: &str, backend: &str, error: &anyhow::Error) -> Self {
+        Self { error: Some(format!("{error:#}")), ..Self::new(target, backend) }
+    }
+
+    fn label(&self) -> String {
+        format!("{}/{}", self.target, self.backend)
+    }
+
+    fn scenario(&self, name: &str) -> Option<&ScenarioReport> {
+        self.scenarios.iter().find(|sc| sc.scenario == name)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Report {
     pub(crate) machine: Machine,
     pub(crate) settings: Settings,
     pub(crate) argon2_bare: Option<Argon2Bare>,
     pub(crate) targets: Vec<TargetReport>,
+    /// Latchkey on SQLite against each peer, measure by measure, with issue 6's targets.
+    pub(crate) comparisons: Vec<Comparison>,
+}
+
+/// One measure of Latchkey against a peer.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ComparisonRow {
+    /// A scenario's name, or `peak_rss`, `start_to_first_answer`, `p99_at_70_percent`.
+    pub(crate) measure: String,
+    /// The unit of both values: `requests/s`, `flows/s`, `MB`, `ms`.
+    pub(crate) unit: String,
+    pub(crate) latchkey: Option<f64>,
+    pub(crate) peer: Option<f64>,
+    /// For rates, Latchkey's over the peer's; for memory, the peer's over Latchkey's (how many
+    /// times less Latchkey uses). None for absolute targets.
+    pub(crate) ratio: Option<f64>,
+    /// Issue 6's target, in words.
+    pub(crate) target: String,
+    /// Whether the target holds in this run; None when there is no target or nothing to compare.
+    pub(crate) holds: Option<bool>,
+    /// What qualifies the row: errors, a driver-bound rate, an unsupported scenario, which
+    /// scenario was the worst.
+    pub(crate) notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Comparison {
+    /// `latchkey/sqlite`.
+    pub(crate) latchkey: String,
+    /// The peer's target and backend (`oidc-provider/sqlite`).
+    pub(crate) peer: String,
+    /// Each side's durability, in words: the comparison is only fair at the same durability.
+    pub(crate) latchkey_durability: Option<String>,
+    pub(crate) peer_durability: Option<String>,
+    pub(crate) rows: Vec<ComparisonRow>,
+}
+
+/// Issue 6: Latchkey's rate on SQLite over the peer's, per scenario.
+const RATE_TARGETS: [(&str, f64); 7] =
+    [("cc_opaque", 5.0), ("cc_jwt", 5.0), ("introspect", 8.0), ("refresh", 5.0), ("code_flow", 5.0), ("jwks", 5.0), ("discovery", 5.0)];
+/// Server CPU (percent of its core) under which the ratio table notes it: the server waits
+/// rather than computes.
+const IDLE_CPU: f64 = 60.0;
+/// Issue 6: Latchkey's peak RSS at most a tenth of the peer's.
+const MEMORY_FACTOR: f64 = 10.0;
+/// Issue 6: start to first answer under 50 ms (Latchkey, absolute).
+const FIRST_ANSWER_MS: f64 = 50.0;
+/// Issue 6: p99 at 70% of the saturation rate under 10 ms (Latchkey, absolute).
+const P99_PACED_MS: f64 = 10.0;
+
+/// Latchkey on SQLite against every other target of the run (the peers).
+pub(crate) fn compare(targets: &[TargetReport]) -> Vec<Comparison> {
+    let Some(lk) = targets.iter().find(|t| t.target == "latchkey" && t.backend == "sqlite") else { return Vec::new() };
+    targets.iter().filter(|t| t.target != "latchkey").map(|peer| compare_one(lk, peer)).collect()
+}
+
+fn compare_one(lk: &TargetReport, peer: &TargetReport) -> Comparison {
+    let mut rows = Vec::new();
+    let mut names: Vec<&str> = lk.scenarios.iter().map(|sc| sc.scenario.as_str()).collect();
+    names.extend(peer.scenarios.iter().map(|sc| sc.scenario.as_str()).filter(|n| lk.scenario(n).is_none()));
+    // Scenarios both measured: memory is compared over these only (the peer cannot run
+    // password_login, whose Argon2id checks take 19 MiB each).
+    let mut both = Vec::new();
+    for name in names {
+        let (l, p) = (lk.scenario(name), peer.scenario(name));
+        let (ls, ps) = (l.and_then(|s| s.saturation.as_ref()), p.and_then(|s| s.saturation.as_ref()));
+        let target = RATE_TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+        let unit = l.or(p).map_or("requests", |s| s.unit);
+        let mut notes = Vec::new();
+        for (side, label, sc, run) in [(lk, "Latchkey", l, ls), (peer, peer.target.as_str(), p, ps)] {
+            match (sc, run) {
+                (Some(sc), None) => notes.push(format!("{label}: {}", sc.skipped.as_deref().unwrap_or("not measured"))),
+                (None, _) => notes.push(format!("{label}: not run{}", if side.error.is_some() { " (the target failed)" } else { "" })),
+                (Some(sc), Some(r)) => {
+                    if r.errors > 0 {
+                        notes.push(format!("{label}: {} errors", r.errors));
+                    }
+                    if r.driver_cpu_percent.is_some_and(|c| c >= DRIVER_BOUND) {
+                        notes.push(format!("{label}: the load driver was at its limit, the rate is a lower bound"));
+                    }
+                    // A server that does not use its core is waiting: on the disk, at full durability.
+                    if let Some(c) = r.server_cpu_percent.filter(|c| *c < IDLE_CPU) {
+                        notes.push(format!("{label}: server CPU {c:.0}%"));
+                    }
+                    // Over enough tokens that free pages cannot hide the growth.
+                    if sc.db_bytes_per_million_tokens == Some(0.0) && sc.tokens_issued.is_some_and(|n| n >= 1000) {
+                        notes.push(format!("{label}: stores nothing per token"));
+                    }
+                }
+            }
+        }
+        let (lv, pv) = (ls.map(|r| r.throughput), ps.map(|r| r.throughput));
+        let ratio = match (lv, pv) {
+            (Some(l), Some(p)) if p > 0.0 => Some(l / p),
+            _ => None,
+        };
+        if ls.is_some() && ps.is_some() {
+            both.push(name);
+        }
+        rows.push(ComparisonRow {
+            measure: name.to_owned(),
+            unit: format!("{unit}/s"),
+            latchkey: lv,
+            peer: pv,
+            ratio,
+            target: target.map_or_else(|| "–".to_owned(), |f| format!("≥ {f:.0}×")),
+            holds: target.zip(ratio).map(|(f, r)| r >= f),
+            notes,
+        });
+    }
+
+    // Peak RSS: the largest VmRSS sampled during the scenarios both ran; and apart, during those
+    // before any browser signs in, since Latchkey checks passwords with Argon2id (19 MiB each)
+    // there while the peer's programmatic login checks none.
+    let without_sign_in: Vec<&str> =
+        both.iter().copied().filter(|n| !Scenario::parse(n).is_some_and(crate::scenario::needs_fixtures)).collect();
+    for (measure, names, note) in [
+        ("peak_rss_before_sign_in", &without_sign_in, "largest VmRSS sampled during the scenarios both ran before any browser signs in"),
+        (
+            "peak_rss",
+            &both,
+            "largest VmRSS sampled during the scenarios both ran, sign-in included: Latchkey's browsers sign in with a password (Argon2id, 19 MiB per check), the peer's with none",
+        ),
+    ] {
+        if names.is_empty() {
+            continue;
+        }
+        let peak = |t: &TargetReport| {
+            names
+                .iter()
+                .filter_map(|n| t.scenario(n))
+                .flat_map(|sc| sc.saturation.iter().chain(sc.paced.iter()))
+                .filter_map(|r| r.server_rss_max_kb)
+                .max()
+                .map(|kb| kb as f64 / 1024.0)
+        };
+        let (lm, pm) = (peak(lk), peak(peer));
+        let ratio = match (lm, pm) {
+            (Some(l), Some(p)) if l > 0.0 => Some(p / l),
+            _ => None,
+        };
+        rows.push(ComparisonRow {
+            measure: measure.into(),
+            unit: "MB".into(),
+            latchkey: lm,
+            peer: pm,
+            ratio,
+            target: format!("Latchkey ≤ 1/{MEMORY_FACTOR:.0} of the peer's"),
+            holds: ratio.map(|r| r >= MEMORY_FACTOR),
+            notes: vec![note.into()],
+        });
+    }
+
+    let (ls, ps) = (lk.start_to_first_answer_ms, peer.start_to_first_answer_ms);
+    let probe = |t: &TargetReport| t.first_answer_probe.clone().unwrap_or_else(|| "?".into());
+    rows.push(ComparisonRow {
+        measure: "start_to_first_answer".into(),
+        unit: "ms".into(),
+        latchkey: ls,
+        peer: ps,
+        ratio: None,
+        target: format!("Latchkey < {FIRST_ANSWER_MS:.0} ms"),
+        holds: ls.map(|ms| ms < FIRST_ANSWER_MS),
+        notes: vec![format!("first 200 of {} (Latchkey), of {} ({})", probe(lk), probe(peer), peer.target)],
+    });
+
+    // p99 at 70% load: the worst scenario of each (the target is Latchkey's, absolute).
+    let worst = |t: &TargetReport| {
+        t.scenarios
+            .iter()
+            .filter_map(|sc| sc.paced.as_ref().map(|p| (sc.scenario.as_str(), p.latency.p99_us)))
+            .max_by_key(|(_, us)| *us)
+            .map(|(name, us)| (name.to_owned(), us as f64 / 1000.0))
+    };
+    let (lw, pw) = (worst(lk), worst(peer));
+    let mut notes = Vec::new();
+    for (label, w) in [("Latchkey", &lw), (peer.target.as_str(), &pw)] {
+        if let Some((name, _)) = w {
+            notes.push(format!("{label}: worst in {name}"));
+        }
+    }
+    rows.push(ComparisonRow {
+        measure: "p99_at_70_percent".into(),
+        unit: "ms".into(),
+        latchkey: lw.as_ref().map(|(_, ms)| *ms),
+        peer: pw.as_ref().map(|(_, ms)| *ms),
+        ratio: None,
+        target: format!("Latchkey < {P99_PACED_MS:.0} ms (every scenario)"),
+        holds: lw.as_ref().map(|(_, ms)| *ms < P99_PACED_MS),
+        notes,
+    });
+
+    Comparison {
+        latchkey: lk.label(),
+        peer: peer.label(),
+        latchkey_durability: lk.durability.clone(),
+        peer_durability: peer.durability.clone(),
+        rows,
+    }
+}
+
+/// The ratio table of one comparison, in Markdown.
+fn comparison_markdown(s: &mut String, c: &Comparison) {
+    let _ = writeln!(s, "\n## {} against {}\n", c.latchkey, c.peer);
+    let _ = writeln!(
+        s,
+        "Same machine, pinning, load and scenarios, one after the other. Durability: {}: {}; {}: {}.\n",
+        c.latchkey,
+        c.latchkey_durability.as_deref().unwrap_or("unknown"),
+        c.peer,
+        c.peer_durability.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(s, "| measure | {} | {} | ratio | target (issue 6) | holds | notes |", c.latchkey, c.peer);
+    let _ = writeln!(s, "|---|---:|---:|---:|---|---|---|");
+    for r in &c.rows {
+        let value = |v: Option<f64>| match (v, r.unit.as_str()) {
+            (None, _) => "–".to_owned(),
+            (Some(v), "MB" | "ms") => format!("{v:.1}"),
+            (Some(v), _) => rate(v),
+        };
+        let peer =
+            if r.peer.is_none() && r.notes.iter().any(|n| n.contains("not supported")) { "not supported".into() } else { value(r.peer) };
+        let ratio = match (r.ratio, r.measure.as_str()) {
+            (None, _) => "–".to_owned(),
+            (Some(x), m) if m.starts_with("peak_rss") && x >= 1.0 => format!("{x:.1}× less"),
+            (Some(x), m) if m.starts_with("peak_rss") && x > 0.0 => format!("{:.1}× more", 1.0 / x),
+            (Some(x), _) => format!("{x:.1}×"),
+        };
+        let holds = match r.holds {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(
+            s,
+            "| {} ({}) | {} | {peer} | {ratio} | {} | {holds} | {} |",
+            r.measure,
+            r.unit,
+            value(r.latchkey),
+            r.target,
+            r.notes.join("; ")
+        );
+    }
 }
 
 /// Driver CPU (percent of its core) from which a saturation rate may be the driver's limit.
@@ -191,13 +470,23 @@ pub(crate) fn markdown(r: &Report) -> String {
     if let Some(a) = &r.argon2_bare {
         let _ = writeln!(s, "Bare Argon2id on one core ({}): {:.1} verifications/s.", a.parameters, a.verifies_per_second);
     }
+    for c in &r.comparisons {
+        comparison_markdown(&mut s, c);
+    }
+    if r.comparisons.is_empty() && r.targets.iter().any(|t| t.target != "latchkey") {
+        let _ = writeln!(s, "\nNo ratio table: the run had no latchkey/sqlite to compare the peer with.");
+    }
     for t in &r.targets {
         let _ = writeln!(s, "\n## {}/{}\n", t.target, t.backend);
         if let Some(e) = &t.error {
             let _ = writeln!(s, "- **failed**: {e}");
         }
+        if let Some(d) = &t.durability {
+            let _ = writeln!(s, "- durability: {d}");
+        }
         if let Some(ms) = t.start_to_first_answer_ms {
-            let _ = writeln!(s, "- start to first answer (spawn to first 200 from /healthz, fresh database): {ms:.1} ms");
+            let probe = t.first_answer_probe.as_deref().unwrap_or("?");
+            let _ = writeln!(s, "- start to first answer (spawn to first 200 from {probe}, fresh database): {ms:.1} ms");
         }
         for sc in &t.scenarios {
             if let Some(ratio) = sc.ratio_to_bare_argon2 {
@@ -244,6 +533,61 @@ pub(crate) fn markdown(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario(name: &str, rate: Option<f64>, rss_kb: u64, p99_us: u32) -> ScenarioReport {
+        let run = |throughput| RunResult { throughput, server_rss_max_kb: Some(rss_kb), ..RunResult::default() };
+        let mut paced = run(0.0);
+        paced.latency.p99_us = p99_us;
+        ScenarioReport {
+            scenario: name.into(),
+            unit: "requests",
+            skipped: rate.is_none().then(|| "not supported by this target".into()),
+            saturation: rate.map(run),
+            paced: rate.map(|_| paced),
+            db_bytes_before: None,
+            db_bytes_after: None,
+            tokens_issued: None,
+            db_bytes_per_million_tokens: None,
+            server_vm_hwm_kb: None,
+            ratio_to_bare_argon2: None,
+        }
+    }
+
+    #[test]
+    fn the_ratio_table_compares_latchkey_on_sqlite_with_the_peer() {
+        let mut lk = TargetReport::new("latchkey", "sqlite");
+        lk.start_to_first_answer_ms = Some(12.0);
+        lk.scenarios = vec![
+            scenario("cc_opaque", Some(6000.0), 10 * 1024, 2000),
+            scenario("introspect", Some(7000.0), 100 * 1024, 12_000),
+            scenario("password_login", Some(8.0), 300 * 1024, 0),
+        ];
+        let mut peer = TargetReport::new("oidc-provider", "sqlite");
+        peer.start_to_first_answer_ms = Some(400.0);
+        peer.scenarios = vec![
+            scenario("cc_opaque", Some(1000.0), 150 * 1024, 30_000),
+            scenario("introspect", Some(1000.0), 150 * 1024, 5000),
+            scenario("password_login", None, 0, 0),
+        ];
+        let mut postgres = TargetReport::new("latchkey", "postgres");
+        postgres.scenarios = vec![scenario("cc_opaque", Some(1.0), 1, 1)];
+        let comparisons = compare(&[lk, postgres, peer]);
+        assert_eq!(comparisons.len(), 1, "one peer, compared with latchkey/sqlite only");
+        let c = &comparisons[0];
+        let row = |m: &str| c.rows.iter().find(|r| r.measure == m).unwrap_or_else(|| panic!("no row {m}"));
+        assert_eq!((row("cc_opaque").ratio, row("cc_opaque").holds), (Some(6.0), Some(true)));
+        assert_eq!((row("introspect").ratio, row("introspect").holds), (Some(7.0), Some(false)), "introspect needs 8x");
+        assert_eq!((row("password_login").peer, row("password_login").holds), (None, None));
+        // Memory over the scenarios both ran: password_login's Argon2id does not count.
+        assert_eq!((row("peak_rss_before_sign_in").latchkey, row("peak_rss_before_sign_in").holds), (Some(10.0), Some(true)));
+        assert_eq!((row("peak_rss").latchkey, row("peak_rss").holds), (Some(100.0), Some(false)));
+        assert_eq!(row("start_to_first_answer").holds, Some(true));
+        assert_eq!((row("p99_at_70_percent").latchkey, row("p99_at_70_percent").holds), (Some(12.0), Some(false)));
+        let mut md = String::new();
+        comparison_markdown(&mut md, c);
+        assert!(md.contains("| password_login (requests/s) | 8.0 | not supported |"), "{md}");
+        assert!(md.contains("| cc_opaque (requests/s) | 6000 | 1000 | 6.0× | ≥ 5× | yes |"), "{md}");
+    }
 
     #[test]
     fn byte_counts_read_well() {

@@ -2,7 +2,7 @@
 //! or a whole authorization code flow), closed-loop to find the saturation rate, or paced
 //! (open-loop, a fixed interval per connection) to measure latency at a given load.
 
-use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, Endpoint};
+use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, CookieJar, Endpoint};
 use crate::procfs;
 use crate::stats::{micros, Latency};
 use crate::target::{Seed, Target};
@@ -74,8 +74,8 @@ impl Scenario {
 
 /// Signed-in browsers (one per connection), each with a token family of its own.
 pub(crate) struct Fixtures {
-    /// The `Cookie` header of each browser.
-    pub(crate) cookies: Vec<String>,
+    /// The cookies of each browser.
+    pub(crate) jars: Vec<CookieJar>,
     pub(crate) refresh_tokens: Vec<String>,
     /// An opaque access token of the user, for introspection.
     pub(crate) access_token: String,
@@ -92,6 +92,7 @@ fn authorize_prefix(seed: &Seed) -> Result<String> {
         .append_pair("redirect_uri", &c.redirect_uri)
         .append_pair("scope", &c.scope)
         .append_pair("state", "bench")
+        .extend_pairs(&c.authorize_params)
         .finish();
     Ok(format!("{}?{query}", seed.endpoint.path(&seed.paths.authorize)?))
 }
@@ -111,7 +112,7 @@ pub(crate) async fn prepare_fixtures(target: &dyn Target, seed: &Seed, n: usize)
     let c = seed.code.as_ref().context("the target has no code-flow client")?;
     let token_path = seed.endpoint.path(&seed.paths.token)?;
     let prefix = authorize_prefix(seed)?;
-    let mut fx = Fixtures { cookies: Vec::new(), refresh_tokens: Vec::new(), access_token: String::new(), id_token: true };
+    let mut fx = Fixtures { jars: Vec::new(), refresh_tokens: Vec::new(), access_token: String::new(), id_token: true };
     for i in 0..=n {
         let mut browser = Browser::open(&seed.endpoint).await?;
         let (verifier, challenge) = pkce_pair();
@@ -134,7 +135,10 @@ pub(crate) async fn prepare_fixtures(target: &dyn Target, seed: &Seed, n: usize)
                 refresh_token = r.json_str("refresh_token").context("no refresh_token after a refresh")?.to_owned();
             }
             fx.refresh_tokens.push(refresh_token);
-            fx.cookies.push(browser.jar.header().context("no cookie after sign-in")?);
+            if browser.jar.header().is_none() {
+                bail!("browser {i}: no cookie after sign-in");
+            }
+            fx.jars.push(browser.jar);
         }
     }
     Ok(fx)
@@ -162,9 +166,16 @@ pub(crate) enum Op {
     Fixed { request: Vec<u8>, expect_active: bool },
     /// A refresh chain: every answer's refresh token is presented next.
     Refresh { endpoint: Endpoint, path: String, auth: String, refresh_token: String },
-    /// An authorization request with PKCE by a signed-in browser, then the code redemption.
-    CodeFlow { endpoint: Endpoint, authorize_prefix: String, token_path: String, redirect_uri: String, auth: String, cookie: String },
+    /// An authorization request with PKCE by a signed-in browser, the redirects it follows on
+    /// the server until one leads to the client, then the code redemption. The browser keeps
+    /// its cookies from one flow to the next, as a real one does: a server may replace its
+    /// session cookie on every flow (oidc-provider does, and forgets the old session).
+    CodeFlow { endpoint: Endpoint, authorize_prefix: String, token_path: String, redirect_uri: String, auth: String, jar: CookieJar },
 }
+
+/// The redirects a code flow may follow on the server before the one to the client: Latchkey
+/// needs none; oidc-provider two (its interaction page, then back to the authorization endpoint).
+const MAX_SERVER_REDIRECTS: usize = 5;
 
 fn expect_ok(a: &Answer) -> Result<(), Failure> {
     if a.status == 200 {
@@ -193,17 +204,31 @@ impl Op {
                 *refresh_token = a.json_str("refresh_token").context("no refresh_token in the answer")?.to_owned();
                 Ok(())
             }
-            Op::CodeFlow { endpoint, authorize_prefix, token_path, redirect_uri, auth, cookie } => {
+            Op::CodeFlow { endpoint, authorize_prefix, token_path, redirect_uri, auth, jar } => {
                 let (verifier, challenge) = pkce_pair();
-                let a = conn.send(&endpoint.request("GET", &with_pkce(authorize_prefix, &challenge), &[("Cookie", cookie)], b"")).await?;
-                if !a.is_redirection() {
-                    return Err(Failure::Status(a.status, a.text()));
-                }
-                let loc = a.location().context("no Location")?;
-                if !loc.starts_with(redirect_uri.as_str()) {
-                    return Err(Failure::Other(anyhow!("redirected elsewhere: {loc:.200}")));
-                }
-                let code = query_param(loc, "code").with_context(|| format!("no code in {loc:.200}"))?;
+                let mut path = with_pkce(authorize_prefix, &challenge);
+                let mut hops = 0;
+                let loc = loop {
+                    let cookie = jar.header();
+                    let headers: Vec<(&str, &str)> = cookie.as_deref().map(|c| ("Cookie", c)).into_iter().collect();
+                    let a = conn.send(&endpoint.request("GET", &path, &headers, b"")).await?;
+                    jar.update(&a);
+                    if !a.is_redirection() {
+                        return Err(Failure::Status(a.status, a.text()));
+                    }
+                    let loc = a.location().context("no Location")?;
+                    if loc.starts_with(redirect_uri.as_str()) {
+                        break loc.to_owned();
+                    }
+                    hops += 1;
+                    if hops > MAX_SERVER_REDIRECTS {
+                        return Err(Failure::Other(anyhow!(
+                            "more than {MAX_SERVER_REDIRECTS} redirects on the server, the last to {loc:.200}"
+                        )));
+                    }
+                    path = endpoint.path_on_this_server(loc).map_err(|_| anyhow!("redirected elsewhere: {loc:.200}"))?;
+                };
+                let code = query_param(&loc, "code").with_context(|| format!("no code in {loc:.200}"))?;
                 let body = form(&[
                     ("grant_type", "authorization_code"),
                     ("code", &code),
@@ -252,16 +277,16 @@ pub(crate) fn ops(scenario: Scenario, seed: &Seed, fx: Option<&Fixtures>, n: usi
         Scenario::CodeFlow => match (&seed.code, fx) {
             (Some(c), Some(fx)) => {
                 let prefix = authorize_prefix(seed)?;
-                fx.cookies
+                fx.jars
                     .iter()
                     .take(n)
-                    .map(|cookie| Op::CodeFlow {
+                    .map(|jar| Op::CodeFlow {
                         endpoint: e.clone(),
                         authorize_prefix: prefix.clone(),
                         token_path: token.clone(),
                         redirect_uri: c.redirect_uri.clone(),
                         auth: c.creds.basic.clone(),
-                        cookie: cookie.clone(),
+                        jar: jar.clone(),
                     })
                     .collect()
             }

@@ -1,11 +1,12 @@
 //! What the benchmark needs from a server under test: start it on a fresh database, seed a user
 //! and clients, sign a browser in, measure its storage, stop it. Scenarios see only a [`Seed`]:
 //! the server's address and paths, client credentials and the user's password, so another
-//! server (a peer implementation) is one more implementation of [`Target`].
+//! server (a peer implementation, see `peer.rs`) is one more implementation of [`Target`].
 
 use crate::http::{Browser, Endpoint};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use async_trait::async_trait;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -30,6 +31,10 @@ pub(crate) struct CodeClient {
     pub(crate) redirect_uri: String,
     /// Includes `openid`, so every token answer carries a signed id_token.
     pub(crate) scope: String,
+    /// More parameters of the authorization request, for a server that needs them to behave
+    /// like the others (oidc-provider keeps `offline_access`, and so issues a refresh token,
+    /// only with `prompt=consent`).
+    pub(crate) authorize_params: Vec<(String, String)>,
 }
 
 /// The endpoints of a server, as paths under its issuer's origin.
@@ -64,8 +69,11 @@ pub(crate) struct Seed {
 /// What was measured while a target started.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Started {
-    /// From spawning the process to the first 200 of its health check.
+    /// From spawning the process to the first 200 of `probe`.
     pub(crate) first_answer_ms: f64,
+    /// The path asked for until it answered 200: a health check, or a document the server
+    /// always serves when it has none.
+    pub(crate) probe: &'static str,
 }
 
 /// What a target reports when it stops.
@@ -90,7 +98,7 @@ impl RoundTripCounter {
 
 #[async_trait]
 pub(crate) trait Target: Send {
-    /// The implementation under test (`latchkey`).
+    /// The implementation under test (`latchkey`, `oidc-provider`).
     fn name(&self) -> &str;
     /// Its storage (`sqlite`, `postgres`).
     fn backend(&self) -> &str;
@@ -115,6 +123,23 @@ pub(crate) trait Target: Send {
     }
     /// Stops the server and removes the database (a schema is dropped, a directory deleted).
     async fn stop(&mut self) -> Result<Stopped>;
+    /// How durable an acknowledged write is, in words: comparisons are only fair between
+    /// servers that wait for the same thing.
+    fn durability(&self) -> String;
     /// What a reader of the results should know about this target's setup.
     fn notes(&self) -> Vec<String>;
+}
+
+/// Bytes of the pages a SQLite database uses, `(page_count - freelist_count) * page_size`, as
+/// a read-only connection sees them (with what is still in the WAL). The sizes of the files say
+/// less: the WAL file is reused, not shrunk, so short runs would count its growth as data.
+pub(crate) async fn sqlite_bytes_in_use(path: &Path) -> Result<u64> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = SqliteConnectOptions::new().filename(path).read_only(true).connect().await.context("cannot open the SQLite file")?;
+    let mut pragma = async |name: &str| -> Result<i64> { Ok(sqlx::query_scalar(&format!("PRAGMA {name}")).fetch_one(&mut conn).await?) };
+    let pages = pragma("page_count").await? - pragma("freelist_count").await?;
+    let size = pragma("page_size").await?;
+    conn.close().await?;
+    Ok(u64::try_from(pages * size).unwrap_or(0))
 }
