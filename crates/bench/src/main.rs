@@ -367,19 +367,7 @@ async fn measure(
             }
             fixtures = Some(fx);
         }
-        let mut sr = ScenarioReport {
-            scenario: scenario.name().into(),
-            unit: if scenario == Scenario::CodeFlow { "flows" } else { "requests" },
-            skipped: None,
-            saturation: None,
-            paced: None,
-            db_bytes_before: None,
-            db_bytes_after: None,
-            tokens_issued: None,
-            db_bytes_per_million_tokens: None,
-            server_vm_hwm_kb: None,
-            ratio_to_bare_argon2: None,
-        };
+        let mut sr = ScenarioReport::new(scenario.name(), if scenario == Scenario::CodeFlow { "flows" } else { "requests" });
         let Some(ops) = scenario::ops(scenario, &seed, fixtures.as_ref(), connections)? else {
             sr.skipped = Some("not supported by this target (it offers no client for it)".into());
             report.scenarios.push(sr);

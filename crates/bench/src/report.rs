@@ -61,6 +61,25 @@ pub(crate) struct ScenarioReport {
     pub(crate) ratio_to_bare_argon2: Option<f64>,
 }
 
+impl ScenarioReport {
+    /// A scenario with nothing measured yet.
+    pub(crate) fn new(scenario: &str, unit: &'static str) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            unit,
+            skipped: None,
+            saturation: None,
+            paced: None,
+            db_bytes_before: None,
+            db_bytes_after: None,
+            tokens_issued: None,
+            db_bytes_per_million_tokens: None,
+            server_vm_hwm_kb: None,
+            ratio_to_bare_argon2: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RoundTrips {
     pub(crate) scenario: String,
@@ -539,17 +558,10 @@ mod tests {
         let mut paced = run(0.0);
         paced.latency.p99_us = p99_us;
         ScenarioReport {
-            scenario: name.into(),
-            unit: "requests",
             skipped: rate.is_none().then(|| "not supported by this target".into()),
             saturation: rate.map(run),
             paced: rate.map(|_| paced),
-            db_bytes_before: None,
-            db_bytes_after: None,
-            tokens_issued: None,
-            db_bytes_per_million_tokens: None,
-            server_vm_hwm_kb: None,
-            ratio_to_bare_argon2: None,
+            ..ScenarioReport::new(name, "requests")
         }
     }
 
