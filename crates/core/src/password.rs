@@ -3,7 +3,7 @@
 //! These functions are CPU-heavy by design; the server calls them on its blocking pool, never
 //! on the async runtime (DESIGN.md principle 4).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
@@ -21,10 +21,7 @@ pub fn hash(password: &str, rng: &mut (impl RngCore + CryptoRng)) -> Result<Stri
 
 /// True if `password` matches the stored PHC string. A malformed hash never matches.
 pub fn verify(password: &str, stored: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
-    }
+    verify_with_memory(password, stored, &mut Vec::new())
 }
 
 /// Like [`verify`], with the Argon2 working memory (19 MiB at the default cost) taken from

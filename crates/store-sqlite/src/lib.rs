@@ -154,14 +154,19 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Opens a read-write connection with the store's settings.
-fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(fault)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fault)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(fault)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!("journal_mode stays {mode}, not wal")));
+        return Err(StoreError::Database(format!("the database stays in journal_mode {mode}, not wal").into()));
     }
+    configure_writer(&conn, durability).map_err(fault)?;
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Each operation of a batch runs in a savepoint, whose undo log (the statement journal)
@@ -171,24 +176,23 @@ fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connecti
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // Once a checkpoint lets the WAL start over, its file is cut back to this size.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    Ok(conn)
+    Ok(())
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
         let path = path.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || -> StoreResult<Self> {
-            let conn = open_writer(&path, durability).map_err(fault)?;
+        tokio::task::spawn_blocking(move || -> StoreResult<Self> {
+            let conn = open_writer(&path, durability)?;
             migrate(&conn)?;
-            let checkpointer = open_writer(&path, durability).map_err(fault)?;
+            let checkpointer = open_writer(&path, durability)?;
             let writer = Writer::start(conn, checkpointer).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let readers = Readers { idle: Mutex::new(vec![open_reader(&path).map_err(fault)?]), path };
             Ok(Self { writer, readers: Arc::new(readers) })
         })
         .await
-        .map_err(|e| StoreError::Database(Box::new(e)))?;
-        opened
+        .map_err(|e| StoreError::Database(Box::new(e)))?
     }
 
     /// Opens a database from a `sqlite:` URL or a plain path.

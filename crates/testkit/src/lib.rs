@@ -155,6 +155,17 @@ impl TestApp {
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
+
+    /// A `client_credentials` token request by `client`, authenticating with HTTP Basic.
+    pub async fn client_credentials(&self, client: &TestClient) -> reqwest::Response {
+        self.http()
+            .post(self.url("/oauth/token"))
+            .basic_auth(&client.client_id, client.secret.as_deref())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 pub fn urlencode(s: &str) -> String {

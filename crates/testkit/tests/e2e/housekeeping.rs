@@ -35,14 +35,7 @@ async fn token_tables_stop_growing_under_steady_load() {
     let mut sizes = Vec::new();
     for _round in 0..6 {
         for _ in 0..15 {
-            let r = app
-                .http()
-                .post(app.url("/oauth/token"))
-                .basic_auth(&job.client_id, job.secret.as_deref())
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
-                .unwrap();
+            let r = app.client_credentials(&job).await;
             assert_eq!(r.status(), 200);
         }
         for _ in 0..2 {

@@ -99,17 +99,7 @@ async fn client_credentials_jwt_names_the_client() {
             ..Default::default()
         })
         .await;
-    let t: Value = app
-        .http()
-        .post(app.url("/oauth/token"))
-        .basic_auth(&c.client_id, c.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.client_credentials(&c).await.json().await.unwrap();
     let claims = part(t["access_token"].as_str().unwrap(), 1);
     assert_eq!(claims["sub"], c.client_id.as_str());
     assert!(claims.get("auth_time").is_none());

@@ -47,14 +47,7 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     // A sandbox client is unknown to live.
     let r = live.browser().get(&live.url(&format!("/oauth/authorize?response_type=code&client_id={}", sc.client_id))).await;
     assert_eq!(r.status(), 400);
-    let r = live
-        .http()
-        .post(live.url("/oauth/token"))
-        .basic_auth(&sc.client_id, sc.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let r = live.client_credentials(&sc).await;
     assert_eq!(r.status(), 401);
     // A sandbox token is inactive in live, and refused by live's UserInfo.
     let intro: Value = live

@@ -463,14 +463,7 @@ async fn client_credentials_grant() {
         })
         .await;
     assert!(c.client_id.parse::<uuid::Uuid>().is_err(), "client ids never look like user subjects");
-    let r = app
-        .http()
-        .post(app.url("/oauth/token"))
-        .basic_auth(&c.client_id, c.secret.as_deref())
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let r = app.client_credentials(&c).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let t: Value = r.json().await.unwrap();
