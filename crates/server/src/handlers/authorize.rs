@@ -286,7 +286,7 @@ pub(crate) async fn issue_code(
         created_at: now,
         expires_at: now + state.lifetimes_for(client).code,
         consumed_at: None,
-        family_id: Uuid::new_v4(),
+        family_id: state.new_family_id(),
     };
     state.store().insert_code(&record).await?;
     let mut pairs = vec![("code", code.expose())];

@@ -202,7 +202,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let scope = ScopeSet::resolve(requested, &own_scopes)?;
     let now = state.now();
     let family = Family {
-        id: Uuid::new_v4(),
+        id: state.new_family_id(),
         tenant: state.tenant_id(),
         grant_id: None,
         client_id: client.client_id.clone(),
@@ -246,7 +246,7 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let business_id =
         user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id));
     let family = Family {
-        id: Uuid::new_v4(),
+        id: state.new_family_id(),
         tenant: state.tenant_id(),
         grant_id: None,
         client_id: client.client_id.clone(),
