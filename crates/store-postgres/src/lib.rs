@@ -23,10 +23,12 @@
 //! `postgres://user@host/db?options=-c%20search_path%3Dtenant_a` (sqlx also accepts its own
 //! `options[search_path]=tenant_a`). [`testing::create_schema`] makes such a URL.
 
+mod conns;
 mod rows;
 pub mod testing;
 
 use async_trait::async_trait;
+use conns::{on_conn, Conns};
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
@@ -36,7 +38,8 @@ use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
 use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
 use rows::*;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::Connection;
 use sqlx::{Executor, Postgres, Row};
 use std::future::Future;
 use std::str::FromStr;
@@ -65,7 +68,7 @@ const ATTEMPTS: u32 = 5;
 /// A Latchkey store on PostgreSQL: a connection pool on one schema.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    conns: std::sync::Arc<Conns>,
 }
 
 type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
@@ -179,35 +182,30 @@ impl PgStore {
     /// Connects a pool of at most `max_connections` (at least one) and brings the schema up to
     /// date. Several nodes may start at once: migrations are serialized by an advisory lock.
     pub async fn open_with(options: PgConnectOptions, max_connections: u32) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            // sqlx already pings every connection when it is released to the pool; a second
-            // ping before each use would double the round trips of every query. A connection
-            // that died while idle fails its next query as `Unavailable` and is discarded.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(fault)?;
-        retry(|| migrate(&pool)).await?;
-        Ok(Self { pool })
+        let conns = Conns::new(options, max_connections, ACQUIRE_TIMEOUT);
+        retry(|| migrate(&conns)).await?;
+        Ok(Self { conns: std::sync::Arc::new(conns) })
     }
 
     /// The schema version of the database (the number of migrations applied), for tests and
     /// diagnostics.
     pub async fn schema_version(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0)::int8 FROM latchkey_schema_version").fetch_one(&self.pool).await.map_err(fault)
+        on_conn!(self.conns, |c| sqlx::query_scalar("SELECT COALESCE(MAX(version), 0)::int8 FROM latchkey_schema_version").fetch_one(c))
+            .await
+            .map_err(fault)
     }
 
     /// The schema the store works in (the first existing schema of its `search_path`).
     pub async fn current_schema(&self) -> StoreResult<String> {
-        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&self.pool).await.map_err(fault)?;
+        let schema: Option<String> =
+            on_conn!(self.conns, |c| sqlx::query_scalar("SELECT current_schema()").fetch_one(c)).await.map_err(fault)?;
         schema.ok_or_else(no_schema_error)
     }
 
-    /// Closes every connection of the pool, waiting for those in use to be returned.
+    /// Closes the idle connections of the pool and refuses new queries; those in use are
+    /// closed as they come back.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.conns.close().await;
     }
 
     /// Runs one write statement (built anew for each attempt), returning how many rows it
@@ -216,7 +214,7 @@ impl PgStore {
     where
         F: Fn() -> Query<'q>,
     {
-        retry(|| make().execute(&self.pool)).await.map(|r| r.rows_affected())
+        retry(|| on_conn!(self.conns, |c| make().execute(c))).await.map(|r| r.rows_affected())
     }
 
     /// Runs one write statement that returns a row.
@@ -224,7 +222,7 @@ impl PgStore {
     where
         F: Fn() -> Query<'q>,
     {
-        retry(|| make().fetch_one(&self.pool)).await
+        retry(|| on_conn!(self.conns, |c| make().fetch_one(c))).await
     }
 
     /// Runs one write statement whose single row holds a count (`SELECT count(*) FROM ...` at
@@ -248,8 +246,16 @@ fn no_schema_error() -> StoreError {
 
 /// Applies the migrations this binary knows and the database lacks, in one transaction that
 /// holds an advisory lock, so that nodes starting together apply each migration once.
-async fn migrate(pool: &PgPool) -> StoreResult<()> {
-    let mut tx = pool.begin().await.map_err(fault)?;
+async fn migrate(conns: &Conns) -> StoreResult<()> {
+    let mut lease = conns.lease().await.map_err(fault)?;
+    let outcome = migrate_on(lease.conn()).await;
+    // A failed migration rolled back; a connection that failed below SQL is closed.
+    lease.end(!matches!(outcome, Err(StoreError::Unavailable(_))));
+    outcome
+}
+
+async fn migrate_on(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
+    let mut tx = conn.begin().await.map_err(fault)?;
     let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut *tx).await.map_err(fault)?;
     let schema = schema.ok_or_else(no_schema_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
@@ -359,7 +365,9 @@ impl Store for PgStore {
     }
 
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query(&format!("{TENANT_SELECT} WHERE name = $1")).bind(name).fetch_optional(&self.pool).await.map_err(fault)?;
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{TENANT_SELECT} WHERE name = $1")).bind(name).fetch_optional(c))
+            .await
+            .map_err(fault)?;
         row.map(|r| tenant_from_row(&r)).transpose()
     }
 
@@ -379,8 +387,9 @@ impl Store for PgStore {
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-        let rows =
-            sqlx::query(&format!(r#"{TENANT_SELECT} ORDER BY created_at, name COLLATE "C""#)).fetch_all(&self.pool).await.map_err(fault)?;
+        let rows = on_conn!(self.conns, |c| sqlx::query(&format!(r#"{TENANT_SELECT} ORDER BY created_at, name COLLATE "C""#)).fetch_all(c))
+            .await
+            .map_err(fault)?;
         rows.iter().map(tenant_from_row).collect()
     }
 
@@ -427,29 +436,30 @@ impl Store for PgStore {
     }
 
     async fn find_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = $1 AND id = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = $1 AND id = $2"))
             .bind(tenant.0)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = $1 AND email = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = $1 AND email = $2"))
             .bind(tenant.0)
             .bind(email.to_lowercase())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query(&format!(r#"{USER_SELECT} WHERE tenant_id = $1 ORDER BY created_at, email COLLATE "C""#))
-            .bind(tenant.0)
-            .fetch_all(&self.pool)
+        let rows =
+            on_conn!(self.conns, |c| sqlx::query(&format!(r#"{USER_SELECT} WHERE tenant_id = $1 ORDER BY created_at, email COLLATE "C""#))
+                .bind(tenant.0)
+                .fetch_all(c))
             .await
             .map_err(fault)?;
         rows.iter().map(user_from_row).collect()
@@ -486,12 +496,12 @@ impl Store for PgStore {
     }
 
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>> {
-        let row = sqlx::query(&format!("{BUSINESS_SELECT} WHERE tenant_id = $1 AND name = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{BUSINESS_SELECT} WHERE tenant_id = $1 AND name = $2"))
             .bind(tenant.0)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| business_from_row(&r)).transpose()
     }
 
@@ -537,23 +547,23 @@ impl Store for PgStore {
     }
 
     async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>> {
-        let rows = sqlx::query(&format!(r#"{BUSINESS_SELECT} WHERE tenant_id = $1 ORDER BY name COLLATE "C""#))
+        let rows = on_conn!(self.conns, |c| sqlx::query(&format!(r#"{BUSINESS_SELECT} WHERE tenant_id = $1 ORDER BY name COLLATE "C""#))
             .bind(tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_all(c))
+        .await
+        .map_err(fault)?;
         rows.iter().map(business_from_row).collect()
     }
 
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>> {
-        let rows = sqlx::query(
+        let rows = on_conn!(self.conns, |c| sqlx::query(
             "SELECT b.tenant_id, b.id, b.name, b.created_at FROM memberships m
              JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
              WHERE m.tenant_id = $1 AND m.user_id = $2 ORDER BY m.created_at, m.seq",
         )
         .bind(tenant.0)
         .bind(user)
-        .fetch_all(&self.pool)
+        .fetch_all(c))
         .await
         .map_err(fault)?;
         rows.iter().map(business_from_row).collect()
@@ -583,21 +593,23 @@ impl Store for PgStore {
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(&format!("{CLIENT_SELECT} WHERE tenant_id = $1 AND client_id = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{CLIENT_SELECT} WHERE tenant_id = $1 AND client_id = $2"))
             .bind(tenant.0)
             .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| client_from_row(&r)).transpose()
     }
 
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>> {
-        let rows = sqlx::query(&format!(r#"{CLIENT_SELECT} WHERE tenant_id = $1 ORDER BY created_at, name COLLATE "C""#))
-            .bind(tenant.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(fault)?;
+        let rows = on_conn!(self.conns, |c| sqlx::query(&format!(
+            r#"{CLIENT_SELECT} WHERE tenant_id = $1 ORDER BY created_at, name COLLATE "C""#
+        ))
+        .bind(tenant.0)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
         rows.iter().map(client_from_row).collect()
     }
 
@@ -639,9 +651,10 @@ impl Store for PgStore {
     }
 
     async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query(&format!("{SIGNING_KEY_SELECT} WHERE tenant_id = $1 ORDER BY created_at DESC, seq DESC"))
-            .bind(tenant.0)
-            .fetch_all(&self.pool)
+        let rows =
+            on_conn!(self.conns, |c| sqlx::query(&format!("{SIGNING_KEY_SELECT} WHERE tenant_id = $1 ORDER BY created_at DESC, seq DESC"))
+                .bind(tenant.0)
+                .fetch_all(c))
             .await
             .map_err(fault)?;
         rows.iter().map(signing_key_from_row).collect()
@@ -664,12 +677,12 @@ impl Store for PgStore {
     }
 
     async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(&format!("{SESSION_SELECT} WHERE tenant_id = $1 AND hash = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{SESSION_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
             .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| session_from_row(&r)).transpose()
     }
 
@@ -699,12 +712,12 @@ impl Store for PgStore {
     }
 
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>> {
-        let row = sqlx::query(&format!("{INTERACTION_SELECT} WHERE tenant_id = $1 AND id = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{INTERACTION_SELECT} WHERE tenant_id = $1 AND id = $2"))
             .bind(tenant.0)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| interaction_from_row(&r)).transpose()
     }
 
@@ -748,33 +761,34 @@ impl Store for PgStore {
     }
 
     async fn find_personal_token(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<PersonalToken>> {
-        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND id = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND id = $2"))
             .bind(tenant.0)
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| personal_token_from_row(&r)).transpose()
     }
 
     async fn find_personal_token_by_hash(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<PersonalToken>> {
-        let row = sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND hash = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
             .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| personal_token_from_row(&r)).transpose()
     }
 
     async fn list_personal_tokens(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<PersonalToken>> {
-        let rows =
-            sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at DESC, seq DESC"))
-                .bind(tenant.0)
-                .bind(user)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(fault)?;
+        let rows = on_conn!(self.conns, |c| sqlx::query(&format!(
+            "{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at DESC, seq DESC"
+        ))
+        .bind(tenant.0)
+        .bind(user)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
         rows.iter().map(personal_token_from_row).collect()
     }
 
@@ -820,13 +834,14 @@ impl Store for PgStore {
     }
 
     async fn list_personal_token_events(&self, tenant: TenantId, id: Uuid) -> StoreResult<Vec<PersonalTokenEvent>> {
-        let rows =
-            sqlx::query("SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = $1 AND token_id = $2 ORDER BY at, seq")
-                .bind(tenant.0)
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(fault)?;
+        let rows = on_conn!(self.conns, |c| sqlx::query(
+            "SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = $1 AND token_id = $2 ORDER BY at, seq"
+        )
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
         rows.iter().map(personal_token_event_from_row).collect()
     }
 
@@ -866,11 +881,12 @@ impl Store for PgStore {
     }
 
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
-        let row = sqlx::query(&format!("{GRANT_SELECT} WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3"))
-            .bind(tenant.0)
-            .bind(user)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
+        let row =
+            on_conn!(self.conns, |c| sqlx::query(&format!("{GRANT_SELECT} WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3"))
+                .bind(tenant.0)
+                .bind(user)
+                .bind(client_id)
+                .fetch_optional(c))
             .await
             .map_err(fault)?;
         row.map(|r| grant_from_row(&r)).transpose()
@@ -925,12 +941,12 @@ impl Store for PgStore {
     }
 
     async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>> {
-        let row = sqlx::query(&format!("{CODE_SELECT} WHERE tenant_id = $1 AND hash = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{CODE_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
             .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| code_from_row(&r)).transpose()
     }
 
@@ -966,12 +982,12 @@ impl Store for PgStore {
     }
 
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
-        let row = sqlx::query(&format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = $1 AND t.hash = $2"))
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = $1 AND t.hash = $2"))
             .bind(tenant.0)
             .bind(&hash.0[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(fault)?;
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
         row.map(|r| token_view_from_row(&r)).transpose()
     }
 
@@ -1016,7 +1032,7 @@ impl Store for PgStore {
     async fn find_replay(&self, tenant: TenantId, old: SecretHash, now: UnixTime) -> StoreResult<Option<Vec<u8>>> {
         // The successor, when there is one, must be current; a rotation that issued no new
         // refresh token leaves `successor` NULL and only the family's state matters.
-        sqlx::query_scalar(
+        on_conn!(self.conns, |c| sqlx::query_scalar(
             "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
              WHERE t.tenant_id = $1 AND t.hash = $2 AND t.replay IS NOT NULL AND t.replay_until > $3 AND f.revoked_at IS NULL
              AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
@@ -1025,7 +1041,7 @@ impl Store for PgStore {
         .bind(tenant.0)
         .bind(&old.0[..])
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(c))
         .await
         .map_err(fault)
     }
@@ -1092,7 +1108,7 @@ impl Store for PgStore {
     }
 
     async fn count_rows(&self, tenant: TenantId) -> StoreResult<RowCounts> {
-        let row = sqlx::query(
+        let row = on_conn!(self.conns, |c| sqlx::query(
             "SELECT (SELECT COUNT(*) FROM codes WHERE tenant_id = $1) AS codes,
                     (SELECT COUNT(*) FROM tokens WHERE tenant_id = $1) AS tokens,
                     (SELECT COUNT(*) FROM families WHERE tenant_id = $1) AS families,
@@ -1100,7 +1116,7 @@ impl Store for PgStore {
                     (SELECT COUNT(*) FROM interactions WHERE tenant_id = $1) AS interactions",
         )
         .bind(tenant.0)
-        .fetch_one(&self.pool)
+        .fetch_one(c))
         .await
         .map_err(fault)?;
         let n = |c: &str| -> StoreResult<u64> { row.try_get::<i64, _>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(fault) };

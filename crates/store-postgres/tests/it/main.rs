@@ -438,3 +438,72 @@ async fn sqlstates_map_to_store_errors() {
     conn.execute("DROP TRIGGER lk_raise ON settings").await.unwrap();
     assert_eq!(store.ensure_setting("name", "value").await.unwrap(), "value");
 }
+
+/// The store's pool never pings: a connection goes back only after its query ran to the end.
+/// A query abandoned halfway (its future dropped, as when a client hangs up) must not leave
+/// its connection, with the answer still on the wire, to the next query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_query_does_not_hand_its_connection_on() {
+    if skipped() {
+        return;
+    }
+    let schema = Schema::new().await;
+    let options: sqlx::postgres::PgConnectOptions = schema.url.parse().unwrap();
+    let store = PgStore::open_with(options, 1).await.unwrap();
+    let (tenant, family) = issue(&store).await;
+    let user = family.user_id.unwrap();
+
+    // Another session locks the users table, so that the store's read of a user waits.
+    let mut conn = schema.connect().await;
+    conn.execute("BEGIN").await.unwrap();
+    conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let abandoned = tokio::time::timeout(std::time::Duration::from_millis(300), store.find_user(tenant, user)).await;
+    assert!(abandoned.is_err(), "the read should still be waiting for the lock");
+    conn.execute("COMMIT").await.unwrap();
+
+    // One connection at most: the next query gets a clean one and its own answer.
+    let client = store.find_client(tenant, "app").await.unwrap().expect("the client");
+    assert_eq!(client.client_id, "app");
+    assert_eq!(store.find_user(tenant, user).await.unwrap().unwrap().id, user);
+}
+
+/// A connection the server closed while it was idle fails at most the query that takes it,
+/// as unavailable (a 503), and the pool connects anew for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_by_the_server_is_replaced() {
+    if skipped() {
+        return;
+    }
+    let schema = Schema::new().await;
+    let name = format!("lk-test-{}", Uuid::new_v4().simple());
+    let options = schema.url.parse::<sqlx::postgres::PgConnectOptions>().unwrap().application_name(&name);
+    let store = PgStore::open_with(options, 1).await.unwrap();
+    let (tenant, _) = issue(&store).await;
+    let mut conn = schema.connect().await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "the store's one idle connection");
+    // pg_terminate_backend only signals: wait until the backend has gone.
+    for _ in 0..100 {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    match store.find_client(tenant, "app").await {
+        Ok(found) => assert!(found.is_some()),
+        Err(e) => assert!(matches!(e, StoreError::Unavailable(_)), "expected Unavailable, got {e:?}"),
+    }
+    assert!(store.find_client(tenant, "app").await.unwrap().is_some());
+}
