@@ -8,6 +8,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use latchkey_proto::Jwk;
 use rand::{CryptoRng, RngCore};
+pub use ring::rand::{SecureRandom, SystemRandom};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
@@ -50,27 +51,28 @@ impl std::fmt::Debug for KeyPair {
 }
 
 impl KeyPair {
-    /// Generates a fresh key: RSA 2048, P-256 or Ed25519.
-    pub fn generate(alg: SigningAlg, rng: &mut (impl RngCore + CryptoRng)) -> Result<Self, JoseError> {
+    /// Generates a fresh key: RSA 2048, P-256 or Ed25519. `nonces` seeds the ES256 signer's
+    /// nonce key (see [`KeyPair::sign_jwt`]).
+    pub fn generate(alg: SigningAlg, rng: &mut (impl RngCore + CryptoRng), nonces: &dyn SecureRandom) -> Result<Self, JoseError> {
         let inner = match alg {
             SigningAlg::RS256 => {
                 let key = rsa::RsaPrivateKey::new(rng, 2048).map_err(|e| JoseError::Generate(e.to_string()))?;
                 Inner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())), Box::new(key))
             }
-            SigningAlg::ES256 => es256(p256::ecdsa::SigningKey::random(rng))?,
+            SigningAlg::ES256 => es256(p256::ecdsa::SigningKey::random(rng), nonces)?,
             SigningAlg::EdDSA => Inner::EdDsa(ed25519_dalek::SigningKey::generate(rng)),
         };
         Ok(Self::from_inner(alg, inner))
     }
 
     /// Reads a key from the bytes `private_bytes` produced.
-    pub fn from_private_bytes(alg: SigningAlg, bytes: &[u8]) -> Result<Self, JoseError> {
+    pub fn from_private_bytes(alg: SigningAlg, bytes: &[u8], nonces: &dyn SecureRandom) -> Result<Self, JoseError> {
         let inner = match alg {
             SigningAlg::RS256 => {
                 let key = rsa::RsaPrivateKey::from_pkcs8_der(bytes).map_err(|e| JoseError::Decode(e.to_string()))?;
                 Inner::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key.clone())), Box::new(key))
             }
-            SigningAlg::ES256 => es256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(|e| JoseError::Decode(e.to_string()))?)?,
+            SigningAlg::ES256 => es256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(|e| JoseError::Decode(e.to_string()))?, nonces)?,
             SigningAlg::EdDSA => {
                 let seed: [u8; 32] = bytes.try_into().map_err(|_| JoseError::Decode("an Ed25519 seed is 32 bytes".into()))?;
                 Inner::EdDsa(ed25519_dalek::SigningKey::from_bytes(&seed))
@@ -142,8 +144,11 @@ impl KeyPair {
         })
     }
 
-    /// Signs `claims` as a compact JWS with `typ` in the header (RFC 7515 §7.1).
-    pub fn sign_jwt(&self, typ: &str, claims: &impl Serialize) -> Result<String, JoseError> {
+    /// Signs `claims` as a compact JWS with `typ` in the header (RFC 7515 §7.1). An ES256
+    /// signature draws its nonce from `nonces` (ring mixes the key and the message into it).
+    /// ring's `SecureRandom` cannot be implemented outside ring, so callers pass its
+    /// [`SystemRandom`]; core itself draws nothing.
+    pub fn sign_jwt(&self, typ: &str, claims: &impl Serialize, nonces: &dyn SecureRandom) -> Result<String, JoseError> {
         #[derive(Serialize)]
         struct Header<'a> {
             alg: &'a str,
@@ -159,11 +164,7 @@ impl KeyPair {
             Inner::Rs256(sk, _) => sk.sign(input.as_bytes()).to_vec(),
             // RFC 7518 §3.4: R and S as two 32-byte big-endian integers, which is ring's
             // FIXED encoding. ring mixes the key and message into its random nonce.
-            Inner::Es256(_, kp) => kp
-                .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
-                .map_err(|_| JoseError::Sign)?
-                .as_ref()
-                .to_vec(),
+            Inner::Es256(_, kp) => kp.sign(nonces, input.as_bytes()).map_err(|_| JoseError::Sign)?.as_ref().to_vec(),
             Inner::EdDsa(sk) => ed25519_dalek::Signer::sign(sk, input.as_bytes()).to_bytes().to_vec(),
         };
         input.push('.');
@@ -173,13 +174,13 @@ impl KeyPair {
 }
 
 /// The ES256 key with its ring twin for signing.
-fn es256(key: p256::ecdsa::SigningKey) -> Result<Inner, JoseError> {
+fn es256(key: p256::ecdsa::SigningKey, nonces: &dyn SecureRandom) -> Result<Inner, JoseError> {
     let public = key.verifying_key().to_encoded_point(false);
     let ring_key = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
         &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         &key.to_bytes(),
         public.as_bytes(),
-        &ring::rand::SystemRandom::new(),
+        nonces,
     )
     .map_err(|e| JoseError::Decode(e.to_string()))?;
     Ok(Inner::Es256(key, Box::new(ring_key)))
@@ -225,10 +226,10 @@ mod tests {
     fn keys_round_trip_and_sign() {
         let mut rng = StdRng::seed_from_u64(1);
         for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
-            let k = KeyPair::generate(alg, &mut rng).unwrap();
-            let again = KeyPair::from_private_bytes(alg, &k.private_bytes().unwrap()).unwrap();
+            let k = KeyPair::generate(alg, &mut rng, &SystemRandom::new()).unwrap();
+            let again = KeyPair::from_private_bytes(alg, &k.private_bytes().unwrap(), &SystemRandom::new()).unwrap();
             assert_eq!(k.public_jwk(), again.public_jwk());
-            let jwt = k.sign_jwt("JWT", &serde_json::json!({"a": 1})).unwrap();
+            let jwt = k.sign_jwt("JWT", &serde_json::json!({"a": 1}), &SystemRandom::new()).unwrap();
             let header: serde_json::Value =
                 serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
             assert_eq!(header["alg"], alg.as_str());
@@ -240,8 +241,8 @@ mod tests {
     fn es256_signature_verifies() {
         use p256::ecdsa::signature::Verifier;
         let mut rng = StdRng::seed_from_u64(2);
-        let k = KeyPair::generate(SigningAlg::ES256, &mut rng).unwrap();
-        let jwt = k.sign_jwt("JWT", &serde_json::json!({"sub": "x"})).unwrap();
+        let k = KeyPair::generate(SigningAlg::ES256, &mut rng, &SystemRandom::new()).unwrap();
+        let jwt = k.sign_jwt("JWT", &serde_json::json!({"sub": "x"}), &SystemRandom::new()).unwrap();
         let (input, sig) = jwt.rsplit_once('.').unwrap();
         let sig = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
         let Inner::Es256(sk, _) = &k.inner else { unreachable!() };

@@ -47,7 +47,7 @@ impl KeyRing {
             // A superseded key still signs until its successor activates (the successor is
             // newer, so `signer` prefers it from then on).
             let private = jose::open(&sealing, r.kid.as_bytes(), &r.sealed_private_key)?;
-            signers.push((r.activates_at, KeyPair::from_private_bytes(r.alg, &private)?));
+            signers.push((r.activates_at, KeyPair::from_private_bytes(r.alg, &private, &jose::SystemRandom::new())?));
         }
         let jwks_json = serde_json::to_string(&jwks).map_err(jose::JoseError::from)?;
         Ok(Self { alg, signers, jwks_json, loaded_at: now })
@@ -136,7 +136,7 @@ async fn generate(rt: &Runtime, alg: SigningAlg, activates_at: UnixTime, period:
     let (tenant, now, sealing) = (rt.tenant.id, rt.now(), rt.master.sealing_key());
     tokio::task::spawn_blocking(move || -> Result<_, StartupError> {
         let mut rng = rand::rngs::OsRng;
-        let key = KeyPair::generate(alg, &mut rng)?;
+        let key = KeyPair::generate(alg, &mut rng, &jose::SystemRandom::new())?;
         let sealed = jose::seal(&sealing, key.kid().as_bytes(), &key.private_bytes()?, &mut rng)?;
         let public_jwk = serde_json::to_string(key.public_jwk()).map_err(jose::JoseError::from)?;
         Ok(SigningKeyRecord {

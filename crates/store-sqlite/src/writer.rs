@@ -203,7 +203,9 @@ fn checkpoints(conn: &Connection, alive: &Weak<AtomicBool>) {
         let mut pass = checkpoint(conn, done);
         for _ in 0..MAX_CATCH_UP_PASSES {
             match pass {
-                Ok(p) if p.frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT && p.left > SMALL_REMAINDER => pass = checkpoint(conn, p.frames - p.left),
+                Ok(p) if p.frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT && p.left > SMALL_REMAINDER => {
+                    pass = checkpoint(conn, p.frames - p.left)
+                }
                 _ => break,
             }
         }

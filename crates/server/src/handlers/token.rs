@@ -14,6 +14,7 @@ use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
 use latchkey_core::grant::AccessTokenFormat;
 use latchkey_core::jose::KeyPair;
+use latchkey_core::jose::SystemRandom;
 use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
@@ -312,7 +313,9 @@ fn mint_rotation(
                 authorized_business_id: family.business_id.map(|b| b.to_string()),
             };
             // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
-            Secret::from_presented(signer(ring, now)?.sign_jwt("at+jwt", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
+            Secret::from_presented(
+                signer(ring, now)?.sign_jwt("at+jwt", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.to_string()))?,
+            )
         }
     };
     let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
@@ -373,7 +376,7 @@ async fn respond(
             now,
             lifetime: state.lifetimes_for(client).id_token,
         });
-        Some(key.sign_jwt("JWT", &claims).map_err(|e| AppError::Internal(e.to_string()))?)
+        Some(key.sign_jwt("JWT", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.to_string()))?)
     } else {
         None
     };
