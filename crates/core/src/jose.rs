@@ -163,7 +163,7 @@ impl KeyPair {
         let signature = match &self.inner {
             Inner::Rs256(sk, _) => sk.sign(input.as_bytes()).to_vec(),
             // RFC 7518 §3.4: R and S as two 32-byte big-endian integers, which is ring's
-            // FIXED encoding. ring mixes the key and message into its random nonce.
+            // FIXED encoding.
             Inner::Es256(_, kp) => kp.sign(nonces, input.as_bytes()).map_err(|_| JoseError::Sign)?.as_ref().to_vec(),
             Inner::EdDsa(sk) => ed25519_dalek::Signer::sign(sk, input.as_bytes()).to_bytes().to_vec(),
         };

@@ -108,7 +108,7 @@ fn run(conn: &Connection, jobs: &mpsc::Receiver<Box<dyn Work>>, wal_is_long: &At
         if wal_is_long.swap(false, Ordering::Relaxed) {
             // The checkpointer has copied most of the WAL already; finishing here, between
             // transactions, lets the next transaction start the WAL over (see `checkpoints`).
-            if let Err(e) = checkpoint(conn, 0) {
+            if let Err(e) = checkpoint(conn) {
                 tracing::warn!(error = %e, "SQLite checkpoint on the writer failed");
             }
         }
@@ -150,13 +150,13 @@ fn commit(conn: &Connection, batch: &mut [Box<dyn Work>]) -> Result<(), BatchFai
     }
 }
 
-/// How soon the checkpointer copies the WAL again after a pass that found frames to copy.
+/// How soon the checkpointer copies the WAL again when it changed since the last pass.
 /// Short passes keep each burst of database writes (and its `fsync`) small: measured on the
 /// benchmark VM, 200 ms passes of about 5,000 pages each held commits' own `fsync` behind them
 /// and pushed the p99 of client_credentials at 70% load to 20–40 ms; 25 ms passes brought it
 /// to about 13 ms.
 const BUSY_INTERVAL: Duration = Duration::from_millis(25);
-/// How long the checkpointer sleeps after a pass that found nothing to copy.
+/// How long the checkpointer sleeps when the WAL has not changed since its last pass.
 const IDLE_INTERVAL: Duration = Duration::from_millis(250);
 /// A WAL longer than this (4 KiB pages: 16 MiB) is finished by the writer itself.
 const WAL_FRAMES_BEFORE_WRITER_CHECKPOINT: i64 = 4096;
@@ -172,15 +172,13 @@ struct Pass {
     frames: i64,
     /// Of those, frames not copied into the database yet.
     left: i64,
-    /// Frames this pass copied.
-    copied: i64,
 }
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)`.
-fn checkpoint(conn: &Connection, before: i64) -> rusqlite::Result<Pass> {
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Pass> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         let (frames, done): (i64, i64) = (r.get(1)?, r.get(2)?);
-        Ok(Pass { frames, left: frames - done, copied: if done >= before { done - before } else { done } })
+        Ok(Pass { frames, left: frames - done })
     })
 }
 
@@ -194,25 +192,23 @@ fn checkpoint(conn: &Connection, before: i64) -> rusqlite::Result<Pass> {
 /// (each copies what was committed during the previous one), then the writer finishes the
 /// checkpoint between two batches, which then costs only the few frames written since.
 fn checkpoints(conn: &Connection, alive: &Weak<AtomicBool>) {
-    let mut done = 0;
-    let mut interval = IDLE_INTERVAL;
+    let (mut interval, mut last_frames) = (IDLE_INTERVAL, 0);
     loop {
         std::thread::sleep(interval);
         // The store is gone (every handle dropped): stop.
         let Some(flag) = alive.upgrade() else { return };
-        let mut pass = checkpoint(conn, done);
+        let mut pass = checkpoint(conn);
         for _ in 0..MAX_CATCH_UP_PASSES {
             match pass {
-                Ok(p) if p.frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT && p.left > SMALL_REMAINDER => {
-                    pass = checkpoint(conn, p.frames - p.left)
-                }
+                Ok(p) if p.frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT && p.left > SMALL_REMAINDER => pass = checkpoint(conn),
                 _ => break,
             }
         }
         match pass {
             Ok(p) => {
-                done = p.frames - p.left;
-                interval = if p.copied > 0 { BUSY_INTERVAL } else { IDLE_INTERVAL };
+                // The WAL grew or started over since the last pass: there are writes.
+                interval = if p.frames != last_frames { BUSY_INTERVAL } else { IDLE_INTERVAL };
+                last_frames = p.frames;
                 if p.frames > WAL_FRAMES_BEFORE_WRITER_CHECKPOINT {
                     flag.store(true, Ordering::Relaxed);
                 }
