@@ -253,6 +253,10 @@ pub struct TokenRecord {
 pub struct TokenView {
     pub token: TokenRecord,
     pub family: Family,
+    /// The email of the family's user, read in the same query, so that introspection answers
+    /// `username` without a second read. `None` for a client's own token, or when the user
+    /// is gone (their families go with them, so only a race sees that).
+    pub subject_email: Option<String>,
 }
 
 impl TokenView {

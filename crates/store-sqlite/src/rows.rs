@@ -22,8 +22,9 @@ pub(crate) const TOKEN_VIEW_SELECT: &str =
     "SELECT t.hash, t.tenant_id, t.kind, t.family_id, t.client_id, t.user_id, t.business_id, t.scope,
     t.jti, t.created_at, t.expires_at, t.revoked_at, t.rotated_at,
     f.grant_id AS f_grant_id, f.scope AS f_scope, f.auth_time AS f_auth_time, f.created_at AS f_created_at,
-    f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at
-    FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id";
+    f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at, u.email AS u_email
+    FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
+    LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id";
 
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -212,7 +213,7 @@ pub(crate) fn token_view_from_row(r: &Row<'_>) -> StoreResult<TokenView> {
         expires_at: get(r, "f_expires_at")?,
         revoked_at: get(r, "f_revoked_at")?,
     };
-    Ok(TokenView { token, family })
+    Ok(TokenView { token, family, subject_email: get(r, "u_email")? })
 }
 
 pub(crate) const PERSONAL_TOKEN_SELECT: &str =

@@ -661,6 +661,7 @@ pub async fn codes_redeem_exactly_once(store: SharedStore) {
         let v = view(&store, w.tenant, t.hash).await;
         assert_eq!(&v.token, t);
         assert_eq!(v.family, f);
+        assert_eq!(v.subject_email.as_deref(), Some(w.user.email.as_str()), "the view carries its user's email");
         assert!(v.is_active(NOW + 1), "freshly issued token inactive: {v:?}");
     }
 
@@ -845,6 +846,7 @@ pub async fn client_families_have_no_user(store: SharedStore) {
     let v = view(&store, w.tenant, h(90)).await;
     assert_eq!(v.token.user_id, None);
     assert_eq!(v.family.grant_id, None);
+    assert_eq!(v.subject_email, None, "a client's own token has no user");
     assert!(v.is_active(NOW + 1));
     assert!(store.find_token(TenantId(Uuid::new_v4()), h(90)).await.unwrap().is_none(), "tenant isolation");
     // The same family twice is a conflict, and nothing of the second attempt is written.

@@ -131,6 +131,7 @@ mod tests {
                 expires_at: 100,
                 revoked_at: None,
             },
+            subject_email: None,
         }
     }
 
