@@ -70,6 +70,14 @@ impl ClientCredentials {
         }
     }
 
+    /// The secret presented, if any.
+    pub fn secret(&self) -> Option<&str> {
+        match self {
+            Self::Basic { secret, .. } | Self::Post { secret, .. } => Some(secret),
+            Self::None { .. } => None,
+        }
+    }
+
     /// Checks the credentials against the registered client. The secret comparison runs in
     /// constant time on the keyed hashes (SECURITY.md TE-05).
     pub fn authenticate(&self, client: &Client, hasher: &SecretHasher) -> Result<(), OAuthError> {

@@ -4,6 +4,10 @@
 //! burst of parallel guesses cannot get more checks than the budget (the race Keycloak fixed
 //! in #31726). A success clears the account's count; other accounts are never touched, so
 //! valid sign-ins of other users are not slowed.
+//!
+//! Client secrets (SECURITY.md TE-04, RFC 6819 §4.3.5) are counted differently: only failures
+//! count, per client and network address, so that a stranger who knows a client_id (they are
+//! public) can lock out only their own address, never the client's own servers.
 
 use crate::UnixTime;
 
@@ -16,11 +20,15 @@ pub struct GuessingPolicy {
     pub client_budget: i64,
     /// The window in seconds; a locked account opens again when it ends.
     pub window: i64,
+    /// Failed client authentications per client and address per `client_secret_window`.
+    pub client_secret_budget: i64,
+    /// The window of `client_secret_budget`, in seconds.
+    pub client_secret_window: i64,
 }
 
 impl Default for GuessingPolicy {
     fn default() -> Self {
-        Self { account_budget: 10, client_budget: 200, window: 15 * 60 }
+        Self { account_budget: 10, client_budget: 200, window: 15 * 60, client_secret_budget: 20, client_secret_window: 5 * 60 }
     }
 }
 
@@ -53,6 +61,11 @@ pub fn client_key(client_id: &str) -> String {
     format!("client:{client_id}")
 }
 
+/// The counter key of failed client authentications from one address.
+pub fn client_secret_key(client_id: &str, address: std::net::IpAddr) -> String {
+    format!("client-secret:{client_id}@{address}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +78,6 @@ mod tests {
         assert_eq!(c.verdict(10, 900, 200), Err(800));
         assert_eq!(c.verdict(10, 900, 2000), Err(1));
         assert_eq!(account_key(" Ada@Example.com"), "account:ada@example.com");
+        assert_eq!(client_secret_key("app", "::1".parse().unwrap()), "client-secret:app@::1");
     }
 }

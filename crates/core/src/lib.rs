@@ -4,6 +4,7 @@
 //! operating system's random number generator. The current time is a parameter (`now`, in
 //! Unix seconds) and randomness comes from a caller-supplied `CryptoRngCore`.
 
+pub mod address;
 pub mod authorize;
 pub mod claims;
 pub mod client_auth;

@@ -1,11 +1,101 @@
-//! Checking a user's password, shared by the sign-in form and the password grant, behind the
+//! Checking a user's password (shared by the sign-in form and the password grant) and a
+//! client's secret (shared by the token, introspection and revocation endpoints), behind the
 //! online guessing protection of `core::guessing`.
 
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use latchkey_core::guessing;
-use latchkey_core::model::User;
-use latchkey_core::password;
+use crate::web::Peer;
+use axum::http::{header, HeaderMap};
+use latchkey_core::client_auth::ClientCredentials;
+use latchkey_core::model::{Client, User};
+use latchkey_core::params::Params;
+use latchkey_core::{address, guessing, password, OAuthError, UnixTime};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, PoisonError};
+
+/// Client authentication (RFC 6749 §2.3) behind the lockout of SECURITY.md TE-04 (RFC 6819
+/// §4.3.5, online guessing of client secrets).
+///
+/// Only a wrong secret for a client that has one counts, per client and address, in the store
+/// (so every node shares the count). Past the budget the address is refused with 429 until
+/// the window ends, the right secret included, so a guess made during the lock tells nothing.
+/// A success reads and writes nothing extra: each node keeps the locks it has seen in memory,
+/// and learns of one at its own first failure after the shared count passed the budget.
+pub(crate) async fn authenticate_client(state: &AppState, peer: Peer, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let creds = ClientCredentials::extract(authorization, params)?;
+    let now = state.now();
+    let key = creds.secret().map(|_| guessing::client_secret_key(creds.client_id(), client_address(state, peer, headers)));
+    if let Some(until) = key.as_deref().and_then(|k| state.client_locks.until(k, now)) {
+        return Err(too_many_failures(until - now));
+    }
+    let client = state
+        .store()
+        .find_client(state.tenant_id(), creds.client_id())
+        .await?
+        .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
+    let refused = match creds.authenticate(&client, state.hasher()) {
+        Ok(()) => return Ok(client),
+        Err(e) => e,
+    };
+    // A missing secret or a secret sent for a public client is a mistake, not a guess.
+    if let (Some(key), Some(_)) = (key, &client.secret_hash) {
+        let policy = state.config.guessing;
+        let count = state.store().record_attempt(state.tenant_id(), &key, now, policy.client_secret_window).await?;
+        if let Err(retry_after) = count.verdict(policy.client_secret_budget, policy.client_secret_window, now) {
+            tracing::warn!(client = %client.client_id, key = %key, "client authentication locked after too many wrong secrets");
+            state.client_locks.lock(key, now + retry_after, now);
+            return Err(too_many_failures(retry_after));
+        }
+    }
+    Err(refused.into())
+}
+
+fn too_many_failures(retry_after: i64) -> AppError {
+    AppError::TooManyAttempts {
+        retry_after,
+        error: OAuthError::invalid_client(format!(
+            "too_many_failed_attempts: client authentication from this address is paused for {retry_after} seconds"
+        )),
+    }
+}
+
+/// The address the request came from: the peer, or what trusted proxies say it is.
+fn client_address(state: &AppState, peer: Peer, headers: &HeaderMap) -> IpAddr {
+    let Some(peer) = peer.0 else { return IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+    let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    address::client_address(peer, &forwarded, &state.config.trusted_proxies)
+}
+
+/// At most this many locks are remembered; past it, expired ones are dropped first, and a
+/// node that still has no room relies on the store's count alone (each further failure is
+/// still refused; only a right secret may pass on this node).
+const MAX_LOCKS: usize = 100_000;
+
+/// The client-secret locks this node has seen: key → locked until.
+#[derive(Debug, Default)]
+pub struct ClientLocks(Mutex<HashMap<String, UnixTime>>);
+
+impl ClientLocks {
+    fn until(&self, key: &str, now: UnixTime) -> Option<UnixTime> {
+        let locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.is_empty() {
+            return None;
+        }
+        locks.get(key).copied().filter(|until| *until > now)
+    }
+
+    fn lock(&self, key: String, until: UnixTime, now: UnixTime) {
+        let mut locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.len() >= MAX_LOCKS {
+            locks.retain(|_, u| *u > now);
+        }
+        if locks.len() < MAX_LOCKS {
+            locks.insert(key, until);
+        }
+    }
+}
 
 /// Why a password was not accepted. Both cases look the same for a known and an unknown email.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! environment variables and command-line flags, then validated into a `Config` before
 //! anything binds.
 
+use latchkey_core::address::IpRange;
 use latchkey_core::grant::{AccessTokenFormat, Lifetimes, RefreshPolicy};
 use latchkey_core::guessing::GuessingPolicy;
 use latchkey_core::model::SigningAlg;
@@ -40,6 +41,8 @@ pub struct GuessingSettings {
     pub account_budget: Option<i64>,
     pub client_budget: Option<i64>,
     pub window: Option<i64>,
+    pub client_secret_budget: Option<i64>,
+    pub client_secret_window: Option<i64>,
 }
 
 /// Every setting, all optional; `None` means "the default".
@@ -79,6 +82,9 @@ pub struct Settings {
     pub signing_key_publish_delay: Option<i64>,
     /// Seconds between automatic signing key rotations (default 90 days); 0: only by hand.
     pub signing_key_rotation_interval: Option<i64>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client's
+    /// address; without them the connection's peer is the client.
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub lifetimes: LifetimeSettings,
     #[serde(default)]
@@ -122,6 +128,9 @@ impl Settings {
                 "LATCHKEY_SIGNING_KEY_ROTATION_INTERVAL" => {
                     s.signing_key_rotation_interval = Some(int("LATCHKEY_SIGNING_KEY_ROTATION_INTERVAL")?)
                 }
+                "LATCHKEY_TRUSTED_PROXIES" => {
+                    s.trusted_proxies = Some(v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+                }
                 "LATCHKEY_REQUIRE_STATE" => s.require_state = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on")),
                 "LATCHKEY_REVOCATION_WITHOUT_CLIENT_AUTH" => {
                     s.revocation_without_client_auth = Some(matches!(v.as_str(), "1" | "true" | "yes" | "on"))
@@ -157,10 +166,11 @@ impl Settings {
             refresh_token_replay_window,
             housekeeping_interval,
             signing_key_publish_delay,
-            signing_key_rotation_interval
+            signing_key_rotation_interval,
+            trusted_proxies
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
-        overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window);
+        overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window, client_secret_budget, client_secret_window);
         self
     }
 
@@ -227,10 +237,20 @@ impl Settings {
             account_budget: self.guessing.account_budget.unwrap_or(g.account_budget),
             client_budget: self.guessing.client_budget.unwrap_or(g.client_budget),
             window: self.guessing.window.unwrap_or(g.window),
+            client_secret_budget: self.guessing.client_secret_budget.unwrap_or(g.client_secret_budget),
+            client_secret_window: self.guessing.client_secret_window.unwrap_or(g.client_secret_window),
         };
-        if guessing.account_budget < 1 || guessing.client_budget < 1 || !(1..=86_400).contains(&guessing.window) {
-            return Err(invalid("guessing", "budgets must be at least 1 and the window between 1 and 86400 seconds"));
+        let budgets = [guessing.account_budget, guessing.client_budget, guessing.client_secret_budget];
+        if budgets.iter().any(|b| *b < 1) || ![guessing.window, guessing.client_secret_window].iter().all(|w| (1..=86_400).contains(w)) {
+            return Err(invalid("guessing", "budgets must be at least 1 and the windows between 1 and 86400 seconds"));
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.parse::<IpRange>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|r| invalid("trusted_proxies", r))?;
         let refresh_policy = match self.refresh_token_policy.as_deref() {
             None => RefreshPolicy::default(),
             Some(p) => {
@@ -250,6 +270,7 @@ impl Settings {
             lifetimes,
             refresh_policy,
             guessing,
+            trusted_proxies,
             housekeeping_interval: self.housekeeping_interval.unwrap_or(60),
             signing_key_publish_delay,
             signing_key_rotation_interval,
@@ -356,6 +377,8 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub refresh_policy: RefreshPolicy,
     pub guessing: GuessingPolicy,
+    /// Proxies whose `X-Forwarded-For` is believed (SECURITY.md TE-04 counts per address).
+    pub trusted_proxies: Vec<IpRange>,
     /// Seconds between housekeeping passes; 0: never.
     pub housekeeping_interval: u64,
     pub signing_key_publish_delay: i64,

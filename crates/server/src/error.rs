@@ -23,6 +23,10 @@ pub enum AppError {
     /// A JSON API error for the signed-in user's own API (`{"error", "error_description"}`).
     #[error("{error}: {description}")]
     Api { status: StatusCode, error: &'static str, description: String },
+    /// Refused without looking, because the caller used up its attempts (SECURITY.md TE-04):
+    /// 429 with `Retry-After` (RFC 6585 §4) and the protocol error as the JSON body.
+    #[error("too many attempts: {error}")]
+    TooManyAttempts { retry_after: i64, error: OAuthError },
     #[error("storage failure")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -77,6 +81,13 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::OAuth(e) => oauth_json(&e),
+            AppError::TooManyAttempts { retry_after, error } => {
+                let mut r = oauth_json(&error);
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                r.headers_mut().remove(header::WWW_AUTHENTICATE);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                r
+            }
             AppError::Page { status, title, message } => pages::error_page(status, title, &message),
             AppError::Bearer { status, error, description } => {
                 let challenge = match error {

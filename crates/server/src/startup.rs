@@ -84,9 +84,9 @@ impl Application {
             (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
         // The tenant is chosen (and its path prefix removed) before routing.
         let app = axum::middleware::from_fn_with_state(Arc::clone(&self.registry), route_tenant).layer(self.router);
-        let served = axum::serve(self.listener, ServiceExt::<axum::extract::Request>::into_make_service(app))
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        // Connect info gives handlers the peer address (client-secret lockout, SECURITY.md TE-04).
+        let service = ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
         if let Some(h) = housekeeping {
             h.abort();
         }

@@ -172,6 +172,7 @@ async fn build_state(shared: &Shared, tenant: Tenant) -> Result<AppState, Startu
         rt,
         config,
         passwords: shared.passwords.clone(),
+        client_locks: Default::default(),
         demo: if is_default { shared.demo.clone() } else { None },
     })))
 }

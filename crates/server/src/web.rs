@@ -2,7 +2,8 @@
 
 use crate::error::AppError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::params::Params;
@@ -127,6 +128,19 @@ impl<S: Send + Sync> FromRequest<S> for OAuthBody {
             }
             _ => Err(bad("content_type_unsupported: send application/x-www-form-urlencoded, multipart/form-data or application/json")),
         }
+    }
+}
+
+/// The connection's peer address. The server always runs with connect info; a router driven
+/// without it (a test calling the service directly) has none.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
     }
 }
 

@@ -1,10 +1,10 @@
 //! Token introspection (RFC 7662) for resource servers.
 
-use super::token::authenticate_client;
+use crate::auth::authenticate_client;
 use crate::bearer::{active_token, Presented};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
-use crate::web::OAuthBody;
+use crate::web::{OAuthBody, Peer};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -17,10 +17,11 @@ use latchkey_proto::IntrospectionResponse;
 /// introspect any of its tokens: that is the resource-server role (IN-03).
 pub(crate) async fn introspect_post(
     Extension(state): Extension<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     OAuthBody(params): OAuthBody,
 ) -> AppResult<Response> {
-    let caller = authenticate_client(&state, &headers, &params).await?;
+    let caller = authenticate_client(&state, peer, &headers, &params).await?;
     if caller.is_public() {
         return Err(OAuthError::invalid_client("introspection_needs_confidential_client: a public client cannot introspect tokens").into());
     }

@@ -1,9 +1,9 @@
 //! Token revocation (RFC 7009), answering with the body UltraCart's SDKs read.
 
-use super::token::authenticate_client;
+use crate::auth::authenticate_client;
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
-use crate::web::OAuthBody;
+use crate::web::{OAuthBody, Peer};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -14,10 +14,11 @@ use latchkey_proto::RevocationResponse;
 
 pub(crate) async fn revoke_post(
     Extension(state): Extension<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     OAuthBody(params): OAuthBody,
 ) -> AppResult<Response> {
-    let client = revoking_client(&state, &headers, &params).await?;
+    let client = revoking_client(&state, peer, &headers, &params).await?;
     let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
     // RFC 7009 §2.1: the hint is only a hint; an unknown one is ignored (one lookup finds
     // either kind).
@@ -45,7 +46,7 @@ pub(crate) async fn revoke_post(
 /// that (`revocation_without_client_auth`, off by default, DESIGN.md principle 1). Then the
 /// named client can still only revoke its own tokens, so the worst a stranger holding a token
 /// can do is end it.
-async fn revoking_client(state: &AppState, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
+async fn revoking_client(state: &AppState, peer: Peer, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
     let unauthenticated = headers.get(header::AUTHORIZATION).is_none() && params.get("client_secret")?.is_none();
     if state.config.revocation_without_client_auth && unauthenticated {
         if let Some(id) = params.get("client_id")? {
@@ -56,5 +57,5 @@ async fn revoking_client(state: &AppState, headers: &HeaderMap, params: &Params)
                 .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed").into());
         }
     }
-    authenticate_client(state, headers, params).await
+    authenticate_client(state, peer, headers, params).await
 }

@@ -1,15 +1,14 @@
 //! The token endpoint (RFC 6749 §3.2, §4.1.3, §6): authorization_code and refresh_token.
 
-use crate::auth::{check_password, CredentialFailure};
+use crate::auth::{authenticate_client, check_password, CredentialFailure};
 use crate::error::{no_store, AppError, AppResult};
 use crate::keys::KeyRing;
 use crate::state::AppState;
-use crate::web::OAuthBody;
-use axum::http::{header, HeaderMap};
+use crate::web::{OAuthBody, Peer};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
-use latchkey_core::client_auth::ClientCredentials;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
 use latchkey_core::grant::AccessTokenFormat;
@@ -26,11 +25,12 @@ use uuid::Uuid;
 
 pub(crate) async fn token_post(
     Extension(state): Extension<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     OAuthBody(params): OAuthBody,
 ) -> AppResult<Response> {
     let grant_type = params.get("grant_type")?.ok_or_else(|| OAuthError::invalid_request("grant_type_missing: grant_type is required"))?;
-    let client = authenticate_client(&state, &headers, &params).await?;
+    let client = authenticate_client(&state, peer, &headers, &params).await?;
     let answer = match grant_type {
         "authorization_code" => {
             require_grant(&client, GrantType::AuthorizationCode)?;
@@ -55,19 +55,6 @@ pub(crate) async fn token_post(
         }
     };
     Ok(no_store(axum::Json(answer).into_response()))
-}
-
-/// Client authentication shared by the token and revocation endpoints (RFC 6749 §2.3).
-pub(crate) async fn authenticate_client(state: &AppState, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let creds = ClientCredentials::extract(authorization, params)?;
-    let client = state
-        .store()
-        .find_client(state.tenant_id(), creds.client_id())
-        .await?
-        .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
-    creds.authenticate(&client, state.hasher())?;
-    Ok(client)
 }
 
 /// ASVS V10.4.4: each client uses only the grant types it was registered for.

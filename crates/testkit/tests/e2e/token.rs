@@ -594,3 +594,78 @@ async fn repeated_json_members_are_refused() {
     assert_eq!(b["error"], "invalid_request");
     assert!(b["error_description"].as_str().unwrap().starts_with("parameter_repeated"));
 }
+
+/// One client authentication at the token endpoint by HTTP Basic, through the trusted proxy
+/// on 127.0.0.1 when `forwarded_for` is given: status, `Retry-After`, body.
+async fn authenticate(app: &TestApp, client_id: &str, secret: &str, forwarded_for: Option<&str>) -> (u16, Option<i64>, Value) {
+    let mut req =
+        app.http().post(app.url("/oauth/token")).basic_auth(client_id, Some(secret)).form(&[("grant_type", "client_credentials")]);
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    let r = req.send().await.unwrap();
+    let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    assert!(r.status() != 429 || r.headers().get("www-authenticate").is_none(), "a 429 is not a challenge");
+    (r.status().as_u16(), retry_after, r.json().await.unwrap())
+}
+
+/// SECURITY.md TE-04: 50 wrong secrets for one client within a minute lock the address they
+/// came from out of that client (429 with Retry-After, the right secret included, at every
+/// endpoint that authenticates clients) until the window ends. Other clients, and the same
+/// client from another address, are unaffected, so knowing a client_id is not enough to shut
+/// the client's own servers out.
+#[tokio::test]
+async fn wrong_client_secrets_lock_out_their_address() {
+    let settings = latchkey_server::Settings { trusted_proxies: Some(vec!["127.0.0.1".into()]), ..Default::default() };
+    let app = latchkey_testkit::spawn_app_with(settings).await;
+    let job = |name: &str| NewClient {
+        name: name.into(),
+        redirect_uris: vec!["https://jobs.example/cb".into()],
+        scopes: vec!["reports:read".into()],
+        grant_types: vec!["client_credentials".into()],
+        ..Default::default()
+    };
+    let (a, b) = (app.client_with(job("A")).await, app.client_with(job("B")).await);
+    const ATTACKER: &str = "198.51.100.66";
+    let attacker = Some(ATTACKER);
+
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let (status, retry_after, body) = authenticate(&app, &a.client_id, "wrong", attacker).await;
+        assert_eq!(body["error"], "invalid_client");
+        if status == 429 {
+            let retry_after = retry_after.expect("a 429 says when to retry");
+            assert!((1..=300).contains(&retry_after), "Retry-After {retry_after}");
+        }
+        statuses.push(status);
+    }
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused, 20, "the budget is 20 wrong secrets: {statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "every attempt past the budget is throttled: {statuses:?}");
+
+    // During the lock the right secret is refused too, or a guess would still be answered.
+    assert_eq!(authenticate(&app, &a.client_id, secret(&a), attacker).await.0, 429);
+    let r = app
+        .http()
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(&a.client_id, a.secret.as_deref())
+        .header("x-forwarded-for", ATTACKER)
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "introspection authenticates clients the same way");
+
+    // The client's own servers, at another address, and other clients are unaffected.
+    assert_eq!(authenticate(&app, &a.client_id, secret(&a), Some("203.0.113.7")).await.0, 200);
+    assert_eq!(authenticate(&app, &b.client_id, secret(&b), attacker).await.0, 200);
+    assert_eq!(authenticate(&app, &b.client_id, "wrong", attacker).await.0, 401, "B has its own count");
+    // Unknown clients and missing secrets are not guesses and lock nothing.
+    for _ in 0..25 {
+        assert_eq!(authenticate(&app, "nobody", "wrong", Some("192.0.2.1")).await.0, 401);
+    }
+
+    // The lock ends with its window.
+    app.clock.advance(301);
+    assert_eq!(authenticate(&app, &a.client_id, secret(&a), attacker).await.0, 200);
+}
