@@ -445,6 +445,17 @@ impl Store for PgStore {
         row.map(|r| user_from_row(&r)).transpose()
     }
 
+    async fn find_user_with_businesses(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<(User, Vec<Uuid>)>> {
+        let sql = format!(
+            "SELECT u.*, ARRAY(SELECT m.business_id FROM memberships m
+                JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
+                WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id ORDER BY m.created_at, m.seq) AS business_ids
+             FROM ({USER_SELECT} WHERE tenant_id = $1 AND id = $2) u"
+        );
+        let row = on_conn!(self.conns, |c| sqlx::query(&sql).bind(tenant.0).bind(id).fetch_optional(c)).await.map_err(fault)?;
+        row.map(|r| Ok((user_from_row(&r)?, r.try_get("business_ids").map_err(fault)?))).transpose()
+    }
+
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{USER_SELECT} WHERE tenant_id = $1 AND email = $2"))
             .bind(tenant.0)

@@ -475,6 +475,24 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn find_user_with_businesses(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<(User, Vec<Uuid>)>> {
+        self.read(|c| {
+            let (tenant, id) = (tenant.0.to_string(), id.to_string());
+            let Some(user) = query_opt(c, &format!("{USER_SELECT} WHERE tenant_id = ? AND id = ?"), [&tenant, &id], user_from_row)? else {
+                return Ok(None);
+            };
+            let businesses = query_all(
+                c,
+                "SELECT m.business_id FROM memberships m
+                 JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
+                 WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY m.created_at, m.rowid",
+                [&tenant, &id],
+                |r| uuid_col(r, "business_id"),
+            )?;
+            Ok(Some((user, businesses)))
+        })
+    }
+
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>> {
         self.read(|c| {
             query_opt(

@@ -484,6 +484,13 @@ pub async fn businesses_and_memberships(store: SharedStore) {
     assert!(store.delete_membership(t, mid.id, alice.id).await.unwrap());
     assert!(!store.delete_membership(t, mid.id, alice.id).await.unwrap(), "a second removal finds nothing");
     assert_eq!(store.list_user_businesses(t, alice.id).await.unwrap(), vec![zeta.clone(), alpha.clone()]);
+    let (found, ids) = store.find_user_with_businesses(t, alice.id).await.unwrap().unwrap();
+    assert_eq!((found, ids), (store.find_user(t, alice.id).await.unwrap().unwrap(), vec![zeta.id, alpha.id]), "the same as two reads");
+    let bob = user(t, "bob@example.com");
+    store.insert_user(&bob).await.unwrap();
+    assert_eq!(store.find_user_with_businesses(t, bob.id).await.unwrap(), Some((bob, vec![])), "no business is an empty list");
+    assert!(store.find_user_with_businesses(t, Uuid::new_v4()).await.unwrap().is_none());
+    assert!(store.find_user_with_businesses(tenant(&store, "globex").await, alice.id).await.unwrap().is_none(), "tenant isolation");
 }
 
 /// Clients: insert, find, list, rotate a secret, delete (with what was issued to them).

@@ -91,6 +91,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn find_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<User>>;
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>>;
+    /// The user and the ids of their businesses, oldest membership first (what an id_token and
+    /// UserInfo say of a user), in one round trip.
+    async fn find_user_with_businesses(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<(User, Vec<Uuid>)>>;
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>>;
     /// Deletes the user and everything that belongs to them (grants, codes, tokens, sessions).
     async fn delete_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<bool>;

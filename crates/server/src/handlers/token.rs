@@ -344,12 +344,11 @@ async fn respond(
     let id_token = if let (true, Some(user_id)) = (scope.contains("openid"), family.user_id) {
         let ring = state.keys.current(&state.rt).await;
         let key = signer(&ring, now)?;
-        let user = state
+        let (user, business_ids) = state
             .store()
-            .find_user(state.tenant_id(), user_id)
+            .find_user_with_businesses(state.tenant_id(), user_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("user_gone: the user no longer exists"))?;
-        let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
         let claims = id_token_claims(IdTokenInput {
             issuer: &state.issuer,
             client_id: &client.client_id,

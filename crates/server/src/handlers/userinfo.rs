@@ -11,7 +11,6 @@ use axum::Extension;
 use latchkey_core::claims::{userinfo_claims, Subject};
 use latchkey_core::model::TokenKind;
 use latchkey_core::params::Params;
-use uuid::Uuid;
 
 fn invalid_token(description: &'static str) -> AppError {
     AppError::Bearer { status: StatusCode::UNAUTHORIZED, error: Some("invalid_token"), description }
@@ -77,10 +76,9 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
     let Some(user_id) = t.user_id else {
         return Err(invalid_token("the token does not belong to a user"));
     };
-    let Some(user) = state.store().find_user(state.tenant_id(), user_id).await? else {
+    let Some((user, business_ids)) = state.store().find_user_with_businesses(state.tenant_id(), user_id).await? else {
         return Err(invalid_token("the user no longer exists"));
     };
-    let business_ids: Vec<Uuid> = state.store().list_user_businesses(state.tenant_id(), user.id).await?.iter().map(|b| b.id).collect();
     let claims = userinfo_claims(&Subject { user: &user, business_ids: &business_ids, authorized_business_id: t.business_id }, &t.scope);
     Ok(crate::error::no_store(axum::Json(claims).into_response()))
 }
