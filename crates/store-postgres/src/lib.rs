@@ -697,6 +697,16 @@ impl Store for PgStore {
         row.map(|r| session_from_row(&r)).transpose()
     }
 
+    async fn find_session_with_user(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<(Session, User)>> {
+        let row = on_conn!(self.conns, |c| sqlx::query(&format!("{SESSION_USER_SELECT} WHERE s.tenant_id = $1 AND s.hash = $2"))
+            .bind(tenant.0)
+            .bind(&hash.0[..])
+            .fetch_optional(c))
+        .await
+        .map_err(fault)?;
+        row.map(|r| session_user_from_row(&r)).transpose()
+    }
+
     async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()> {
         self.write(|| sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND hash = $2").bind(tenant.0).bind(&hash.0[..]))
             .await

@@ -125,6 +125,24 @@ pub(crate) fn signing_key_from_row(r: &PgRow) -> StoreResult<SigningKeyRecord> {
     })
 }
 
+/// A session with its user; the session's columns carry an `s_` prefix.
+pub(crate) const SESSION_USER_SELECT: &str = "SELECT u.tenant_id, u.id, u.email, u.name, u.password_hash, u.default_business_id,
+    u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
+    FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id";
+
+pub(crate) fn session_user_from_row(r: &PgRow) -> StoreResult<(Session, User)> {
+    let user = user_from_row(r)?;
+    let session = Session {
+        hash: hash_col(r, "s_hash")?,
+        tenant: user.tenant,
+        user_id: user.id,
+        auth_time: get(r, "s_auth_time")?,
+        created_at: get(r, "s_created_at")?,
+        expires_at: get(r, "s_expires_at")?,
+    };
+    Ok((session, user))
+}
+
 pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
     Ok(Session {
         hash: hash_col(r, "hash")?,

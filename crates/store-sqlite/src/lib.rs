@@ -740,6 +740,17 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn find_session_with_user(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<(Session, User)>> {
+        self.read(|c| {
+            query_opt(
+                c,
+                &format!("{SESSION_USER_SELECT} WHERE s.tenant_id = ? AND s.hash = ?"),
+                params![tenant.0.to_string(), &hash.0[..]],
+                session_user_from_row,
+            )
+        })
+    }
+
     async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()> {
         self.write(move |c| {
             exec(c, "DELETE FROM sessions WHERE tenant_id = ? AND hash = ?", params![tenant.0.to_string(), &hash.0[..]]).map(drop)

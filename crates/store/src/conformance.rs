@@ -591,6 +591,9 @@ pub async fn sessions_and_interactions(store: SharedStore) {
     store.insert_session(&session).await.unwrap();
     assert_eq!(store.find_session(t, h(1)).await.unwrap(), Some(session.clone()));
     assert!(store.find_session(t, h(2)).await.unwrap().is_none());
+    let with_user = store.find_session_with_user(t, h(1)).await.unwrap();
+    assert_eq!(with_user, Some((session.clone(), store.find_user(t, session.user_id).await.unwrap().unwrap())), "the session and its user");
+    assert!(store.find_session_with_user(t, h(2)).await.unwrap().is_none());
     store.delete_session(t, h(1)).await.unwrap();
     assert!(store.find_session(t, h(1)).await.unwrap().is_none());
     store.delete_session(t, h(1)).await.unwrap(); // Deleting nothing is fine.

@@ -134,6 +134,8 @@ pub trait Store: Send + Sync + 'static {
     // Browser sessions and pending authorization requests.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>>;
+    /// The session and its user, in one round trip (`/authorize` needs both).
+    async fn find_session_with_user(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<(Session, User)>>;
     async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()>;
     async fn insert_interaction(&self, interaction: &Interaction) -> StoreResult<()>;
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>>;

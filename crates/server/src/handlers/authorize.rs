@@ -103,6 +103,14 @@ pub(crate) async fn current_session(state: &AppState, headers: &HeaderMap) -> Ap
     Ok(session.filter(|s| s.expires_at > state.now()))
 }
 
+/// The browser's live session and its user, read together.
+async fn current_session_user(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
+    let Some(cookie) = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)) else { return Ok(None) };
+    let hash = state.hasher().hash(cookie);
+    let found = state.store().find_session_with_user(state.tenant_id(), hash).await?;
+    Ok(found.filter(|(s, _)| s.expires_at > state.now()))
+}
+
 /// Finds an interaction and checks that this browser started it and that it is still fresh.
 pub(crate) async fn find_interaction(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<Interaction> {
     let expired = || {
@@ -132,17 +140,13 @@ pub(crate) async fn proceed(
     after_post: bool,
 ) -> AppResult<Response> {
     let now = state.now();
-    let session = current_session(state, headers).await?;
-    let user = match &session {
-        Some(s) => state.store().find_user(state.tenant_id(), s.user_id).await?,
-        None => None,
-    };
-    let fresh_login = match (&interaction, &session) {
-        (Some(i), Some(s)) => i.login.is_some_and(|(u, at)| u == s.user_id && at == s.auth_time),
+    let signed_in = current_session_user(state, headers).await?;
+    let fresh_login = match (&interaction, &signed_in) {
+        (Some(i), Some((s, _))) => i.login.is_some_and(|(u, at)| u == s.user_id && at == s.auth_time),
         _ => false,
     };
-    let (session, user) = match (session, user) {
-        (Some(s), Some(u)) if !authorize::needs_login(req, Some(s.auth_time), fresh_login, now) => (s, u),
+    let (session, user) = match signed_in {
+        Some((s, u)) if !authorize::needs_login(req, Some(s.auth_time), fresh_login, now) => (s, u),
         _ => {
             // OpenID Connect Core §3.1.2.6: prompt=none never shows a page.
             if req.prompt.none {
