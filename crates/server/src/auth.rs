@@ -26,8 +26,10 @@ pub(crate) async fn authenticate_client(state: &AppState, peer: Peer, headers: &
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let creds = ClientCredentials::extract(authorization, params)?;
     let now = state.now();
-    let key = creds.secret().map(|_| guessing::client_secret_key(creds.client_id(), client_address(state, peer, headers)));
-    if let Some(until) = key.as_deref().and_then(|k| state.client_locks.until(k, now)) {
+    // The key is only spelled out when a lock is known or a secret was wrong: a success
+    // allocates nothing for it.
+    let address = creds.secret().map(|_| client_address(state, peer, headers));
+    if let Some(until) = address.and_then(|a| state.client_locks.until(creds.client_id(), a, now)) {
         return Err(too_many_failures(until - now));
     }
     let client = state
@@ -40,7 +42,8 @@ pub(crate) async fn authenticate_client(state: &AppState, peer: Peer, headers: &
         Err(e) => e,
     };
     // A missing secret or a secret sent for a public client is a mistake, not a guess.
-    if let (Some(key), Some(_)) = (key, &client.secret_hash) {
+    if let (Some(address), Some(_)) = (address, &client.secret_hash) {
+        let key = guessing::client_secret_key(&client.client_id, address);
         let policy = state.config.guessing;
         let count = state.store().record_attempt(state.tenant_id(), &key, now, policy.client_secret_window).await?;
         if let Err(retry_after) = count.verdict(policy.client_secret_budget, policy.client_secret_window, now) {
@@ -78,12 +81,12 @@ const MAX_LOCKS: usize = 100_000;
 pub struct ClientLocks(Mutex<HashMap<String, UnixTime>>);
 
 impl ClientLocks {
-    fn until(&self, key: &str, now: UnixTime) -> Option<UnixTime> {
+    fn until(&self, client_id: &str, address: IpAddr, now: UnixTime) -> Option<UnixTime> {
         let locks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if locks.is_empty() {
             return None;
         }
-        locks.get(key).copied().filter(|until| *until > now)
+        locks.get(&guessing::client_secret_key(client_id, address)).copied().filter(|until| *until > now)
     }
 
     fn lock(&self, key: String, until: UnixTime, now: UnixTime) {

@@ -13,7 +13,7 @@ use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, Redi
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
 use latchkey_core::params::Params;
 use latchkey_core::scope;
-use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::secret::{Secret, SecretHash, SecretKind};
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
@@ -95,18 +95,21 @@ fn redirect_error(state: &AppState, req: &AuthorizationRequest, code: ErrorCode,
     error_redirect(state, &e, after_post)
 }
 
+/// The hash of the browser's session cookie, if it sent one.
+fn session_cookie_hash(state: &AppState, headers: &HeaderMap) -> Option<SecretHash> {
+    web::cookie(headers, &state.cookie_name(SESSION_COOKIE)).map(|cookie| state.hasher().hash(cookie))
+}
+
 /// The browser's live session, if any.
 pub(crate) async fn current_session(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
-    let Some(cookie) = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)) else { return Ok(None) };
-    let hash = state.hasher().hash(cookie);
+    let Some(hash) = session_cookie_hash(state, headers) else { return Ok(None) };
     let session = state.store().find_session(state.tenant_id(), hash).await?;
     Ok(session.filter(|s| s.expires_at > state.now()))
 }
 
 /// The browser's live session and its user, read together.
 async fn current_session_user(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
-    let Some(cookie) = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)) else { return Ok(None) };
-    let hash = state.hasher().hash(cookie);
+    let Some(hash) = session_cookie_hash(state, headers) else { return Ok(None) };
     let found = state.store().find_session_with_user(state.tenant_id(), hash).await?;
     Ok(found.filter(|(s, _)| s.expires_at > state.now()))
 }
