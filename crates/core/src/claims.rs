@@ -3,7 +3,7 @@
 use crate::model::{SigningAlg, User};
 use crate::scope::ScopeSet;
 use crate::UnixTime;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn id_token_claims(input: IdTokenInput<'_>) -> IdTokenClaims {
 }
 
 /// The claims of a JWT access token (RFC 9068 §2.2).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessTokenClaims {
     pub iss: String,
     pub exp: UnixTime,
@@ -94,6 +94,14 @@ pub struct AccessTokenClaims {
     pub auth_time: Option<UnixTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorized_business_id: Option<String>,
+}
+
+impl AccessTokenClaims {
+    /// A client's own token (client_credentials): the subject is the client and nobody signed
+    /// in. Client ids never look like user ids, which are UUIDs (RFC 9700 §4.15).
+    pub fn is_clients_own(&self) -> bool {
+        self.auth_time.is_none() && self.sub == self.client_id
+    }
 }
 
 /// The UserInfo claims (OpenID Connect Core §5.3.2, §5.4): `sub` always; Yoco's identity and

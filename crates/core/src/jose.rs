@@ -173,6 +173,59 @@ impl KeyPair {
     }
 }
 
+impl KeyPair {
+    /// Whether `signature` over `input` was made by this key (RFC 7515 §5.2 step 8), with this
+    /// key's own algorithm: the token's `alg` header never chooses it (RFC 8725 §3.1).
+    fn verifies(&self, input: &[u8], signature: &[u8]) -> bool {
+        match &self.inner {
+            Inner::Rs256(_, key) => {
+                let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return false };
+                rsa::signature::Verifier::verify(&rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.to_public_key()), input, &sig).is_ok()
+            }
+            Inner::Es256(_, kp) => {
+                let public = ring::signature::KeyPair::public_key(kp.as_ref()).as_ref();
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public).verify(input, signature).is_ok()
+            }
+            Inner::EdDsa(sk) => {
+                ed25519_dalek::Signature::from_slice(signature).is_ok_and(|sig| sk.verifying_key().verify_strict(input, &sig).is_ok())
+            }
+        }
+    }
+}
+
+/// The claims of a compact JWS that one of `keys` signed, with `typ` in its header; `None`
+/// for anything else: malformed, another `typ` (RFC 8725 §3.11: one kind of JWT must not pass
+/// for another), an unknown `kid`, an `alg` that is not the key's, or a bad signature. Only
+/// the signature is checked here; the caller judges the claims (issuer, expiry).
+pub fn verify_jwt<'k, T: serde::de::DeserializeOwned>(token: &str, typ: &str, keys: impl IntoIterator<Item = &'k KeyPair>) -> Option<T> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        alg: String,
+        kid: String,
+        typ: Option<String>,
+    }
+    let (input, signature) = token.rsplit_once('.')?;
+    let (header, payload) = input.split_once('.')?;
+    let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    // RFC 9068 §4: the resource server (here, the server itself) checks typ.
+    if !header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)) {
+        return None;
+    }
+    let key = keys.into_iter().find(|k| k.kid() == header.kid && k.alg().as_str() == header.alg)?;
+    if !key.verifies(input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?) {
+        return None;
+    }
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+/// The claims of a compact JWS without checking anything: to decide how to judge a token
+/// before paying for its signature. Never trust what this returns.
+pub fn peek_jwt<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
+    let mut parts = token.split('.');
+    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else { return None };
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 /// The ES256 key with its ring twin for signing.
 fn es256(key: p256::ecdsa::SigningKey, nonces: &dyn SecureRandom) -> Result<Inner, JoseError> {
     let public = key.verifying_key().to_encoded_point(false);
@@ -247,6 +300,44 @@ mod tests {
         let sig = p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(sig).unwrap()).unwrap();
         let Inner::Es256(sk, _) = &k.inner else { unreachable!() };
         sk.verifying_key().verify(input.as_bytes(), &sig).unwrap();
+    }
+
+    #[test]
+    fn own_tokens_verify_and_nothing_else_does() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let keys: Vec<KeyPair> = [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256]
+            .into_iter()
+            .map(|alg| KeyPair::generate(alg, &mut rng, &SystemRandom::new()).unwrap())
+            .collect();
+        let stranger = KeyPair::generate(SigningAlg::ES256, &mut rng, &SystemRandom::new()).unwrap();
+        let claims = serde_json::json!({"sub": "job", "exp": 10});
+        for k in &keys {
+            let jwt = k.sign_jwt("at+jwt", &claims, &SystemRandom::new()).unwrap();
+            assert_eq!(verify_jwt::<serde_json::Value>(&jwt, "at+jwt", &keys), Some(claims.clone()), "{:?}", k.alg());
+            assert_eq!(peek_jwt::<serde_json::Value>(&jwt), Some(claims.clone()));
+            // Another typ, a key that is not ours, a changed payload or signature: refused.
+            assert_eq!(verify_jwt::<serde_json::Value>(&jwt, "JWT", &keys), None);
+            assert_eq!(verify_jwt::<serde_json::Value>(&jwt, "at+jwt", [&stranger]), None);
+            let (head, rest) = jwt.split_once('.').unwrap();
+            let (_, sig) = rest.split_once('.').unwrap();
+            let forged = format!("{head}.{}.{sig}", URL_SAFE_NO_PAD.encode(br#"{"sub":"admin","exp":10}"#));
+            assert_eq!(verify_jwt::<serde_json::Value>(&forged, "at+jwt", &keys), None);
+            let mut bad_sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            bad_sig[0] ^= 1;
+            let tampered = format!("{head}.{}.{}", rest.split_once('.').unwrap().0, URL_SAFE_NO_PAD.encode(bad_sig));
+            assert_eq!(verify_jwt::<serde_json::Value>(&tampered, "at+jwt", &keys), None);
+        }
+        // A stranger's token with one of our kids, or alg "none", is refused (RFC 8725 §3.1).
+        let header = |alg: &str| URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#, keys[0].kid()));
+        let body = URL_SAFE_NO_PAD.encode(br#"{"sub":"admin"}"#);
+        assert_eq!(verify_jwt::<serde_json::Value>(&format!("{}.{body}.", header("none")), "at+jwt", &keys), None);
+        let signed = stranger.sign_jwt("at+jwt", &serde_json::json!({"sub": "admin"}), &SystemRandom::new()).unwrap();
+        let stolen = format!("{}.{body}.{}", header("ES256"), signed.rsplit_once('.').unwrap().1);
+        assert_eq!(verify_jwt::<serde_json::Value>(&stolen, "at+jwt", &keys), None);
+        for junk in ["", "a.b", "a.b.c.d", "lk_at_abc", "...", "eyJ.eyJ.x"] {
+            assert_eq!(verify_jwt::<serde_json::Value>(junk, "at+jwt", &keys), None, "{junk}");
+            assert_eq!(peek_jwt::<serde_json::Value>(junk), None, "{junk}");
+        }
     }
 
     #[test]

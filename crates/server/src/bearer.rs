@@ -1,8 +1,11 @@
-//! What a presented token is: an access token of a grant, or a personal access token. Shared
-//! by UserInfo and introspection, so both judge tokens alike.
+//! What a presented token is: an access token of a grant, a client's own JWT access token, or
+//! a personal access token. Shared by UserInfo, introspection and revocation, so all judge
+//! tokens alike.
 
 use crate::error::AppResult;
 use crate::state::AppState;
+use latchkey_core::claims::AccessTokenClaims;
+use latchkey_core::jose;
 use latchkey_core::model::TokenKind;
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretKind;
@@ -56,6 +59,9 @@ pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Opt
             jti: pat.id.to_string(),
         }));
     }
+    if let Some(claims) = clients_own_jwt(state, token).await {
+        return self_contained(state, claims, now).await;
+    }
     let Some(view) = state.store().find_token(state.tenant_id(), hash).await? else { return Ok(None) };
     if !view.is_active(now) || view.token.rotated_at.is_some() {
         return Ok(None);
@@ -74,5 +80,41 @@ pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Opt
             TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
         },
         jti: t.jti.to_string(),
+    }))
+}
+
+/// The claims of `token` if it is a client's own JWT access token that this tenant signed.
+/// Those are not stored (`token::client_credentials`): the signature stands in for the row.
+/// Every other JWT access token has a row, and is judged by it like an opaque one.
+pub(crate) async fn clients_own_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    if token.starts_with("lk_") {
+        return None;
+    }
+    // The unverified claims only choose the way; the verified ones decide.
+    if !jose::peek_jwt::<AccessTokenClaims>(token)?.is_clients_own() {
+        return None;
+    }
+    // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
+    let claims: AccessTokenClaims = state.keys.current(&state.rt).await.verify(token, "at+jwt")?;
+    (claims.is_clients_own() && claims.iss == state.issuer).then_some(claims)
+}
+
+/// A self-contained token is active until its `exp` (RFC 7519 §4.1.4) while its client exists
+/// and its jti is not revoked: one read, for both.
+async fn self_contained(state: &AppState, c: AccessTokenClaims, now: UnixTime) -> AppResult<Option<ActiveToken>> {
+    let (Ok(jti), Ok(scope)) = (Uuid::parse_str(&c.jti), ScopeSet::parse(&c.scope)) else { return Ok(None) };
+    if c.exp <= now || !state.store().self_contained_token_live(state.tenant_id(), &c.client_id, jti).await? {
+        return Ok(None);
+    }
+    Ok(Some(ActiveToken {
+        kind: Presented::Issued(TokenKind::Access),
+        client_id: Some(c.client_id),
+        user_id: None,
+        user_email: None,
+        business_id: None,
+        scope,
+        issued_at: c.iat,
+        expires_at: c.exp,
+        jti: c.jti,
     }))
 }

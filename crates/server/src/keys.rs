@@ -61,6 +61,12 @@ impl KeyRing {
         active().find(|(_, k)| k.alg() == self.alg).or_else(|| active().next()).map(|(_, k)| k)
     }
 
+    /// The claims of a JWT with `typ` that one of the published keys signed (see
+    /// [`jose::verify_jwt`]); `None` for anything else.
+    pub fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, typ: &str) -> Option<T> {
+        jose::verify_jwt(token, typ, self.signers.iter().map(|(_, k)| k))
+    }
+
     /// The algorithms the current keys sign with, the configured one first.
     pub fn algs(&self) -> Vec<SigningAlg> {
         let mut algs = vec![self.alg];

@@ -47,7 +47,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema, one entry per version; `latchkey_schema_version` records the versions applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_revoked_jtis.sql")];
 
 /// The first half of the advisory lock key that serializes migrations ("Lkey"); the second
 /// half is a hash of the schema name, so that nodes migrating different schemas of one
@@ -1089,6 +1089,36 @@ impl Store for PgStore {
         .map(drop)
     }
 
+    async fn revoke_jti(&self, tenant: TenantId, client_id: &str, jti: Uuid, expires_at: UnixTime, now: UnixTime) -> StoreResult<()> {
+        self.write(|| {
+            sqlx::query(
+                "INSERT INTO revoked_jtis (tenant_id, jti, client_id, expires_at, revoked_at)
+                 SELECT tenant_id, $1, client_id, $2, $3 FROM clients WHERE tenant_id = $4 AND client_id = $5
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(jti)
+            .bind(expires_at)
+            .bind(now)
+            .bind(tenant.0)
+            .bind(client_id)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool> {
+        on_conn!(self.conns, |c| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE tenant_id = $1 AND client_id = $2)
+                AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = $1 AND jti = $3)"
+        )
+        .bind(tenant.0)
+        .bind(client_id)
+        .bind(jti)
+        .fetch_one(c))
+        .await
+        .map_err(fault)
+    }
+
     async fn delete_expired(
         &self,
         tenant: TenantId,
@@ -1125,6 +1155,7 @@ impl Store for PgStore {
             interactions: run(batch_delete("interactions", "expires_at <= $2"), now).await?,
             attempts: run(batch_delete("login_attempts", "window_start <= $2"), attempts_before).await?,
             personal_tokens: run(batch_delete("personal_tokens", "expires_at <= $2 OR revoked_at <= $2"), pat_before).await?,
+            revoked_jtis: run(batch_delete("revoked_jtis", "expires_at <= $2"), now).await?,
         })
     }
 

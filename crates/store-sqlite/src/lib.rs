@@ -33,7 +33,11 @@ use uuid::Uuid;
 use writer::Writer;
 
 /// The schema, one entry per version; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_replay_and_settings.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_replay_and_settings.sql"),
+    include_str!("../migrations/0003_revoked_jtis.sql"),
+];
 
 /// How long a connection waits for a lock held by another process (another node on the same
 /// file, or a CLI command) before the operation fails as unavailable.
@@ -1136,6 +1140,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_jti(&self, tenant: TenantId, client_id: &str, jti: Uuid, expires_at: UnixTime, now: UnixTime) -> StoreResult<()> {
+        let client_id = client_id.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT OR IGNORE INTO revoked_jtis (tenant_id, jti, client_id, expires_at, revoked_at)
+                 SELECT tenant_id, ?, client_id, ?, ? FROM clients WHERE tenant_id = ? AND client_id = ?",
+                params![jti.to_string(), expires_at, now, tenant.0.to_string(), client_id],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool> {
+        self.read(|c| {
+            query_one(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM clients WHERE tenant_id = ?1 AND client_id = ?2)
+                    AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = ?1 AND jti = ?3)",
+                params![tenant.0.to_string(), client_id, jti.to_string()],
+                |row| row.get::<_, bool>(0).map_err(fault),
+            )
+        })
+    }
+
     async fn delete_expired(
         &self,
         tenant: TenantId,
@@ -1182,6 +1212,7 @@ impl Store for SqliteStore {
             interactions: run(batch("interactions", "expires_at <= ?2"), now).await?,
             attempts: run(batch("login_attempts", "window_start <= ?2"), attempts_before).await?,
             personal_tokens: run(batch("personal_tokens", "expires_at <= ?2 OR revoked_at <= ?2"), pat_before).await?,
+            revoked_jtis: run(batch("revoked_jtis", "expires_at <= ?2"), now).await?,
         })
     }
 

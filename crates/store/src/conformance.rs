@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             refresh_concurrent_rotation_has_one_winner,
             revocation,
             client_families_have_no_user,
+            self_contained_tokens_revoke_by_jti,
             personal_tokens_lifecycle,
             housekeeping_deletes_only_what_cannot_matter,
             removing_a_business_revokes_its_access,
@@ -97,6 +98,7 @@ where
     refresh_concurrent_rotation_has_one_winner(make().await).await;
     revocation(make().await).await;
     client_families_have_no_user(make().await).await;
+    self_contained_tokens_revoke_by_jti(make().await).await;
     personal_tokens_lifecycle(make().await).await;
     housekeeping_deletes_only_what_cannot_matter(make().await).await;
     removing_a_business_revokes_its_access(make().await).await;
@@ -865,6 +867,36 @@ pub async fn client_families_have_no_user(store: SharedStore) {
     assert!(store.find_token(w.tenant, h(91)).await.unwrap().is_none());
     assert!(store.delete_client(w.tenant, &w.client.client_id).await.unwrap());
     assert!(store.find_token(w.tenant, h(90)).await.unwrap().is_none(), "deleting the client deletes its tokens");
+}
+
+/// A client's own JWT access token is not stored: its jti is live while its client exists and
+/// nobody revoked it; a revoked jti is kept until the token expires; tenants are isolated.
+pub async fn self_contained_tokens_revoke_by_jti(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let other = world(&store, "globex").await;
+    let (jti, kept) = (Uuid::new_v4(), Uuid::new_v4());
+    let app = w.client.client_id.as_str();
+    assert!(store.self_contained_token_live(w.tenant, app, jti).await.unwrap());
+    assert!(!store.self_contained_token_live(w.tenant, "nobody", jti).await.unwrap(), "an unknown client's token is not live");
+    store.revoke_jti(w.tenant, app, jti, NOW + 60, NOW).await.unwrap();
+    store.revoke_jti(w.tenant, app, jti, NOW + 60, NOW + 1).await.unwrap();
+    assert!(!store.self_contained_token_live(w.tenant, app, jti).await.unwrap(), "revoked");
+    assert!(store.self_contained_token_live(w.tenant, app, kept).await.unwrap(), "another jti is untouched");
+    assert!(store.self_contained_token_live(other.tenant, &other.client.client_id, jti).await.unwrap(), "tenant isolation");
+    // A gone client revokes nothing (and its tokens are dead anyway).
+    store.revoke_jti(w.tenant, "nobody", kept, NOW + 60, NOW).await.unwrap();
+    assert!(store.self_contained_token_live(w.tenant, app, kept).await.unwrap());
+
+    // Housekeeping forgets the jti once the token has expired, not before.
+    assert_eq!(store.delete_expired(w.tenant, NOW + 59, NOW, NOW, 1_000).await.unwrap().revoked_jtis, 0);
+    assert!(!store.self_contained_token_live(w.tenant, app, jti).await.unwrap());
+    assert_eq!(store.delete_expired(w.tenant, NOW + 60, NOW, NOW, 1_000).await.unwrap().revoked_jtis, 1);
+
+    // Deleting the client ends all its tokens and takes its revoked jtis with it.
+    store.revoke_jti(w.tenant, app, kept, NOW + 600, NOW).await.unwrap();
+    assert!(store.delete_client(w.tenant, app).await.unwrap());
+    assert!(!store.self_contained_token_live(w.tenant, app, Uuid::new_v4()).await.unwrap());
+    assert_eq!(store.delete_expired(w.tenant, NOW + 601, NOW, NOW, 1_000).await.unwrap().revoked_jtis, 0, "gone with the client");
 }
 
 /// Personal access tokens: one record through creation, regeneration and revocation, with its

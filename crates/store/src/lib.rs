@@ -214,13 +214,21 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a family: every token issued from one code.
     async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()>;
 
+    // Self-contained tokens: a client's own JWT access tokens, which are not stored.
+    /// Revokes the self-contained token `jti` of `client_id` until it expires at `expires_at`
+    /// (RFC 7009 §2.2); nothing if the client is gone. Revoking it again changes nothing.
+    async fn revoke_jti(&self, tenant: TenantId, client_id: &str, jti: Uuid, expires_at: UnixTime, now: UnixTime) -> StoreResult<()>;
+    /// Whether a self-contained token of `client_id` with `jti` may still be honoured: its
+    /// client exists and the jti is not revoked. One read.
+    async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool>;
+
     // Housekeeping.
     /// Deletes at most `limit` rows of each kind that can no longer matter at `now`: expired
     /// codes, sessions and interactions; replay answers past their window; expired access and refresh tokens (a rotated refresh
     /// token is kept until its own expiry, for reuse detection); families past their absolute
     /// lifetime or with no unexpired token left (with their tokens); counters of ended windows;
-    /// personal tokens expired or revoked before `pat_before`. A live refresh family is never
-    /// touched.
+    /// personal tokens expired or revoked before `pat_before`; revoked jtis of expired tokens.
+    /// A live refresh family is never touched.
     async fn delete_expired(
         &self,
         tenant: TenantId,
@@ -245,12 +253,23 @@ pub struct Cleanup {
     pub interactions: u64,
     pub attempts: u64,
     pub personal_tokens: u64,
+    pub revoked_jtis: u64,
 }
 
 impl Cleanup {
     /// Every count, in field order.
-    pub fn counts(&self) -> [u64; 8] {
-        [self.codes, self.replays, self.tokens, self.families, self.sessions, self.interactions, self.attempts, self.personal_tokens]
+    pub fn counts(&self) -> [u64; 9] {
+        [
+            self.codes,
+            self.replays,
+            self.tokens,
+            self.families,
+            self.sessions,
+            self.interactions,
+            self.attempts,
+            self.personal_tokens,
+            self.revoked_jtis,
+        ]
     }
 
     pub fn total(&self) -> u64 {
@@ -268,6 +287,7 @@ impl std::ops::AddAssign for Cleanup {
         self.interactions += c.interactions;
         self.attempts += c.attempts;
         self.personal_tokens += c.personal_tokens;
+        self.revoked_jtis += c.revoked_jtis;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Token revocation (RFC 7009), answering with the body UltraCart's SDKs read.
 
 use crate::auth::authenticate_client;
+use crate::bearer::clients_own_jwt;
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
@@ -24,7 +25,16 @@ pub(crate) async fn revoke_post(
     // either kind).
     let _ = params.get("token_type_hint")?;
     let now = state.now();
-    if let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
+    if let Some(claims) = clients_own_jwt(&state, token).await {
+        // RFC 7009 §2.1: only the client it was issued to may revoke it. It has no row: its jti
+        // is recorded until it expires (RFC 7009 §2.2: the token is invalid from now on).
+        if claims.client_id == client.client_id && claims.exp > now {
+            if let Ok(jti) = uuid::Uuid::parse_str(&claims.jti) {
+                state.store().revoke_jti(state.tenant_id(), &client.client_id, jti, claims.exp, now).await?;
+                tracing::info!(client = %client.client_id, kind = "access_token", "token revoked");
+            }
+        }
+    } else if let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
         // RFC 7009 §2.1: a client may only revoke its own tokens. Another client's token is
         // left alone, and the answer does not tell whether it exists.
         if view.token.client_id == client.client_id {

@@ -206,8 +206,18 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
     let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
-    state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
+    // A client's own JWT access token is self-contained, as RFC 9068 means it: it has no user
+    // or grant to end with, so its signature stands in for a row and nothing is written
+    // (`bearer::clients_own_jwt`; revoking one records its jti). An opaque token is its row.
+    if access_format(state, client) == AccessTokenFormat::Opaque {
+        state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
+    }
     Ok(answer)
+}
+
+/// The client's access token format, or the server's.
+fn access_format(state: &AppState, client: &Client) -> AccessTokenFormat {
+    client.token_settings.access_token_format.unwrap_or(state.config.access_token_format)
 }
 
 /// RFC 6749 §4.3, for YOC. Only confidential clients registered for it (SECURITY.md PW-01);
@@ -283,7 +293,7 @@ fn mint_rotation(
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
     let lifetimes = state.lifetimes_for(client);
-    let access = match client.token_settings.access_token_format.unwrap_or(state.config.access_token_format) {
+    let access = match access_format(state, client) {
         AccessTokenFormat::Opaque => Secret::generate(SecretKind::AccessToken, &mut rng),
         AccessTokenFormat::Jwt => {
             let claims = AccessTokenClaims {

@@ -271,7 +271,7 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     let stores: Vec<PgStore> = opens.into_iter().map(|r| r.unwrap()).collect();
     let tenant = stores[0].ensure_tenant("default", NOW).await.unwrap();
     for store in &stores {
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        assert_eq!(store.schema_version().await.unwrap(), 2);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     for store in &stores {
@@ -279,13 +279,77 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     }
     for _ in 0..2 {
         let store = PgStore::open(&schema.url).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        assert_eq!(store.schema_version().await.unwrap(), 2);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     let mut conn = schema.connect().await;
     let versions: Vec<i32> =
         sqlx::query_scalar("SELECT version FROM latchkey_schema_version ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, vec![1], "each migration is recorded once");
+    assert_eq!(versions, vec![1, 2], "each migration is recorded once");
+}
+
+/// Version 2 stops storing a client's own JWT access tokens: the ones version 1 stored and
+/// revoked (the token, or its family) stay revoked; live ones stay live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tokens_revoked_in_version_1_stay_revoked() {
+    if skipped() {
+        return;
+    }
+    let schema = Schema::new().await;
+    let tenant = Uuid::new_v4();
+    let (revoked, in_revoked_family, live) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    {
+        let mut conn = schema.connect().await;
+        conn.execute(sqlx::raw_sql(include_str!("../../migrations/0001_init.sql"))).await.unwrap();
+        conn.execute(sqlx::raw_sql(
+            "CREATE TABLE latchkey_schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO latchkey_schema_version VALUES (1, 0);",
+        ))
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'default', 1)").bind(tenant).execute(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at)
+             VALUES ($1, 'job', 'Job', 'dev', '\\x00', '[]', '[]', '[\"client_credentials\"]', true, 1)",
+        )
+        .bind(tenant)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (n, (jti, token_revoked, family_revoked)) in
+            [(revoked, true, false), (in_revoked_family, false, true), (live, false, false)].into_iter().enumerate()
+        {
+            let family = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO families (tenant_id, id, client_id, scope, auth_time, created_at, expires_at, revoked_at)
+                 VALUES ($1, $2, 'job', 'reports:read', 1, 1, 9999999999, $3)",
+            )
+            .bind(tenant)
+            .bind(family)
+            .bind(family_revoked.then_some(5_i64))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, scope, jti, created_at, expires_at, revoked_at)
+                 VALUES ($1, $2, 'access_token', $3, 'job', 'reports:read', $4, 1, 9999999999, $5)",
+            )
+            .bind(vec![u8::try_from(n).unwrap(); 32])
+            .bind(tenant)
+            .bind(family)
+            .bind(jti)
+            .bind(token_revoked.then_some(5_i64))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    let store = PgStore::open(&schema.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    let tenant = TenantId(tenant);
+    assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
+    assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
+    assert!(store.self_contained_token_live(tenant, "job", live).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,10 +360,10 @@ async fn a_newer_schema_is_refused() {
     let schema = Schema::new().await;
     PgStore::open(&schema.url).await.unwrap().close().await;
     let mut conn = schema.connect().await;
-    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (2, 0)").await.unwrap();
+    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (3, 0)").await.unwrap();
     match PgStore::open(&schema.url).await {
         Err(StoreError::Corrupt(msg)) => {
-            assert!(msg.contains("version 2, newer than this latchkey (1)"), "{msg}");
+            assert!(msg.contains("version 3, newer than this latchkey (2)"), "{msg}");
             assert!(msg.contains(&schema.name), "the message names the schema: {msg}");
         }
         other => panic!("expected Corrupt, got {other:?}"),

@@ -29,7 +29,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 23, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 24, "run_all must make one store per case");
 }
 
 #[tokio::test]
@@ -39,7 +39,7 @@ async fn open_creates_and_migrates_the_file() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
     assert!(path.exists(), "open must create the database file");
-    assert_eq!(store.pragma("user_version").await.unwrap(), "2", "the schema must be at the latest version");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "3", "the schema must be at the latest version");
     // The schema is usable right away.
     let tenant = store.ensure_tenant("default", 1).await.unwrap();
     assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
@@ -66,7 +66,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
     };
     for _ in 0..2 {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-        assert_eq!(store.pragma("user_version").await.unwrap(), "2");
+        assert_eq!(store.pragma("user_version").await.unwrap(), "3");
         assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
         assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
     }
@@ -85,10 +85,53 @@ async fn a_version_1_database_is_upgraded() {
             .unwrap();
     }
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-    assert_eq!(store.pragma("user_version").await.unwrap(), "2");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "3");
     let tenant = store.find_tenant_by_name("default").await.unwrap().expect("the old tenant is kept");
     assert_eq!(tenant.id.0.to_string(), "6f1c1d8e-0000-4000-8000-000000000001");
     assert_eq!(store.ensure_setting("master_key_check", "k").await.unwrap(), "k");
+}
+
+/// Version 3 stops storing a client's own JWT access tokens: the ones an older version stored
+/// and revoked (the token, or its family) stay revoked; live ones stay live.
+#[tokio::test]
+async fn client_tokens_revoked_before_version_3_stay_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let (revoked, in_revoked_family, live) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql")).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0002_replay_and_settings.sql")).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO tenants (id, name, created_at) VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'default', 1);
+             INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at)
+                 VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'job', 'Job', 'dev', x'00', '[]', '[]', '[\"client_credentials\"]', 1, 1);",
+        )
+        .unwrap();
+        for (n, (jti, token_revoked, family_revoked)) in
+            [(revoked, true, false), (in_revoked_family, false, true), (live, false, false)].into_iter().enumerate()
+        {
+            let family = Uuid::new_v4().to_string();
+            conn.execute(
+                "INSERT INTO families (tenant_id, id, client_id, scope, auth_time, created_at, expires_at, revoked_at)
+                 VALUES ('6f1c1d8e-0000-4000-8000-000000000001', ?1, 'job', 'reports:read', 1, 1, 9999999999, ?2)",
+                rusqlite::params![family, family_revoked.then_some(5)],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, scope, jti, created_at, expires_at, revoked_at)
+                 VALUES (?1, '6f1c1d8e-0000-4000-8000-000000000001', 'access_token', ?2, 'job', 'reports:read', ?3, 1, 9999999999, ?4)",
+                rusqlite::params![vec![u8::try_from(n).unwrap(); 32], family, jti.to_string(), token_revoked.then_some(5)],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+    let tenant = store.find_tenant_by_name("default").await.unwrap().unwrap().id;
+    assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
+    assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
+    assert!(store.self_contained_token_live(tenant, "job", live).await.unwrap());
 }
 
 #[tokio::test]

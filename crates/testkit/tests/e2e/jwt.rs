@@ -85,22 +85,127 @@ async fn jwt_access_tokens_verify_and_still_revoke() {
     assert!(t["access_token"].as_str().unwrap().starts_with("lk_at_"));
 }
 
-/// A client's own token as a JWT: the subject is the client.
+/// A client's own token as a JWT (here ES256): the subject is the client, and it is
+/// self-contained. Nothing is stored, yet introspection, UserInfo and revocation judge it like
+/// any other token, through a real OAuth client library.
 #[tokio::test]
-async fn client_credentials_jwt_names_the_client() {
-    let app = spawn_app().await;
-    let c = app
-        .client_with(NewClient {
-            name: "Job".into(),
-            redirect_uris: vec!["https://job.example/cb".into()],
-            scopes: vec!["reports:read".into()],
-            grant_types: vec!["client_credentials".into()],
-            token_settings: ClientTokenSettings { access_token_format: Some(AccessTokenFormat::Jwt), ..Default::default() },
-            ..Default::default()
-        })
-        .await;
-    let t: Value = app.client_credentials(&c).await.json().await.unwrap();
-    let claims = part(t["access_token"].as_str().unwrap(), 1);
+async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
+    use openidconnect::core::{CoreClient, CoreProviderMetadata};
+    use openidconnect::{ClientId, ClientSecret, IntrospectionUrl, IssuerUrl, OAuth2TokenResponse, TokenIntrospectionResponse};
+
+    let app =
+        latchkey_testkit::spawn_app_with(latchkey_server::Settings { id_token_signing_alg: Some("ES256".into()), ..Default::default() })
+            .await;
+    let job = |name: &str| NewClient {
+        name: name.into(),
+        redirect_uris: vec!["https://job.example/cb".into()],
+        scopes: vec!["reports:read reports:write".into()],
+        grant_types: vec!["client_credentials".into()],
+        token_settings: ClientTokenSettings { access_token_format: Some(AccessTokenFormat::Jwt), ..Default::default() },
+        ..Default::default()
+    };
+    let c = app.client_with(job("Job")).await;
+    let other = app.client_with(job("Other job")).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone()).unwrap(), &http).await.unwrap();
+    let rp = |c: &latchkey_testkit::TestClient| {
+        CoreClient::from_provider_metadata(meta.clone(), ClientId::new(c.client_id.clone()), c.secret.clone().map(ClientSecret::new))
+            .set_introspection_url(IntrospectionUrl::new(app.url("/oauth/introspect")).unwrap())
+    };
+    let (job_rp, other_rp) = (rp(&c), rp(&other));
+    let rows = || async { app.rt.store.count_rows(app.rt.tenant.id).await.unwrap() };
+    let before = rows().await;
+
+    let t = job_rp.exchange_client_credentials().unwrap().request_async(&http).await.unwrap();
+    let at = t.access_token().clone();
+    let header = part(at.secret(), 0);
+    assert_eq!((header["typ"].as_str(), header["alg"].as_str()), (Some("at+jwt"), Some("ES256")));
+    let claims = part(at.secret(), 1);
     assert_eq!(claims["sub"], c.client_id.as_str());
     assert!(claims.get("auth_time").is_none());
+    assert_eq!(rows().await, before, "a client's own JWT is not stored");
+
+    // Introspection: active, with what the token says, for any confidential client (IN-03).
+    macro_rules! introspect {
+        ($rp:expr, $token:expr) => {
+            $rp.introspect(&$token).request_async(&http).await.unwrap()
+        };
+    }
+    let i = introspect!(&other_rp, at.clone());
+    assert!(i.active());
+    assert_eq!(i.client_id().map(|c| c.as_str()), Some(c.client_id.as_str()));
+    assert_eq!(i.sub(), Some(c.client_id.as_str()));
+    assert_eq!(i.jti(), claims["jti"].as_str());
+    assert_eq!(i.exp().map(|e| e.timestamp()), claims["exp"].as_i64());
+    assert_eq!(
+        i.scopes().map(|s| s.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        Some(vec!["reports:read".into(), "reports:write".into()])
+    );
+
+    // A forged payload under the real signature, or the real payload with another signature, is inactive (IN-02).
+    let (head, rest) = at.secret().split_once('.').unwrap();
+    let (body, sig) = rest.split_once('.').unwrap();
+    let mut wider = claims.clone();
+    wider["scope"] = "reports:read reports:write admin".into();
+    let forged = format!("{head}.{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wider).unwrap()));
+    let other_sig = part_raw(active_token_of(&app, &other).await.as_str(), 2);
+    for fake in [forged, format!("{head}.{body}.{other_sig}")] {
+        let r = app
+            .http()
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(&c.client_id, c.secret.as_deref())
+            .form(&[("token", fake.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
+    }
+
+    // UserInfo knows the token but wants openid, which a client's own token never has (403);
+    // once revoked, the token is unknown there too (401).
+    let userinfo = |token: String| {
+        let app = &app;
+        async move { app.http().get(app.url("/oauth/userinfo")).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(userinfo(at.secret().clone()).await, 403);
+
+    // The oauth2 crate sends revocations to https endpoints only, and the test server has no
+    // TLS: this is the RFC 7009 request it would send.
+    let revoke = |by: &latchkey_testkit::TestClient, token: &str| {
+        let req = app.http().post(app.url("/oauth/revoke")).basic_auth(&by.client_id, by.secret.as_deref());
+        let form = [("token", token.to_owned()), ("token_type_hint", "access_token".to_owned())];
+        async move { assert_eq!(req.form(&form).send().await.unwrap().status(), 200) }
+    };
+    // RFC 7009 §2.1: another client cannot revoke it (200, and nothing happens)...
+    revoke(&other, at.secret()).await;
+    assert!(introspect!(&other_rp, at.clone()).active());
+    // ...its own client can, at once, and again without harm; other tokens live on.
+    let second = job_rp.exchange_client_credentials().unwrap().request_async(&http).await.unwrap().access_token().clone();
+    for _ in 0..2 {
+        revoke(&c, at.secret()).await;
+    }
+    assert!(!introspect!(&other_rp, at.clone()).active());
+    assert_eq!(userinfo(at.secret().clone()).await, 401);
+    assert!(introspect!(&other_rp, second.clone()).active());
+
+    // It ends at its exp.
+    app.clock.advance(3_600);
+    assert!(!introspect!(&other_rp, second.clone()).active(), "expired");
+
+    // Deleting the client ends its tokens, though none is stored.
+    let third = job_rp.exchange_client_credentials().unwrap().request_async(&http).await.unwrap().access_token().clone();
+    assert!(introspect!(&other_rp, third.clone()).active());
+    assert!(app.rt.store.delete_client(app.rt.tenant.id, &c.client_id).await.unwrap());
+    assert!(!introspect!(&other_rp, third).active(), "the client is gone");
+}
+
+/// The third part of a compact JWS, as it is.
+fn part_raw(jwt: &str, i: usize) -> String {
+    jwt.split('.').nth(i).unwrap().to_owned()
+}
+
+/// A fresh client_credentials access token of `client`.
+async fn active_token_of(app: &latchkey_testkit::TestApp, client: &latchkey_testkit::TestClient) -> String {
+    let t: Value = app.client_credentials(client).await.json().await.unwrap();
+    t["access_token"].as_str().unwrap().to_owned()
 }
