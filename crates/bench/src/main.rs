@@ -10,6 +10,7 @@ mod peer;
 mod pg;
 mod process;
 mod procfs;
+mod hiccup;
 mod report;
 mod scenario;
 mod stats;
@@ -20,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use latchkey::{Backend, LatchkeyTarget};
 use peer::{Installed, PeerTarget};
 use report::{Argon2Bare, Machine, Report, RoundTrips, ScenarioReport, TargetReport};
-use scenario::{Fixtures, Load, Scenario};
+use scenario::{Cores, Fixtures, Load, Scenario};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use target::{Seed, Target};
@@ -28,10 +29,13 @@ use target::{Seed, Target};
 /// Set in the re-executed, pinned process: `1` when pinned, `0` when pinning was not possible.
 const PINNED_ENV: &str = "LATCHKEY_BENCH_PINNED";
 /// The core of the load driver and the core of the server.
-const DRIVER_CORE: &str = "1";
-const SERVER_CORE: &str = "0";
+const DRIVER_CORE: usize = 1;
+const SERVER_CORE: usize = 0;
 /// The fraction of the saturation rate at which latency is measured again.
 const PACED_FRACTION: f64 = 0.7;
+/// The shortest interval between two operations of one connection in a paced run, where the
+/// operations allow more connections than `--connections`.
+const PACED_MIN_INTERVAL: Duration = Duration::from_millis(4);
 
 #[derive(Parser)]
 #[command(name = "latchkey-bench", about = "Benchmarks Latchkey on this machine")]
@@ -122,16 +126,26 @@ fn processors() -> usize {
     std::fs::read_to_string("/proc/cpuinfo").map(|s| s.lines().filter(|l| l.starts_with("processor")).count()).unwrap_or(0).max(1)
 }
 
+/// In the re-executed process: whether it and the server are pinned.
+fn pinned_env() -> Option<bool> {
+    std::env::var(PINNED_ENV).ok().map(|v| v == "1")
+}
+
+/// Whether this process runs pinned to the driver's core (and the servers to theirs).
+fn pinned() -> bool {
+    pinned_env() == Some(true)
+}
+
 /// Runs the rest of the program on the driver's core: re-executes itself under `taskset`.
 /// Returns whether the server should be pinned too; warns and goes on unpinned when that is
 /// not possible (one core, or no taskset).
 fn pin_self() -> Result<bool> {
-    if let Ok(v) = std::env::var(PINNED_ENV) {
-        return Ok(v == "1");
+    if let Some(p) = pinned_env() {
+        return Ok(p);
     }
     let usable = processors() >= 2
         && std::process::Command::new("taskset")
-            .args(["-c", DRIVER_CORE, "true"])
+            .args(["-c", &DRIVER_CORE.to_string(), "true"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -143,7 +157,7 @@ fn pin_self() -> Result<bool> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let err = std::process::Command::new("taskset")
-        .args(["-c", DRIVER_CORE])
+        .args(["-c", &DRIVER_CORE.to_string()])
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .env(PINNED_ENV, "1")
@@ -211,6 +225,7 @@ fn machine(root: &Path, pinned: bool) -> Machine {
         rustc: command_output("rustc", &["--version"]),
         git_commit: if dirty { format!("{commit} (with uncommitted changes)") } else { commit },
         date: time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "unknown".into()),
+        damon: procfs::damon(),
         loadavg_start: loadavg(),
         loadavg_end: String::new(),
         pinning: if pinned {
@@ -258,7 +273,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
             Backend::Sqlite => "sqlite",
             Backend::Postgres(_) => "postgres",
         };
-        let pin = pinned.then(|| SERVER_CORE.to_owned());
+        let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
         let report = match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
             Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
@@ -268,7 +283,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     }
     // The peer runs after Latchkey, with the same scenarios, load and pinning.
     if let Some(installed) = peer {
-        let pin = pinned.then(|| SERVER_CORE.to_owned());
+        let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-{}-sqlite.log", peer::NAME)));
         let report = match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
             Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
@@ -357,6 +372,7 @@ async fn measure(
     let mut fixtures: Option<Fixtures> = None;
     let warmup = Duration::from_secs(args.warmup);
     let duration = Duration::from_secs(args.duration);
+    let cores = pinned().then_some(Cores { server: SERVER_CORE, driver: DRIVER_CORE });
 
     for &scenario in scenarios {
         let connections = if scenario == Scenario::PasswordLogin { args.password_connections } else { args.connections };
@@ -376,7 +392,7 @@ async fn measure(
         };
         eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
         let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
-        let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None }, &*target).await?;
+        let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
         if scenario.issues_tokens() {
             let after = target.storage_bytes().await?;
             sr.db_bytes_before = before;
@@ -401,8 +417,19 @@ async fn measure(
         );
         if scenario.paced() && sat.throughput > 0.0 {
             let rate = sat.throughput * PACED_FRACTION;
-            let interval = Duration::from_secs_f64(connections as f64 / rate);
-            let (_, mut paced) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval) }, &*target).await?;
+            // An HTTP/1.1 connection carries one operation at a time, so a connection whose
+            // interval is not much longer than an operation's round trip cannot catch up after
+            // any hiccup, and stays behind, counting it, long after the server has. Real
+            // clients are many: where the operations allow, the paced run opens enough
+            // connections that each starts one operation every PACED_MIN_INTERVAL at most.
+            let ops = if scenario.stateless() {
+                let wanted = connections.max((rate * PACED_MIN_INTERVAL.as_secs_f64()).ceil() as usize);
+                scenario::ops(scenario, &seed, fixtures.as_ref(), wanted)?.unwrap_or(ops)
+            } else {
+                ops
+            };
+            let interval = Duration::from_secs_f64(ops.len() as f64 / rate);
+            let (_, mut paced) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
             paced.target_rate = Some(rate);
             eprintln!("{label}: {} at {rate:.0}/s: p99 {} µs, {} errors", scenario.name(), paced.latency.p99_us, paced.errors);
             sr.paced = Some(paced);

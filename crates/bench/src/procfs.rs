@@ -18,6 +18,55 @@ pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Minor and major page faults of a process (fields 10 and 12 of `/proc/PID/stat`), counted
+/// from the last `)` as in [`parse_stat_cpu_ticks`].
+pub(crate) fn parse_stat_faults(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(7)?.parse().ok()?, fields.get(9)?.parse().ok()?))
+}
+
+/// Minor and major page faults of `pid` so far.
+pub(crate) fn faults(pid: u32) -> Option<(u64, u64)> {
+    parse_stat_faults(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether the kernel's DAMON monitors run, and what they do: on some virtual machines the
+/// host's tooling runs proactive reclaim (`pageout`) through them, which takes CPU and evicts
+/// pages from under a running server.
+pub(crate) fn damon() -> String {
+    let root = std::path::Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+    let Ok(entries) = std::fs::read_dir(root) else { return "not present".into() };
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).unwrap_or_default();
+    let mut monitors: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .map(|e| {
+            let ctx = e.path().join("contexts").join("0");
+            let actions: Vec<String> = std::fs::read_dir(ctx.join("schemes"))
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.ok())
+                .map(|s| read(s.path().join("action")))
+                .filter(|a| !a.is_empty())
+                .collect();
+            format!(
+                "kdamond {} {} (operations {}, schemes: {})",
+                e.file_name().to_string_lossy(),
+                read(e.path().join("state")),
+                read(ctx.join("operations")),
+                if actions.is_empty() { "none".into() } else { actions.join(", ") }
+            )
+        })
+        .collect();
+    monitors.sort();
+    if monitors.is_empty() {
+        "no monitor".into()
+    } else {
+        monitors.join("; ")
+    }
+}
+
 /// The command name (field 2) of `/proc/PID/stat`.
 pub(crate) fn parse_stat_comm(stat: &str) -> Option<&str> {
     Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
@@ -109,6 +158,7 @@ mod tests {
         // A real line, with a command name holding a space and a parenthesis.
         let stat = "4242 (lat key) x) S 1 4242 4242 0 -1 4194560 1190 0 0 0 731 52 0 0 20 0 9 0 1234 123456789 2600 18446744073709551615";
         assert_eq!(parse_stat_cpu_ticks(stat), Some(783));
+        assert_eq!(parse_stat_faults(stat), Some((1190, 0)));
         assert_eq!(parse_stat_comm(stat), Some("lat key) x"));
         assert_eq!(parse_stat_cpu_ticks("4242 (short) S 1 2"), None);
     }

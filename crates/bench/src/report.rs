@@ -1,5 +1,6 @@
 //! The results: a JSON document for machines and a Markdown table for people.
 
+use crate::hiccup::{CoreWatch, SLOW_MEMORY};
 use crate::scenario::{RunResult, Scenario};
 use serde::Serialize;
 use std::fmt::Write;
@@ -15,6 +16,8 @@ pub(crate) struct Machine {
     pub(crate) date: String,
     /// How the cores were shared out.
     pub(crate) pinning: String,
+    /// The kernel's DAMON monitors (proactive reclaim on some virtual machines).
+    pub(crate) damon: String,
     /// `/proc/loadavg` before and after the run: other work on the machine shows here.
     pub(crate) loadavg_start: String,
     pub(crate) loadavg_end: String,
@@ -423,8 +426,8 @@ pub(crate) fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "# Latchkey benchmark\n");
     let _ = writeln!(
         s,
-        "{} · {} cores ({}) · kernel {} · {} · commit {} · {} · load average before {} / after {}\n",
-        m.date, m.nproc, m.cpu_model, m.kernel, m.rustc, m.git_commit, m.pinning, m.loadavg_start, m.loadavg_end
+        "{} · {} cores ({}) · kernel {} · {} · commit {} · {} · load average before {} / after {} · DAMON: {}\n",
+        m.date, m.nproc, m.cpu_model, m.kernel, m.rustc, m.git_commit, m.pinning, m.loadavg_start, m.loadavg_end, m.damon
     );
     let st = &r.settings;
     let _ = writeln!(
@@ -528,6 +531,11 @@ pub(crate) fn markdown(r: &Report) -> String {
             let _ = writeln!(s, "- round trips not measured: {e}");
         }
         for sc in &t.scenarios {
+            if let Some(line) = sc.paced.as_ref().and_then(|p| pauses_line(&sc.scenario, p)) {
+                let _ = writeln!(s, "{line}");
+            }
+        }
+        for sc in &t.scenarios {
             for f in sc.saturation.iter().chain(sc.paced.iter()).flat_map(|r| r.failures.iter()) {
                 let _ = writeln!(s, "- {} failure: {}", sc.scenario, f.replace('\n', " "));
             }
@@ -547,6 +555,44 @@ pub(crate) fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// One line on what the cores saw during a paced run, and the slowest stretch beside it.
+fn pauses_line(scenario: &str, run: &RunResult) -> Option<String> {
+    let c: &CoreWatch = run.cores.as_ref()?;
+    let pct = |p: Option<f64>| opt(p, |p| format!("{p:.1}%"));
+    let mut line = format!(
+        "- {scenario} paced: longest pause of a sleeping thread {} ms on the server's core, {} ms on the driver's; steal {} / {}; \
+         memory {}× slower than usual (the median walk of {} µs) in {} of the run's slices",
+        opt(c.server_core_max_pause_ms, |m| format!("{m:.1}")),
+        opt(c.driver_core_max_pause_ms, |m| format!("{m:.1}")),
+        pct(c.server_core_steal_percent),
+        pct(c.driver_core_steal_percent),
+        SLOW_MEMORY,
+        opt(c.memory_walk_median_us, |m| format!("{m:.0}")),
+        pct(c.slow_memory_slices_percent),
+    );
+    match c.slow_stretches.first() {
+        Some(w) => {
+            let _ = write!(
+                line,
+                " and in {} of the slices with operations over 10 ms; slowest stretch at {:.1} s: {} operations over 10 ms, up to {} ms, \
+                 beside pauses of {} ms (server's core) and {} ms (driver's) and memory {}× slower",
+                pct(c.slow_slices_with_slow_memory_percent),
+                w.at_s,
+                w.slow_operations,
+                w.max_latency_ms,
+                w.server_core_pause_ms,
+                w.driver_core_pause_ms,
+                opt(w.memory_slowdown, |f| format!("{f:.1}")),
+            );
+        }
+        None => line.push_str("; no operation over 10 ms"),
+    }
+    if let (Some(minor), Some(major)) = (run.server_minor_faults, run.server_major_faults) {
+        let _ = write!(line, "; server page faults {major} major, {minor} minor");
+    }
+    Some(line)
 }
 
 #[cfg(test)]

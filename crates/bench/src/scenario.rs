@@ -3,6 +3,7 @@
 //! (open-loop, a fixed interval per connection) to measure latency at a given load.
 
 use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, CookieJar, Endpoint};
+use crate::hiccup::{self, CoreWatch, Timed};
 use crate::procfs;
 use crate::stats::{micros, Latency};
 use crate::target::{Seed, Target};
@@ -64,6 +65,12 @@ impl Scenario {
     /// password checks).
     pub(crate) fn paced(self) -> bool {
         self != Scenario::PasswordLogin
+    }
+
+    /// Whether every operation is the same request, so that any number of connections can
+    /// send it (refresh and code flow carry a token family or a browser per connection).
+    pub(crate) fn stateless(self) -> bool {
+        !matches!(self, Scenario::Refresh | Scenario::CodeFlow)
     }
 
     /// Whether it needs signed-in browsers and their token families.
@@ -318,6 +325,15 @@ pub(crate) struct Load {
     /// and latency counts from the scheduled start when behind schedule, so time spent waiting
     /// behind a slow server counts too.
     pub(crate) interval: Option<Duration>,
+    /// The cores of the server and of the driver, when pinned: each gets a pause meter.
+    pub(crate) cores: Option<Cores>,
+}
+
+/// Which core runs what.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cores {
+    pub(crate) server: usize,
+    pub(crate) driver: usize,
 }
 
 /// What a run measured.
@@ -342,6 +358,9 @@ pub(crate) struct RunResult {
     /// CPU of the load driver (this process) over the timed window, percent of one core: near
     /// 100, the driver rather than the server may be the limit.
     pub(crate) driver_cpu_percent: Option<f64>,
+    /// Page faults of the server over the timed window: minor, and major (read from disk).
+    pub(crate) server_minor_faults: Option<u64>,
+    pub(crate) server_major_faults: Option<u64>,
     /// The largest resident set of the server sampled during the run, in kB.
     pub(crate) server_rss_max_kb: Option<u64>,
     /// The first few failures, for the report.
@@ -349,6 +368,9 @@ pub(crate) struct RunResult {
     /// For a paced run: the rate asked for, in operations per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) target_rate: Option<f64>,
+    /// What the cores saw (pauses, steal) and when the slow operations started, when pinned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cores: Option<CoreWatch>,
 }
 
 struct ConnTally {
@@ -357,6 +379,8 @@ struct ConnTally {
     server_errors: u64,
     ok_with_warmup: u64,
     samples: Vec<u32>,
+    /// The timed operations over [`hiccup::SLOW`], with their start.
+    slow: Vec<Timed>,
     failures: Vec<String>,
 }
 
@@ -381,7 +405,15 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         .map(|(i, (mut op, mut conn))| {
             let endpoint = endpoint.clone();
             tokio::spawn(async move {
-                let mut t = ConnTally { ok: 0, errors: 0, server_errors: 0, ok_with_warmup: 0, samples: Vec::new(), failures: Vec::new() };
+                let mut t = ConnTally {
+                    ok: 0,
+                    errors: 0,
+                    server_errors: 0,
+                    ok_with_warmup: 0,
+                    samples: Vec::new(),
+                    slow: Vec::new(),
+                    failures: Vec::new(),
+                };
                 // Paced connections start spread over one interval, not all at once.
                 let mut next = match load.interval {
                     Some(iv) => start + iv.mul_f64(i as f64 / n as f64),
@@ -417,6 +449,9 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
                             if timed {
                                 t.ok += 1;
                                 t.samples.push(micros(elapsed));
+                                if elapsed > hiccup::SLOW {
+                                    t.slow.push(Timed { at: origin.saturating_duration_since(timed_from), took: elapsed });
+                                }
                             }
                         }
                         Err(f) => {
@@ -455,20 +490,26 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
     // CPU over the timed window, memory sampled throughout.
     let pid = target.pid();
     let rss = pid.map(procfs::RssSampler::start);
+    let meters = load.cores.map(|c| (hiccup::Meter::start(Some(c.server), false), hiccup::Meter::start(Some(c.driver), true)));
     tokio::time::sleep_until(timed_from).await;
+    let steal0 = hiccup::core_ticks();
     let cpu0 = pid.and_then(|p| procfs::cpu_ticks(p).ok());
+    let faults0 = pid.and_then(procfs::faults);
     let db0 = target.database_cpu_ticks();
     let me0 = procfs::cpu_ticks(std::process::id()).ok();
     let window_start = Instant::now();
     tokio::time::sleep_until(end).await;
     let cpu1 = pid.and_then(|p| procfs::cpu_ticks(p).ok());
+    let faults1 = pid.and_then(procfs::faults);
     let db1 = target.database_cpu_ticks();
     let me1 = procfs::cpu_ticks(std::process::id()).ok();
+    let steal1 = hiccup::core_ticks();
     let window = (Instant::now() - window_start).as_secs_f64();
 
     let mut ops = Vec::with_capacity(n);
     let mut result = RunResult { connections: n, ..RunResult::default() };
     let mut samples = Vec::new();
+    let mut slow = Vec::new();
     for task in tasks {
         let (op, t) = task.await.map_err(|e| anyhow!("a connection task failed: {e}"))?;
         ops.push(op);
@@ -477,6 +518,7 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         result.server_errors += t.server_errors;
         result.ok_with_warmup += t.ok_with_warmup;
         samples.extend(t.samples);
+        slow.extend(t.slow);
         for f in t.failures {
             if result.failures.len() < 5 && !result.failures.contains(&f) {
                 result.failures.push(f);
@@ -493,10 +535,25 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         _ => None,
     };
     result.server_cpu_percent = percent(cpu0, cpu1);
+    if let (Some((min0, maj0)), Some((min1, maj1))) = (faults0, faults1) {
+        result.server_minor_faults = Some(min1.saturating_sub(min0));
+        result.server_major_faults = Some(maj1.saturating_sub(maj0));
+    }
     result.database_cpu_percent = percent(db0, db1);
     result.driver_cpu_percent = percent(me0, me1);
     result.throughput = result.ok as f64 / load.duration.as_secs_f64();
     result.latency = Latency::of(&mut samples);
+    if let (Some(c), Some((server, driver))) = (load.cores, meters) {
+        let from = timed_from.into_std();
+        let (server, driver) = (server.finish().unwrap_or_default(), driver.finish().unwrap_or_default());
+        let walks: Vec<(Duration, Duration)> =
+            driver.walks.iter().filter_map(|(at, took)| at.checked_duration_since(from).map(|at| (at, *took))).collect();
+        let memory = hiccup::MemorySpeed::of(&walks);
+        let mut watch = hiccup::watch(&slow, &hiccup::offsets(&server.pauses, from), &hiccup::offsets(&driver.pauses, from), memory.as_ref());
+        watch.server_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.server);
+        watch.driver_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.driver);
+        result.cores = Some(watch);
+    }
     Ok((ops, result))
 }
 
