@@ -286,9 +286,8 @@ pub(crate) fn watch(
         server_core_steal_percent: None,
         driver_core_steal_percent: None,
         memory_walk_median_us: memory.map(|m| m.median.as_secs_f64() * 1e6),
-        slow_memory_slices_percent: memory.and_then(|m| {
-            percent(m.slowdown.values().filter(|&&f| slow_memory(&Some(f))).count(), m.slowdown.len())
-        }),
+        slow_memory_slices_percent: memory
+            .and_then(|m| percent(m.slowdown.values().filter(|&&f| slow_memory(&Some(f))).count(), m.slowdown.len())),
         slow_slices_with_slow_memory_percent: memory.and_then(|_| percent(slow_with_slow_memory, slow_slices)),
         slow_stretches: stretches,
     }
@@ -311,11 +310,7 @@ mod tests {
     #[test]
     fn slow_operations_are_set_beside_pauses_and_memory() {
         let ms = Duration::from_millis;
-        let slow = [
-            Timed { at: ms(1_020), took: ms(40) },
-            Timed { at: ms(1_090), took: ms(140) },
-            Timed { at: ms(5_500), took: ms(12) },
-        ];
+        let slow = [Timed { at: ms(1_020), took: ms(40) }, Timed { at: ms(1_090), took: ms(140) }, Timed { at: ms(5_500), took: ms(12) }];
         // A server-core pause in the slice before the slow one counts; one far away does not.
         let server = [(ms(950), ms(130)), (ms(3_000), ms(50))];
         let driver = [(ms(5_510), ms(3))];

@@ -4,13 +4,13 @@
 //! and `latest.md` with the ratio table. A benchmark, not a test: it asserts nothing about
 //! timings.
 
+mod hiccup;
 mod http;
 mod latchkey;
 mod peer;
 mod pg;
 mod process;
 mod procfs;
-mod hiccup;
 mod report;
 mod scenario;
 mod stats;
@@ -33,9 +33,6 @@ const DRIVER_CORE: usize = 1;
 const SERVER_CORE: usize = 0;
 /// The fraction of the saturation rate at which latency is measured again.
 const PACED_FRACTION: f64 = 0.7;
-/// The shortest interval between two operations of one connection in a paced run, where the
-/// operations allow more connections than `--connections`.
-const PACED_MIN_INTERVAL: Duration = Duration::from_millis(4);
 
 #[derive(Parser)]
 #[command(name = "latchkey-bench", about = "Benchmarks Latchkey on this machine")]
@@ -417,19 +414,9 @@ async fn measure(
         );
         if scenario.paced() && sat.throughput > 0.0 {
             let rate = sat.throughput * PACED_FRACTION;
-            // An HTTP/1.1 connection carries one operation at a time, so a connection whose
-            // interval is not much longer than an operation's round trip cannot catch up after
-            // any hiccup, and stays behind, counting it, long after the server has. Real
-            // clients are many: where the operations allow, the paced run opens enough
-            // connections that each starts one operation every PACED_MIN_INTERVAL at most.
-            let ops = if scenario.stateless() {
-                let wanted = connections.max((rate * PACED_MIN_INTERVAL.as_secs_f64()).ceil() as usize);
-                scenario::ops(scenario, &seed, fixtures.as_ref(), wanted)?.unwrap_or(ops)
-            } else {
-                ops
-            };
-            let interval = Duration::from_secs_f64(ops.len() as f64 / rate);
-            let (_, mut paced) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
+            let interval = Duration::from_secs_f64(connections as f64 / rate);
+            let (_, mut paced) =
+                scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
             paced.target_rate = Some(rate);
             eprintln!("{label}: {} at {rate:.0}/s: p99 {} µs, {} errors", scenario.name(), paced.latency.p99_us, paced.errors);
             sr.paced = Some(paced);

@@ -2,8 +2,8 @@
 //! or a whole authorization code flow), closed-loop to find the saturation rate, or paced
 //! (open-loop, a fixed interval per connection) to measure latency at a given load.
 
-use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, CookieJar, Endpoint};
 use crate::hiccup::{self, CoreWatch, Timed};
+use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, CookieJar, Endpoint};
 use crate::procfs;
 use crate::stats::{micros, Latency};
 use crate::target::{Seed, Target};
@@ -65,12 +65,6 @@ impl Scenario {
     /// password checks).
     pub(crate) fn paced(self) -> bool {
         self != Scenario::PasswordLogin
-    }
-
-    /// Whether every operation is the same request, so that any number of connections can
-    /// send it (refresh and code flow carry a token family or a browser per connection).
-    pub(crate) fn stateless(self) -> bool {
-        !matches!(self, Scenario::Refresh | Scenario::CodeFlow)
     }
 
     /// Whether it needs signed-in browsers and their token families.
@@ -549,7 +543,8 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         let walks: Vec<(Duration, Duration)> =
             driver.walks.iter().filter_map(|(at, took)| at.checked_duration_since(from).map(|at| (at, *took))).collect();
         let memory = hiccup::MemorySpeed::of(&walks);
-        let mut watch = hiccup::watch(&slow, &hiccup::offsets(&server.pauses, from), &hiccup::offsets(&driver.pauses, from), memory.as_ref());
+        let mut watch =
+            hiccup::watch(&slow, &hiccup::offsets(&server.pauses, from), &hiccup::offsets(&driver.pauses, from), memory.as_ref());
         watch.server_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.server);
         watch.driver_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.driver);
         result.cores = Some(watch);
