@@ -17,6 +17,7 @@
 //! Each pause and each walk is kept with its moment, so that the report can set the slowest
 //! requests of a run beside what the cores saw at the same time.
 
+use crate::sched::{self, SliceUse};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,24 +75,19 @@ fn walk(buf: &[u32], steps: usize) -> u32 {
 /// A sleeping thread pinned to one core, recording its late wake-ups until finished.
 pub(crate) struct Meter {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Seen>,
-    /// Whether the thread could be pinned to the core it was asked for.
-    pinned: Arc<AtomicBool>,
+    /// What it saw, and whether it could be pinned to the core it was asked for.
+    thread: JoinHandle<(bool, Seen)>,
 }
 
 impl Meter {
     /// Starts a meter on `core` (its own thread, moved to that core even when this process is
-    /// pinned elsewhere), or on whatever core the scheduler picks when `core` is `None`; with
-    /// `probe_memory`, it also times memory walks.
-    pub(crate) fn start(core: Option<usize>, probe_memory: bool) -> Self {
+    /// pinned elsewhere); with `probe_memory`, it also times memory walks.
+    pub(crate) fn start(core: usize, probe_memory: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let pinned = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (stop, pinned) = (stop.clone(), pinned.clone());
+            let stop = stop.clone();
             std::thread::spawn(move || {
-                if let Some(id) = core {
-                    pinned.store(core_affinity::set_for_current(core_affinity::CoreId { id }), Ordering::Relaxed);
-                }
+                let pinned = core_affinity::set_for_current(core_affinity::CoreId { id: core });
                 let buf = if probe_memory { cycle(WALK_LEN) } else { Vec::new() };
                 let mut seen = Seen::default();
                 let mut ticks = 0u32;
@@ -109,18 +105,18 @@ impl Meter {
                         seen.walks.push((woke, woke.elapsed()));
                     }
                 }
-                seen
+                (pinned, seen)
             })
         };
-        Self { stop, thread, pinned }
+        Self { stop, thread }
     }
 
     /// Stops the meter and returns what it saw, oldest first (nothing if the thread was not on
     /// the core it was asked for).
     pub(crate) fn finish(self) -> Option<Seen> {
         self.stop.store(true, Ordering::Relaxed);
-        let seen = self.thread.join().ok()?;
-        self.pinned.load(Ordering::Relaxed).then_some(seen)
+        let (pinned, seen) = self.thread.join().ok()?;
+        pinned.then_some(seen)
     }
 }
 
@@ -166,6 +162,8 @@ pub(crate) struct CoreWatch {
     /// Share of the slices with operations over 10 ms whose memory was that slow (in the slice
     /// or the one before).
     pub(crate) slow_slices_with_slow_memory_percent: Option<f64>,
+    /// The median over the run's slices of the server's CPU time per operation answered, in µs.
+    pub(crate) server_cpu_per_operation_us: Option<f64>,
     /// The slowest stretches of the run, slowest first.
     pub(crate) slow_stretches: Vec<SlowStretch>,
 }
@@ -185,6 +183,14 @@ pub(crate) struct SlowStretch {
     pub(crate) driver_core_pause_ms: f64,
     /// The slowest memory of the slice and the one before: fastest walk over the median walk.
     pub(crate) memory_slowdown: Option<f64>,
+    /// The server's threads in the slice and the one before: time on a CPU, and time runnable
+    /// but waiting for one, in ms.
+    pub(crate) server_cpu_ms: Option<f64>,
+    pub(crate) server_wait_ms: Option<f64>,
+    /// The server's busiest threads there, by name, with their time on a CPU in ms.
+    pub(crate) busiest_threads: Vec<(String, f64)>,
+    /// The server's CPU time per operation answered there, over the run's median.
+    pub(crate) cpu_per_operation: Option<f64>,
 }
 
 /// An operation's start, as an offset into the timed window, and how long it took.
@@ -197,10 +203,12 @@ pub(crate) struct Timed {
 /// What counts as a slow operation, and as slow memory.
 pub(crate) const SLOW: Duration = Duration::from_millis(10);
 pub(crate) const SLOW_MEMORY: f64 = 1.5;
-const SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
 const KEEP_STRETCHES: usize = 5;
+const KEEP_THREADS: usize = 3;
 
-fn slice_of(d: Duration) -> u64 {
+/// The slice of a run an offset into its timed window falls in.
+pub(crate) fn slice_of(d: Duration) -> u64 {
     (d.as_micros() / SLICE.as_micros()) as u64
 }
 
@@ -239,16 +247,26 @@ impl MemorySpeed {
     }
 }
 
-/// Sets the slow operations of a run beside what the meters saw. `slow` are the operations over
-/// [`SLOW`]; pauses and walks have offsets into the same window.
-pub(crate) fn watch(
-    slow: &[Timed],
-    server: &[(Duration, Duration)],
-    driver: &[(Duration, Duration)],
-    memory: Option<&MemorySpeed>,
-) -> CoreWatch {
+/// What was seen during a run, as offsets into its timed window.
+pub(crate) struct Observed<'a> {
+    /// The operations over [`SLOW`].
+    pub(crate) slow: &'a [Timed],
+    /// Each meter's pauses: (offset, how late).
+    pub(crate) server_pauses: &'a [(Duration, Duration)],
+    pub(crate) driver_pauses: &'a [(Duration, Duration)],
+    pub(crate) memory: Option<&'a MemorySpeed>,
+    /// Steal on the server's and on the driver's core, in percent.
+    pub(crate) steal: (Option<f64>, Option<f64>),
+    /// What the server's threads did in each slice.
+    pub(crate) threads: Option<&'a BTreeMap<u64, SliceUse>>,
+    /// How many operations were answered in each slice.
+    pub(crate) answered: &'a BTreeMap<u64, u64>,
+}
+
+/// Sets the slow operations of a run beside what the meters saw.
+pub(crate) fn watch(o: &Observed<'_>) -> CoreWatch {
     let mut by_slice: BTreeMap<u64, (u64, Duration)> = BTreeMap::new();
-    for t in slow {
+    for t in o.slow {
         let e = by_slice.entry(slice_of(t.at)).or_insert((0, Duration::ZERO));
         e.0 += 1;
         e.1 = e.1.max(t.took);
@@ -264,31 +282,58 @@ pub(crate) fn watch(
     let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
     let max_ms = |p: &[(Duration, Duration)]| p.iter().map(|(_, late)| ms(*late)).fold(0.0, f64::max);
     let percent = |part: usize, whole: usize| (whole > 0).then(|| part as f64 / whole as f64 * 100.0);
+    // CPU per operation answered, over a range of slices.
+    let cpu_per_op = |threads: &BTreeMap<u64, SliceUse>, from: u64, to: u64| {
+        let answered: u64 = o.answered.range(from..=to).map(|(_, n)| n).sum();
+        (answered > 0).then(|| sched::over(threads, from, to).total_cpu() / answered as u32)
+    };
+    let median_cpu_per_op = o.threads.and_then(|threads| {
+        let mut per_slice: Vec<Duration> = threads.keys().filter_map(|&s| cpu_per_op(threads, s, s)).collect();
+        per_slice.sort_unstable();
+        per_slice.get(per_slice.len() / 2).copied().filter(|d| !d.is_zero())
+    });
     let mut stretches: Vec<SlowStretch> = by_slice
         .iter()
-        .map(|(&slice, &(count, max))| SlowStretch {
-            at_s: (slice * SLICE.as_millis() as u64) as f64 / 1000.0,
-            slow_operations: count,
-            max_latency_ms: ms(max),
-            server_core_pause_ms: ms(worst_pause(server, slice)),
-            driver_core_pause_ms: ms(worst_pause(driver, slice)),
-            memory_slowdown: memory.and_then(|m| m.around(slice)).map(|f| (f * 100.0).round() / 100.0),
+        .map(|(&slice, &(count, max))| {
+            let around = o.threads.map(|t| sched::over(t, slice.saturating_sub(1), slice));
+            let mut busiest: Vec<(String, f64)> =
+                around.iter().flat_map(|a| a.cpu.iter().map(|(name, d)| (name.clone(), ms(*d)))).filter(|(_, d)| *d > 0.0).collect();
+            busiest.sort_by(|a, b| b.1.total_cmp(&a.1));
+            busiest.truncate(KEEP_THREADS);
+            SlowStretch {
+                at_s: (slice * SLICE.as_millis() as u64) as f64 / 1000.0,
+                slow_operations: count,
+                max_latency_ms: ms(max),
+                server_core_pause_ms: ms(worst_pause(o.server_pauses, slice)),
+                driver_core_pause_ms: ms(worst_pause(o.driver_pauses, slice)),
+                memory_slowdown: o.memory.and_then(|m| m.around(slice)).map(|f| (f * 100.0).round() / 100.0),
+                server_cpu_ms: around.as_ref().map(|a| ms(a.total_cpu())),
+                server_wait_ms: around.as_ref().map(|a| ms(a.wait)),
+                busiest_threads: busiest,
+                cpu_per_operation: match (o.threads, median_cpu_per_op) {
+                    (Some(t), Some(median)) => cpu_per_op(t, slice.saturating_sub(1), slice)
+                        .map(|d| (d.as_secs_f64() / median.as_secs_f64() * 100.0).round() / 100.0),
+                    _ => None,
+                },
+            }
         })
         .collect();
-    let slow_memory = |f: &Option<f64>| f.is_some_and(|f| f >= SLOW_MEMORY);
-    let slow_with_slow_memory = stretches.iter().filter(|s| slow_memory(&s.memory_slowdown)).count();
+    let slow_memory = |f: f64| f >= SLOW_MEMORY;
+    let slow_with_slow_memory = stretches.iter().filter(|s| s.memory_slowdown.is_some_and(slow_memory)).count();
     stretches.sort_by(|a, b| b.max_latency_ms.total_cmp(&a.max_latency_ms));
     let slow_slices = stretches.len();
     stretches.truncate(KEEP_STRETCHES);
     CoreWatch {
-        server_core_max_pause_ms: Some(max_ms(server)),
-        driver_core_max_pause_ms: Some(max_ms(driver)),
-        server_core_steal_percent: None,
-        driver_core_steal_percent: None,
-        memory_walk_median_us: memory.map(|m| m.median.as_secs_f64() * 1e6),
-        slow_memory_slices_percent: memory
-            .and_then(|m| percent(m.slowdown.values().filter(|&&f| slow_memory(&Some(f))).count(), m.slowdown.len())),
-        slow_slices_with_slow_memory_percent: memory.and_then(|_| percent(slow_with_slow_memory, slow_slices)),
+        server_core_max_pause_ms: Some(max_ms(o.server_pauses)),
+        driver_core_max_pause_ms: Some(max_ms(o.driver_pauses)),
+        server_core_steal_percent: o.steal.0,
+        driver_core_steal_percent: o.steal.1,
+        memory_walk_median_us: o.memory.map(|m| m.median.as_secs_f64() * 1e6),
+        slow_memory_slices_percent: o
+            .memory
+            .and_then(|m| percent(m.slowdown.values().filter(|&&f| slow_memory(f)).count(), m.slowdown.len())),
+        slow_slices_with_slow_memory_percent: o.memory.and_then(|_| percent(slow_with_slow_memory, slow_slices)),
+        server_cpu_per_operation_us: median_cpu_per_op.map(|d| (d.as_secs_f64() * 1e7).round() / 10.0),
         slow_stretches: stretches,
     }
 }
@@ -308,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn slow_operations_are_set_beside_pauses_and_memory() {
+    fn slow_operations_are_set_beside_pauses_memory_and_the_servers_threads() {
         let ms = Duration::from_millis;
         let slow = [Timed { at: ms(1_020), took: ms(40) }, Timed { at: ms(1_090), took: ms(140) }, Timed { at: ms(5_500), took: ms(12) }];
         // A server-core pause in the slice before the slow one counts; one far away does not.
@@ -321,7 +366,29 @@ mod tests {
         walks.extend([(ms(1_001), us(400)), (ms(1_050), us(300)), (ms(5_450), us(200))]);
         let memory = MemorySpeed::of(&walks).unwrap();
         assert_eq!(memory.median, us(100));
-        let w = watch(&slow, &server, &driver, Some(&memory));
+        // The server: one worker on 80 ms of each slice for 1,000 answers (80 µs each), but in
+        // slices 9 and 10 the checkpointer took 30 ms of each, the threads waited 25 ms, and
+        // half as many operations were answered.
+        let threads: BTreeMap<u64, SliceUse> = (0..60)
+            .map(|i| {
+                let (cpu, wait) = match i {
+                    9 | 10 => (vec![("worker", 60), ("sqlite-checkpoint", 30)], 25),
+                    _ => (vec![("worker", 80)], 0),
+                };
+                (i, SliceUse { cpu: cpu.into_iter().map(|(n, d)| (n.to_owned(), ms(d))).collect(), wait: ms(wait) })
+            })
+            .collect();
+        let answered: BTreeMap<u64, u64> = (0..60).map(|i| (i, if i == 9 || i == 10 { 500 } else { 1_000 })).collect();
+        let observed = Observed {
+            slow: &slow,
+            server_pauses: &server,
+            driver_pauses: &driver,
+            memory: Some(&memory),
+            steal: (Some(0.5), None),
+            threads: Some(&threads),
+            answered: &answered,
+        };
+        let w = watch(&observed);
         assert_eq!(
             w.slow_stretches,
             vec![
@@ -332,6 +399,10 @@ mod tests {
                     server_core_pause_ms: 130.0,
                     driver_core_pause_ms: 0.0,
                     memory_slowdown: Some(3.0),
+                    server_cpu_ms: Some(180.0),
+                    server_wait_ms: Some(50.0),
+                    busiest_threads: vec![("worker".into(), 120.0), ("sqlite-checkpoint".into(), 60.0)],
+                    cpu_per_operation: Some(2.25),
                 },
                 SlowStretch {
                     at_s: 5.5,
@@ -340,16 +411,27 @@ mod tests {
                     server_core_pause_ms: 0.0,
                     driver_core_pause_ms: 3.0,
                     memory_slowdown: Some(2.0),
+                    server_cpu_ms: Some(160.0),
+                    server_wait_ms: Some(0.0),
+                    busiest_threads: vec![("worker".into(), 160.0)],
+                    cpu_per_operation: Some(1.0),
                 },
             ]
         );
         assert_eq!((w.server_core_max_pause_ms, w.driver_core_max_pause_ms), (Some(130.0), Some(3.0)));
+        assert_eq!((w.server_core_steal_percent, w.driver_core_steal_percent), (Some(0.5), None));
+        assert_eq!(w.server_cpu_per_operation_us, Some(80.0));
         // 2 of the 12 slices with walks were slow; both slow stretches were beside slow memory.
         assert!((w.slow_memory_slices_percent.unwrap() - 200.0 / 12.0).abs() < 1e-9);
         assert_eq!(w.slow_slices_with_slow_memory_percent, Some(100.0));
-        // Without walks, nothing is said about memory.
-        let w = watch(&slow, &server, &driver, None);
+        // Without walks or thread readings, nothing is said about memory or the threads.
+        let w = watch(&Observed { memory: None, threads: None, ..observed });
         assert_eq!((w.memory_walk_median_us, w.slow_memory_slices_percent, w.slow_slices_with_slow_memory_percent), (None, None, None));
+        assert_eq!(
+            (w.server_cpu_per_operation_us, w.slow_stretches[0].server_cpu_ms, w.slow_stretches[0].cpu_per_operation),
+            (None, None, None)
+        );
+        assert!(w.slow_stretches[0].busiest_threads.is_empty());
         assert!(MemorySpeed::of(&[]).is_none());
     }
 
@@ -374,7 +456,7 @@ mod tests {
         // Whether a walk fits in before the stop depends on how fast the buffer is built (a
         // debug build on a busy machine may take longer than the sleep), so only the pinning
         // and the stop are asserted; the walk itself is tested above.
-        let m = Meter::start(Some(0), true);
+        let m = Meter::start(0, true);
         std::thread::sleep(Duration::from_millis(20));
         assert!(m.finish().is_some(), "the meter could not be pinned to core 0 or did not stop");
     }

@@ -13,6 +13,7 @@ mod process;
 mod procfs;
 mod report;
 mod scenario;
+mod sched;
 mod stats;
 mod target;
 

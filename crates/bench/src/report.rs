@@ -1,6 +1,6 @@
 //! The results: a JSON document for machines and a Markdown table for people.
 
-use crate::hiccup::{CoreWatch, SLOW_MEMORY};
+use crate::hiccup::{CoreWatch, SLICE, SLOW_MEMORY};
 use crate::scenario::{RunResult, Scenario};
 use serde::Serialize;
 use std::fmt::Write;
@@ -586,6 +586,18 @@ fn pauses_line(scenario: &str, run: &RunResult) -> Option<String> {
                 w.driver_core_pause_ms,
                 opt(w.memory_slowdown, |f| format!("{f:.1}")),
             );
+            if let (Some(cpu), Some(wait)) = (w.server_cpu_ms, w.server_wait_ms) {
+                let threads: Vec<String> = w.busiest_threads.iter().map(|(name, ms)| format!("{name} {ms:.0}")).collect();
+                let _ = write!(
+                    line,
+                    "; there (with the slice before) the server's threads ran {cpu:.0} ms of {} ({}) and waited {wait:.0} ms for a CPU, \
+                     at {}× their usual CPU per operation ({} µs)",
+                    2 * SLICE.as_millis(),
+                    threads.join(", "),
+                    opt(w.cpu_per_operation, |f| format!("{f:.2}")),
+                    opt(c.server_cpu_per_operation_us, |us| format!("{us:.1}")),
+                );
+            }
         }
         None => line.push_str("; no operation over 10 ms"),
     }

@@ -4,11 +4,12 @@
 
 use crate::hiccup::{self, CoreWatch, Timed};
 use crate::http::{expect_status, form, pkce_pair, query_param, Answer, Browser, Conn, CookieJar, Endpoint};
-use crate::procfs;
 use crate::stats::{micros, Latency};
 use crate::target::{Seed, Target};
+use crate::{procfs, sched};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -375,6 +376,8 @@ struct ConnTally {
     samples: Vec<u32>,
     /// The timed operations over [`hiccup::SLOW`], with their start.
     slow: Vec<Timed>,
+    /// How many timed operations were answered in each slice of the window.
+    answered: BTreeMap<u64, u64>,
     failures: Vec<String>,
 }
 
@@ -406,6 +409,7 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
                     ok_with_warmup: 0,
                     samples: Vec::new(),
                     slow: Vec::new(),
+                    answered: BTreeMap::new(),
                     failures: Vec::new(),
                 };
                 // Paced connections start spread over one interval, not all at once.
@@ -443,9 +447,11 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
                             if timed {
                                 t.ok += 1;
                                 t.samples.push(micros(elapsed));
+                                let at = origin.saturating_duration_since(timed_from);
                                 if elapsed > hiccup::SLOW {
-                                    t.slow.push(Timed { at: origin.saturating_duration_since(timed_from), took: elapsed });
+                                    t.slow.push(Timed { at, took: elapsed });
                                 }
+                                *t.answered.entry(hiccup::slice_of(at + elapsed)).or_default() += 1;
                             }
                         }
                         Err(f) => {
@@ -484,7 +490,8 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
     // CPU over the timed window, memory sampled throughout.
     let pid = target.pid();
     let rss = pid.map(procfs::RssSampler::start);
-    let meters = load.cores.map(|c| (hiccup::Meter::start(Some(c.server), false), hiccup::Meter::start(Some(c.driver), true)));
+    let meters = load.cores.map(|c| (hiccup::Meter::start(c.server, false), hiccup::Meter::start(c.driver, true)));
+    let threads = load.cores.zip(pid).map(|(c, pid)| sched::ThreadSampler::start(pid, c.driver));
     tokio::time::sleep_until(timed_from).await;
     let steal0 = hiccup::core_ticks();
     let cpu0 = pid.and_then(|p| procfs::cpu_ticks(p).ok());
@@ -504,6 +511,7 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
     let mut result = RunResult { connections: n, ..RunResult::default() };
     let mut samples = Vec::new();
     let mut slow = Vec::new();
+    let mut answered: BTreeMap<u64, u64> = BTreeMap::new();
     for task in tasks {
         let (op, t) = task.await.map_err(|e| anyhow!("a connection task failed: {e}"))?;
         ops.push(op);
@@ -513,6 +521,9 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         result.ok_with_warmup += t.ok_with_warmup;
         samples.extend(t.samples);
         slow.extend(t.slow);
+        for (slice, n) in t.answered {
+            *answered.entry(slice).or_default() += n;
+        }
         for f in t.failures {
             if result.failures.len() < 5 && !result.failures.contains(&f) {
                 result.failures.push(f);
@@ -543,11 +554,16 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
         let walks: Vec<(Duration, Duration)> =
             driver.walks.iter().filter_map(|(at, took)| at.checked_duration_since(from).map(|at| (at, *took))).collect();
         let memory = hiccup::MemorySpeed::of(&walks);
-        let mut watch =
-            hiccup::watch(&slow, &hiccup::offsets(&server.pauses, from), &hiccup::offsets(&driver.pauses, from), memory.as_ref());
-        watch.server_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.server);
-        watch.driver_core_steal_percent = hiccup::steal_percent(&steal0, &steal1, c.driver);
-        result.cores = Some(watch);
+        let threads = threads.and_then(sched::ThreadSampler::finish).map(|t| t.per_slice(from, hiccup::SLICE));
+        result.cores = Some(hiccup::watch(&hiccup::Observed {
+            slow: &slow,
+            server_pauses: &hiccup::offsets(&server.pauses, from),
+            driver_pauses: &hiccup::offsets(&driver.pauses, from),
+            memory: memory.as_ref(),
+            steal: (hiccup::steal_percent(&steal0, &steal1, c.server), hiccup::steal_percent(&steal0, &steal1, c.driver)),
+            threads: threads.as_ref(),
+            answered: &answered,
+        }));
     }
     Ok((ops, result))
 }
