@@ -47,7 +47,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The schema, one entry per version; `latchkey_schema_version` records the versions applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql"), include_str!("../migrations/0002_revoked_jtis.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_revoked_jtis.sql"),
+    include_str!("../migrations/0003_housekeeping_indexes.sql"),
+];
 
 /// The first half of the advisory lock key that serializes migrations ("Lkey"); the second
 /// half is a hash of the schema name, so that nodes migrating different schemas of one
@@ -342,12 +346,56 @@ impl PgStore {
     }
 }
 
-/// A bounded delete of the rows of `table` that match `condition`. Rows are picked by `ctid`
-/// (their physical address, which any table has): a row that a concurrent transaction updates
-/// meanwhile gets a new `ctid` and is left for the next pass instead of being deleted on
-/// stale grounds.
-fn batch_delete(table: &str, condition: &str) -> String {
-    format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE tenant_id = $1 AND ({condition}) LIMIT $3))")
+/// Housekeeping's statements. Each finds its rows through an index (the tests check the
+/// plans), so that a pass costs what has expired, not what is live; each is bounded: `$1` the
+/// tenant, `$2` the cutoff, `$3` the batch size.
+///
+/// Rows are picked by `ctid` (their physical address, which any table has): a row that a
+/// concurrent transaction updates meanwhile gets a new `ctid` and is left for the next pass
+/// instead of being deleted on stale grounds.
+pub(crate) mod sweep {
+    macro_rules! sweep {
+        ($table:literal, $condition:literal) => {
+            concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE ctid = ANY(ARRAY(SELECT ctid FROM ",
+                $table,
+                " WHERE tenant_id = $1 AND (",
+                $condition,
+                ") LIMIT $3))"
+            )
+        };
+    }
+    pub(crate) const CODES: &str = sweep!("codes", "expires_at <= $2");
+    /// Replay answers past their window; the rows stay for reuse detection.
+    pub(crate) const REPLAYS: &str = "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE ctid = ANY(ARRAY(
+         SELECT ctid FROM tokens WHERE tenant_id = $1 AND replay_until <= $2 LIMIT $3))";
+    /// Families past their absolute lifetime; their tokens go with them (ON DELETE CASCADE).
+    pub(crate) const FAMILIES: &str = sweep!("families", "expires_at <= $2");
+    /// A batch of expired tokens, then those of their families that no unexpired token is left
+    /// in: such a family has idled out (its refresh token expired before the family's absolute
+    /// lifetime, or it never had one, as with client_credentials) and nothing can revive it.
+    /// Returns how many tokens and how many families went.
+    ///
+    /// Driven by the expired tokens (`tokens_expiry`), never a scan of every live family. Both
+    /// deletes see the same snapshot: the NOT EXISTS still sees the tokens of the first, which
+    /// are expired and so do not keep a family.
+    pub(crate) const TOKENS: &str = "WITH gone AS (
+            DELETE FROM tokens WHERE ctid = ANY(ARRAY(SELECT ctid FROM tokens WHERE tenant_id = $1 AND expires_at <= $2 LIMIT $3))
+            RETURNING family_id
+        ), idled AS (
+            DELETE FROM families f WHERE f.tenant_id = $1 AND f.id IN (SELECT family_id FROM gone)
+            AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.tenant_id = $1 AND t.family_id = f.id AND t.expires_at > $2)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM idled)";
+    pub(crate) const SESSIONS: &str = sweep!("sessions", "expires_at <= $2");
+    pub(crate) const INTERACTIONS: &str = sweep!("interactions", "expires_at <= $2");
+    pub(crate) const ATTEMPTS: &str = sweep!("login_attempts", "window_start <= $2");
+    pub(crate) const PERSONAL_TOKENS: &str = sweep!("personal_tokens", "expires_at <= $2 OR revoked_at <= $2");
+    pub(crate) const REVOKED_JTIS: &str = sweep!("revoked_jtis", "expires_at <= $2");
+    pub(crate) const ALL: [&str; 9] = [CODES, REPLAYS, FAMILIES, TOKENS, SESSIONS, INTERACTIONS, ATTEMPTS, PERSONAL_TOKENS, REVOKED_JTIS];
 }
 
 #[async_trait]
@@ -1129,33 +1177,20 @@ impl Store for PgStore {
     ) -> StoreResult<Cleanup> {
         // Each kind in its own short statement, batched by `limit`, so housekeeping never
         // holds many row locks for long.
-        let run = |sql: String, cutoff: UnixTime| async move { self.housekeep(&sql, tenant, cutoff, limit).await };
+        let run = |sql: &'static str, cutoff: UnixTime| async move { self.housekeep(sql, tenant, cutoff, limit).await };
+        let row = self.write_returning(|| sqlx::query(sweep::TOKENS).bind(tenant.0).bind(now).bind(i64::from(limit))).await?;
+        let count = |i: usize| row.try_get::<i64, _>(i).map(|n| u64::try_from(n).unwrap_or(0)).map_err(fault);
+        let (tokens, idled) = (count(0)?, count(1)?);
         Ok(Cleanup {
-            codes: run(batch_delete("codes", "expires_at <= $2"), now).await?,
-            replays: run(
-                "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM tokens WHERE tenant_id = $1 AND replay_until <= $2 LIMIT $3))"
-                    .to_owned(),
-                now,
-            )
-            .await?,
-            // Families first: their tokens go with them (ON DELETE CASCADE).
-            // A family is over at its absolute expiry, or when no token of it is left unexpired
-            // (its refresh token idled out): nothing can revive it.
-            families: run(
-                batch_delete(
-                    "families",
-                    "expires_at <= $2 OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.tenant_id = families.tenant_id AND t.family_id = families.id AND t.expires_at > $2)",
-                ),
-                now,
-            )
-            .await?,
-            tokens: run(batch_delete("tokens", "expires_at <= $2"), now).await?,
-            sessions: run(batch_delete("sessions", "expires_at <= $2"), now).await?,
-            interactions: run(batch_delete("interactions", "expires_at <= $2"), now).await?,
-            attempts: run(batch_delete("login_attempts", "window_start <= $2"), attempts_before).await?,
-            personal_tokens: run(batch_delete("personal_tokens", "expires_at <= $2 OR revoked_at <= $2"), pat_before).await?,
-            revoked_jtis: run(batch_delete("revoked_jtis", "expires_at <= $2"), now).await?,
+            codes: run(sweep::CODES, now).await?,
+            replays: run(sweep::REPLAYS, now).await?,
+            families: run(sweep::FAMILIES, now).await? + idled,
+            tokens,
+            sessions: run(sweep::SESSIONS, now).await?,
+            interactions: run(sweep::INTERACTIONS, now).await?,
+            attempts: run(sweep::ATTEMPTS, attempts_before).await?,
+            personal_tokens: run(sweep::PERSONAL_TOKENS, pat_before).await?,
+            revoked_jtis: run(sweep::REVOKED_JTIS, now).await?,
         })
     }
 

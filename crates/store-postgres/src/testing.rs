@@ -54,3 +54,9 @@ pub async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
     conn.execute(sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).await.map_err(fault)?;
     conn.close().await.map_err(fault)
 }
+
+/// Housekeeping's statements (`$1` the tenant, `$2` the cutoff, `$3` the batch size), for the
+/// test that checks that each finds its rows through an index.
+pub fn housekeeping_statements() -> &'static [&'static str] {
+    &crate::sweep::ALL
+}

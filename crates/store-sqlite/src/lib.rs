@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_replay_and_settings.sql"),
     include_str!("../migrations/0003_revoked_jtis.sql"),
+    include_str!("../migrations/0004_housekeeping_indexes.sql"),
 ];
 
 /// How long a connection waits for a lock held by another process (another node on the same
@@ -291,6 +292,67 @@ fn query_all<T>(c: &Connection, sql: &str, params: impl Params, mut map: impl Fn
         out.push(map(r)?);
     }
     Ok(out)
+}
+
+/// Housekeeping's statements. Each finds its rows through an index (the tests check the
+/// plans), so that a pass costs what has expired, not what is live; each is bounded: `?1` the
+/// tenant, `?2` the cutoff, `?3` the batch size.
+mod sweep {
+    macro_rules! sweep {
+        ($table:literal, $condition:literal) => {
+            concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE rowid IN (SELECT rowid FROM ",
+                $table,
+                " WHERE tenant_id = ?1 AND (",
+                $condition,
+                ") LIMIT ?3)"
+            )
+        };
+    }
+    pub(crate) const CODES: &str = sweep!("codes", "expires_at <= ?2");
+    /// Replay answers past their window; the rows stay for reuse detection.
+    pub(crate) const REPLAYS: &str = "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE rowid IN
+         (SELECT rowid FROM tokens WHERE tenant_id = ?1 AND replay_until <= ?2 LIMIT ?3)";
+    /// Families past their absolute lifetime; their tokens go with them (ON DELETE CASCADE).
+    pub(crate) const FAMILIES: &str = sweep!("families", "expires_at <= ?2");
+    /// Expired tokens, with the family of each, for [`IDLED_FAMILY`].
+    pub(crate) const TOKENS: &str =
+        "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE tenant_id = ?1 AND expires_at <= ?2 LIMIT ?3) RETURNING family_id";
+    /// One family (`?2`) if no token of it is unexpired at `?3`. `INDEXED BY tokens_family`:
+    /// left to itself the planner may probe `tokens_expiry` for the NOT EXISTS, a walk over
+    /// every unexpired token of the tenant; with the hint SQLite must use the family index or
+    /// fail the statement, never silently scan.
+    pub(crate) const IDLED_FAMILY: &str = "DELETE FROM families WHERE tenant_id = ?1 AND id = ?2
+         AND NOT EXISTS (SELECT 1 FROM tokens t INDEXED BY tokens_family WHERE t.tenant_id = ?1 AND t.family_id = ?2 AND t.expires_at > ?3)";
+    pub(crate) const SESSIONS: &str = sweep!("sessions", "expires_at <= ?2");
+    pub(crate) const INTERACTIONS: &str = sweep!("interactions", "expires_at <= ?2");
+    pub(crate) const ATTEMPTS: &str = sweep!("login_attempts", "window_start <= ?2");
+    pub(crate) const PERSONAL_TOKENS: &str = sweep!("personal_tokens", "expires_at <= ?2 OR revoked_at <= ?2");
+    pub(crate) const REVOKED_JTIS: &str = sweep!("revoked_jtis", "expires_at <= ?2");
+    #[cfg(test)]
+    pub(crate) const ALL: [&str; 10] =
+        [CODES, REPLAYS, FAMILIES, TOKENS, IDLED_FAMILY, SESSIONS, INTERACTIONS, ATTEMPTS, PERSONAL_TOKENS, REVOKED_JTIS];
+}
+
+/// Deletes a batch of expired tokens, then those of their families that no unexpired token
+/// is left in: such a family has idled out (its refresh token expired before the family's
+/// absolute lifetime, or it never had one, as with client_credentials) and nothing can revive
+/// it. Returns how many tokens and how many families went.
+///
+/// Driven by the expired tokens (`tokens_expiry`), so a pass costs what has expired, never a
+/// walk over every live family: at 10⁵ client_credentials families such a walk held the single
+/// writer, and every request's write behind it, for hundreds of milliseconds per pass.
+fn expired_tokens(c: &Connection, tenant: TenantId, now: UnixTime, limit: u32) -> StoreResult<(u64, u64)> {
+    let t = tenant.0.to_string();
+    let gone: Vec<String> = query_all(c, sweep::TOKENS, params![t, now, i64::from(limit)], |r| r.get(0).map_err(fault))?;
+    let families: std::collections::BTreeSet<&String> = gone.iter().collect();
+    let mut idled = 0;
+    for family in families {
+        idled += exec(c, sweep::IDLED_FAMILY, params![t, family, now])?;
+    }
+    Ok((gone.len() as u64, idled))
 }
 
 fn insert_family_row(c: &Connection, f: &Family) -> StoreResult<()> {
@@ -1176,43 +1238,21 @@ impl Store for SqliteStore {
     ) -> StoreResult<Cleanup> {
         // Each kind in its own short statement and its own batch, limited to `limit` rows, so
         // housekeeping never holds up the writer for long.
-        let batch = |table: &str, condition: &str| {
-            format!("DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE tenant_id = ?1 AND ({condition}) LIMIT ?3)")
-        };
-        let run = |sql: String, cutoff: UnixTime| {
+        let run = |sql: &'static str, cutoff: UnixTime| {
             let t = tenant.0.to_string();
-            self.write(move |c| exec(c, &sql, params![t, cutoff, i64::from(limit)]))
+            self.write(move |c| exec(c, sql, params![t, cutoff, i64::from(limit)]))
         };
+        let (tokens, idled) = self.write(move |c| expired_tokens(c, tenant, now, limit)).await?;
         Ok(Cleanup {
-            codes: run(batch("codes", "expires_at <= ?2"), now).await?,
-            replays: run(
-                "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE rowid IN
-                 (SELECT rowid FROM tokens WHERE tenant_id = ?1 AND replay_until <= ?2 LIMIT ?3)"
-                    .to_owned(),
-                now,
-            )
-            .await?,
-            // Families first: their tokens go with them (ON DELETE CASCADE).
-            // A family is over at its absolute expiry, or when no token of it is left unexpired
-            // (its refresh token idled out): nothing can revive it.
-            // `INDEXED BY tokens_family`: left to itself the planner may probe `tokens_expiry`
-            // instead, which makes the pass quadratic (tens of thousands of client_credentials
-            // families held the single writer for minutes); with the hint SQLite must use the
-            // family index or fail the statement, never silently scan.
-            families: run(
-                batch(
-                    "families",
-                    "expires_at <= ?2 OR NOT EXISTS (SELECT 1 FROM tokens t INDEXED BY tokens_family WHERE t.tenant_id = families.tenant_id AND t.family_id = families.id AND t.expires_at > ?2)",
-                ),
-                now,
-            )
-            .await?,
-            tokens: run(batch("tokens", "expires_at <= ?2"), now).await?,
-            sessions: run(batch("sessions", "expires_at <= ?2"), now).await?,
-            interactions: run(batch("interactions", "expires_at <= ?2"), now).await?,
-            attempts: run(batch("login_attempts", "window_start <= ?2"), attempts_before).await?,
-            personal_tokens: run(batch("personal_tokens", "expires_at <= ?2 OR revoked_at <= ?2"), pat_before).await?,
-            revoked_jtis: run(batch("revoked_jtis", "expires_at <= ?2"), now).await?,
+            codes: run(sweep::CODES, now).await?,
+            replays: run(sweep::REPLAYS, now).await?,
+            families: run(sweep::FAMILIES, now).await? + idled,
+            tokens,
+            sessions: run(sweep::SESSIONS, now).await?,
+            interactions: run(sweep::INTERACTIONS, now).await?,
+            attempts: run(sweep::ATTEMPTS, attempts_before).await?,
+            personal_tokens: run(sweep::PERSONAL_TOKENS, pat_before).await?,
+            revoked_jtis: run(sweep::REVOKED_JTIS, now).await?,
         })
     }
 
@@ -1238,5 +1278,27 @@ impl Store for SqliteStore {
                 },
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every housekeeping statement finds its rows through an index on its cutoff: none walks
+    /// a table (`SCAN`), nor all of a tenant's rows (a search on `tenant_id` alone), so a pass
+    /// costs what has expired, however much is live.
+    #[test]
+    fn housekeeping_finds_its_rows_through_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("plan.db"), Durability::Full).unwrap();
+        migrate(&conn).unwrap();
+        for sql in sweep::ALL {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt.query_map(params!["t", 0, 10], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            let walks = |step: &&String| step.starts_with("SCAN") || step.ends_with("(tenant_id=?)");
+            assert!(!plan.iter().any(|s| walks(&s)), "{sql}\n{plan:#?}");
+            assert!(plan.iter().any(|s| s.contains("SEARCH")), "{sql}\n{plan:#?}");
+        }
     }
 }

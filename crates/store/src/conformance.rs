@@ -959,6 +959,10 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
     let short = Family { id: old_code.family_id, expires_at: NOW + 100, ..family(&old_code) };
     let [sa, sr] = pair(&short, h(41), h(42));
     store.redeem_code(w.tenant, old_code.hash, NOW, &short, &[sa, sr]).await.unwrap();
+    // A client's own family (client_credentials): one access token and no refresh token, so it
+    // idles out when that token expires, long before its absolute lifetime.
+    let own = Family { id: Uuid::new_v4(), grant_id: None, user_id: None, ..family(&old_code) };
+    store.insert_family(w.tenant, &own, &[token(&own, TokenKind::Access, h(60), Uuid::new_v4())]).await.unwrap();
     let session = Session { hash: h(50), tenant: w.tenant, user_id: w.user.id, auth_time: NOW, created_at: NOW, expires_at: NOW + 10 };
     store.insert_session(&session).await.unwrap();
     store.record_attempt(w.tenant, "account:x", NOW, 900).await.unwrap();
@@ -975,16 +979,17 @@ pub async fn housekeeping_deletes_only_what_cannot_matter(store: SharedStore) {
     // Batches of one: several passes, each bounded.
     loop {
         let c = store.delete_expired(w.tenant, later, NOW + 1, NOW, 1).await.unwrap();
-        assert!(c.codes <= 1 && c.tokens <= 1 && c.families <= 1, "a pass exceeds its batch: {c:?}");
+        // Families: a batch past their lifetime, and the idled-out families of a batch of tokens.
+        assert!(c.codes <= 1 && c.tokens <= 1 && c.families <= 2, "a pass exceeds its batch: {c:?}");
         if c.total() == 0 {
             break;
         }
         total += c;
     }
     assert_eq!(total.codes, 3, "every code has expired");
-    assert_eq!(total.families, 1, "only the family past its absolute lifetime");
+    assert_eq!(total.families, 2, "only the family past its absolute lifetime and the one that idled out");
     assert_eq!((total.sessions, total.attempts), (1, 1));
-    for gone in [h(11), h(20), h(31), h(41), h(42)] {
+    for gone in [h(11), h(20), h(31), h(41), h(42), h(60)] {
         assert!(store.find_token(w.tenant, gone).await.unwrap().is_none(), "{gone:?} should be gone");
     }
     // The live family still works, and the rotated token is still there to detect reuse.
