@@ -25,7 +25,7 @@ use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
 use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
 use rows::*;
-use rusqlite::{params, Connection, OpenFlags, Params, Row};
+use rusqlite::{params, Connection, OpenFlags, Params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -269,27 +269,37 @@ fn exec(c: &Connection, sql: &str, params: impl Params) -> StoreResult<u64> {
 }
 
 /// The first row of a query, mapped.
-fn query_opt<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Row<'_>) -> StoreResult<T>) -> StoreResult<Option<T>> {
+fn query_opt<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl FnOnce(&Cols<'_, '_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
     let mut stmt = c.prepare_cached(sql).map_err(fault)?;
     let mut rows = stmt.query(params).map_err(fault)?;
     match rows.next().map_err(fault)? {
-        Some(r) => map(r).map(Some),
+        Some(r) => map(&Cols::new(r)).map(Some),
         None => Ok(None),
     }
 }
 
 /// The one row a statement must return (`RETURNING`), mapped.
-fn query_one<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Row<'_>) -> StoreResult<T>) -> StoreResult<T> {
+fn query_one<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Cols<'_, '_>) -> StoreResult<T>) -> StoreResult<T> {
     query_opt(c, sql, params, map)?.ok_or_else(|| StoreError::Corrupt("the statement returned no row".into()))
 }
 
 /// Every row of a query, mapped.
-fn query_all<T>(c: &Connection, sql: &str, params: impl Params, mut map: impl FnMut(&Row<'_>) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+fn query_all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut map: impl FnMut(&Cols<'_, '_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
     let mut stmt = c.prepare_cached(sql).map_err(fault)?;
     let mut rows = stmt.query(params).map_err(fault)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(fault)? {
-        out.push(map(r)?);
+        out.push(map(&Cols::new(r))?);
     }
     Ok(out)
 }
@@ -346,7 +356,7 @@ mod sweep {
 /// writer, and every request's write behind it, for hundreds of milliseconds per pass.
 fn expired_tokens(c: &Connection, tenant: TenantId, now: UnixTime, limit: u32) -> StoreResult<(u64, u64)> {
     let t = tenant.0.to_string();
-    let gone: Vec<String> = query_all(c, sweep::TOKENS, params![t, now, i64::from(limit)], |r| r.get(0).map_err(fault))?;
+    let gone: Vec<String> = query_all(c, sweep::TOKENS, params![t, now, i64::from(limit)], |r| r.at(0))?;
     let families: std::collections::BTreeSet<&String> = gone.iter().collect();
     let mut idled = 0;
     for family in families {
@@ -508,7 +518,7 @@ impl Store for SqliteStore {
                 c,
                 "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = settings.value RETURNING value",
                 params![name, value],
-                |r| r.get(0).map_err(fault),
+                |r| r.at(0),
             )
         })
         .await
@@ -962,13 +972,7 @@ impl Store for SqliteStore {
                 c,
                 "SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = ? AND token_id = ? ORDER BY at, rowid",
                 [tenant.0.to_string(), id.to_string()],
-                |r| {
-                    Ok(PersonalTokenEvent {
-                        token_id: uuid_col(r, "token_id")?,
-                        event: r.get("event").map_err(fault)?,
-                        at: r.get("at").map_err(fault)?,
-                    })
-                },
+                |r| Ok(PersonalTokenEvent { token_id: uuid_col(r, "token_id")?, event: r.get("event")?, at: r.get("at")? }),
             )
         })
     }
@@ -985,7 +989,7 @@ impl Store for SqliteStore {
                     window_start = CASE WHEN window_start + ?4 <= ?3 THEN ?3 ELSE window_start END
                  RETURNING attempts, window_start",
                 params![tenant.0.to_string(), key, now, window],
-                |r| Ok(AttemptCount { attempts: r.get("attempts").map_err(fault)?, window_start: r.get("window_start").map_err(fault)? }),
+                |r| Ok(AttemptCount { attempts: r.get("attempts")?, window_start: r.get("window_start")? }),
             )
         })
         .await
@@ -1173,7 +1177,7 @@ impl Store for SqliteStore {
                  AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
                       AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
                 params![tenant.0.to_string(), &old.0[..], now],
-                |r| r.get(0).map_err(fault),
+                |r| r.at(0),
             )
         })
     }
@@ -1223,7 +1227,7 @@ impl Store for SqliteStore {
                 "SELECT EXISTS (SELECT 1 FROM clients WHERE tenant_id = ?1 AND client_id = ?2)
                     AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = ?1 AND jti = ?3)",
                 params![tenant.0.to_string(), client_id, jti.to_string()],
-                |row| row.get::<_, bool>(0).map_err(fault),
+                |row| row.at::<bool>(0),
             )
         })
     }
@@ -1267,7 +1271,7 @@ impl Store for SqliteStore {
                         (SELECT COUNT(*) FROM interactions WHERE tenant_id = ?1) AS interactions",
                 [tenant.0.to_string()],
                 |row| {
-                    let n = |c: &str| -> StoreResult<u64> { row.get::<_, i64>(c).map(|v| u64::try_from(v).unwrap_or(0)).map_err(fault) };
+                    let n = |c: &str| -> StoreResult<u64> { row.get::<i64>(c).map(|v| u64::try_from(v).unwrap_or(0)) };
                     Ok(RowCounts {
                         codes: n("codes")?,
                         tokens: n("tokens")?,
@@ -1284,6 +1288,18 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_are_found_by_name_in_any_order() {
+        let conn = Connection::open_in_memory().unwrap();
+        let got = query_one(&conn, "SELECT 1 AS a, 'two' AS b, 3 AS c", [], |r| {
+            Ok((r.get::<i64>("c")?, r.get::<i64>("a")?, r.get::<String>("b")?, r.get::<i64>("c")?, r.at::<i64>(0)?))
+        })
+        .unwrap();
+        assert_eq!(got, (3, 1, "two".to_owned(), 3, 1));
+        let missing = query_one(&conn, "SELECT 1 AS a", [], |r| r.get::<i64>("z"));
+        assert!(matches!(missing, Err(StoreError::Corrupt(ref m)) if m.contains("no column z")), "{missing:?}");
+    }
 
     /// Every housekeeping statement finds its rows through an index on its cutoff: none walks
     /// a table (`SCAN`), nor all of a tenant's rows (a search on `tenant_id` alone), so a pass
