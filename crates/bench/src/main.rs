@@ -251,13 +251,6 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     let mut machine = machine(&root, pinned);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
-    let argon2_bare = if scenarios.contains(&Scenario::PasswordLogin) {
-        eprintln!("measuring bare Argon2id on this core for {} s", args.duration);
-        Some(bare_argon2(Duration::from_secs(args.duration)).await?)
-    } else {
-        None
-    };
-
     let mut backends = Vec::new();
     if !args.no_sqlite {
         backends.push(Backend::Sqlite);
@@ -274,7 +267,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
         let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
         let report = match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
-            Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
+            Ok(mut t) => bench_target(&mut t, &args, &scenarios).await,
             Err(e) => TargetReport::failed("latchkey", name, &e),
         };
         targets.push(report);
@@ -284,7 +277,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
         let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-{}-sqlite.log", peer::NAME)));
         let report = match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
-            Ok(mut t) => bench_target(&mut t, &args, &scenarios, argon2_bare.as_ref()).await,
+            Ok(mut t) => bench_target(&mut t, &args, &scenarios).await,
             Err(e) => TargetReport::failed(peer::NAME, "sqlite", &e),
         };
         targets.push(report);
@@ -301,7 +294,6 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
             paced_fraction: PACED_FRACTION,
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
         },
-        argon2_bare,
         comparisons: report::compare(&targets),
         targets,
     };
@@ -313,10 +305,15 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     Ok(())
 }
 
-/// Verifies a password against its Argon2id hash in a loop on this (pinned) core, with the
-/// parameters the server uses.
-async fn bare_argon2(duration: Duration) -> Result<Argon2Bare> {
-    tokio::task::spawn_blocking(move || {
+/// Verifies a password against its Argon2id hash in a loop, with the parameters the server
+/// uses, on a thread of its own on `core` (the server's, while the server waits): the server's
+/// password threads run there too, and the cores of a virtual machine need not be equally fast.
+async fn bare_argon2(duration: Duration, core: Option<usize>) -> Result<Argon2Bare> {
+    let thread = std::thread::spawn(move || {
+        let pinned = core.map(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
+        if pinned == Some(false) {
+            bail!("cannot run on core {core:?}");
+        }
         let password = "bench password 1";
         let hash = latchkey_core::password::hash(password, &mut rand::thread_rng())?;
         let params = hash.split('$').nth(3).unwrap_or("?").to_owned();
@@ -330,16 +327,16 @@ async fn bare_argon2(duration: Duration) -> Result<Argon2Bare> {
             verifies += 1;
         }
         let seconds = start.elapsed().as_secs_f64();
-        Ok(Argon2Bare { parameters: format!("argon2id {params}"), verifies, seconds, verifies_per_second: verifies as f64 / seconds })
-    })
-    .await?
+        Ok(Argon2Bare { parameters: format!("argon2id {params}"), core, verifies, seconds, verifies_per_second: verifies as f64 / seconds })
+    });
+    tokio::task::spawn_blocking(move || thread.join().map_err(|_| anyhow::anyhow!("the Argon2id thread panicked"))?).await?
 }
 
 /// Starts, seeds and measures one target, and always stops it.
-async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario], argon2: Option<&Argon2Bare>) -> TargetReport {
+async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario]) -> TargetReport {
     let mut report = TargetReport::new(target.name(), target.backend());
     report.durability = Some(target.durability());
-    if let Err(e) = measure(target, args, scenarios, argon2, &mut report).await {
+    if let Err(e) = measure(target, args, scenarios, &mut report).await {
         eprintln!("{}/{}: {e:#}", report.target, report.backend);
         report.error = Some(format!("{e:#}"));
     }
@@ -358,7 +355,6 @@ async fn measure(
     target: &mut dyn Target,
     args: &AllArgs,
     scenarios: &[Scenario],
-    argon2: Option<&Argon2Bare>,
     report: &mut TargetReport,
 ) -> Result<()> {
     let label = format!("{}/{}", target.name(), target.backend());
@@ -388,6 +384,10 @@ async fn measure(
             report.scenarios.push(sr);
             continue;
         };
+        if scenario == Scenario::PasswordLogin {
+            eprintln!("{label}: bare Argon2id on the server's core for {} s", args.duration);
+            sr.bare_argon2 = Some(bare_argon2(duration, cores.map(|c| c.server)).await?);
+        }
         eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
         let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
         let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
@@ -403,7 +403,8 @@ async fn measure(
             }
         }
         if scenario == Scenario::PasswordLogin {
-            sr.ratio_to_bare_argon2 = argon2.filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
+            sr.ratio_to_bare_argon2 =
+                sr.bare_argon2.as_ref().filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
         }
         eprintln!(
             "{label}: {}: {:.1}/s, p50 {} µs, p99 {} µs, {} errors",
