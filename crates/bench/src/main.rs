@@ -351,12 +351,7 @@ async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scen
     report
 }
 
-async fn measure(
-    target: &mut dyn Target,
-    args: &AllArgs,
-    scenarios: &[Scenario],
-    report: &mut TargetReport,
-) -> Result<()> {
+async fn measure(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario], report: &mut TargetReport) -> Result<()> {
     let label = format!("{}/{}", target.name(), target.backend());
     eprintln!("{label}: starting on a fresh database");
     let started = target.start().await?;

@@ -234,8 +234,13 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
         Err(CredentialFailure::Invalid) => {
             return Err(OAuthError::invalid_grant("invalid_credentials: the username or password is incorrect").into())
         }
+        // RFC 6585 §4: 429 with Retry-After, as for a client locked out of its secret, so that
+        // a client can tell "wait" from "wrong password" without parsing the description.
         Err(CredentialFailure::TooManyAttempts { retry_after }) => {
-            return Err(OAuthError::invalid_grant(format!("too_many_attempts: try again in {retry_after} seconds")).into());
+            return Err(AppError::TooManyAttempts {
+                retry_after,
+                error: OAuthError::invalid_grant(format!("too_many_attempts: try again in {retry_after} seconds")),
+            });
         }
     };
     let now = state.now();

@@ -148,11 +148,28 @@ async fn parallel_guessing_stays_within_the_budget() {
     let throttled = attacks.iter().filter(|(_, b)| b["error_description"].as_str().unwrap().starts_with("too_many_attempts")).count();
     assert_eq!(checked, 10, "exactly the account budget of guesses was checked");
     assert_eq!(throttled, 30);
+    assert!(attacks.iter().all(|(s, b)| (*s == 429) == b["error_description"].as_str().unwrap().starts_with("too_many_attempts")));
     assert!(valid.iter().all(|(s, _)| *s == 200), "other users sign in while one account is attacked");
     // Locked: even the right password is refused until the window ends, on the form too.
     let (s, b) = grant(&app, &c, "victim@example.com", PASSWORD).await;
-    assert_eq!(s, 400);
+    assert_eq!(s, 429, "RFC 6585 §4: throttled, not a wrong password");
+    assert_eq!(b["error"], "invalid_grant");
     assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"));
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "victim@example.com"),
+            ("password", PASSWORD),
+            ("client_id", &c.client_id),
+            ("client_secret", c.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let retry_after: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=15 * 60).contains(&retry_after), "Retry-After {retry_after} within the window");
     let client = app.client("openid").await;
     let browser = app.browser();
     let html =
@@ -178,7 +195,8 @@ async fn a_client_spraying_accounts_is_stopped() {
         let (_, b) = grant(&app, &sprayer, &format!("user{i}@example.com"), "guess").await;
         assert!(b["error_description"].as_str().unwrap().starts_with("invalid_credentials"));
     }
-    let (_, b) = grant(&app, &sprayer, "user9@example.com", "guess").await;
+    let (s, b) = grant(&app, &sprayer, "user9@example.com", "guess").await;
+    assert_eq!(s, 429);
     assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"), "{b}");
     assert_eq!(grant(&app, &other, "hub@example.com", PASSWORD).await.0, 200, "other clients are not affected");
 }
