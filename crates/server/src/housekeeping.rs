@@ -15,10 +15,17 @@ const BATCH: u32 = 1_000;
 const PERSONAL_TOKEN_RETENTION: i64 = 30 * 24 * 3600;
 
 /// One full pass: batches until nothing expired is left.
+///
+/// Between two batches the pass rests as long as the last batch took, so that it never takes
+/// more than half of the database's time (the single SQLite writer, or a PostgreSQL backend and
+/// the cores it shares with the server): a pass with much to remove (a burst of tokens that all
+/// expired together) is spread out instead of stalling the requests behind it. The benchmark
+/// saw one pass of 88,000 rows hold code flows on PostgreSQL up to 170 ms without it.
 pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup> {
     let now = rt.now();
     let mut total = Cleanup::default();
     loop {
+        let started = std::time::Instant::now();
         let c = rt.store.delete_expired(rt.tenant.id, now, now - guessing_window, now - PERSONAL_TOKEN_RETENTION, BATCH).await?;
         total += c;
         // A kind that filled its batch may have more left.
@@ -26,8 +33,7 @@ pub async fn run_once(rt: &Runtime, guessing_window: i64) -> StoreResult<Cleanup
         if !full {
             return Ok(total);
         }
-        // Let requests in between batches.
-        tokio::task::yield_now().await;
+        tokio::time::sleep(started.elapsed()).await;
     }
 }
 
