@@ -42,6 +42,17 @@ pub(crate) struct Argon2Bare {
     pub(crate) verifies: u64,
     pub(crate) seconds: f64,
     pub(crate) verifies_per_second: f64,
+    /// The rate of each measurement added up here (before and after the server's run).
+    pub(crate) parts: Vec<f64>,
+}
+
+impl Argon2Bare {
+    /// Both measurements as one.
+    pub(crate) fn and(self, other: &Argon2Bare) -> Argon2Bare {
+        let (verifies, seconds) = (self.verifies + other.verifies, self.seconds + other.seconds);
+        let parts = self.parts.iter().chain(&other.parts).copied().collect();
+        Argon2Bare { verifies, seconds, verifies_per_second: verifies as f64 / seconds, parts, ..self }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -517,11 +528,13 @@ pub(crate) fn markdown(r: &Report) -> String {
             if let (Some(ratio), Some(a)) = (sc.ratio_to_bare_argon2, &sc.bare_argon2) {
                 let _ = writeln!(
                     s,
-                    "- password_login: {:.0}% of the bare Argon2id rate ({}: {:.1} verifications/s on {}, measured just before)",
+                    "- password_login: {:.0}% of the bare Argon2id rate ({}: {:.1} verifications/s on {}, measured just before and \
+                     after: {})",
                     ratio * 100.0,
                     a.parameters,
                     a.verifies_per_second,
                     a.core.map_or("the driver's thread".to_owned(), |c| format!("the server's core {c}")),
+                    a.parts.iter().map(|r| format!("{r:.1}/s")).collect::<Vec<_>>().join(" and "),
                 );
             }
         }
@@ -631,6 +644,22 @@ mod tests {
             paced: rate.map(|_| paced),
             ..ScenarioReport::new(name, "requests")
         }
+    }
+
+    #[test]
+    fn bare_argon2_measurements_add_up() {
+        let m = |verifies, seconds: f64| Argon2Bare {
+            parameters: "argon2id m=19456,t=2,p=1".into(),
+            core: Some(0),
+            verifies,
+            seconds,
+            verifies_per_second: verifies as f64 / seconds,
+            parts: vec![verifies as f64 / seconds],
+        };
+        let both = m(400, 5.0).and(&m(500, 5.0));
+        assert_eq!((both.verifies, both.seconds, both.verifies_per_second), (900, 10.0, 90.0));
+        assert_eq!(both.parts, vec![80.0, 100.0]);
+        assert_eq!(both.core, Some(0));
     }
 
     #[test]
