@@ -19,8 +19,12 @@ async fn yoc_client(app: &TestApp) -> TestClient {
 }
 
 async fn grant(app: &TestApp, c: &TestClient, user: &str, password: &str) -> (u16, Value) {
-    let r = app
-        .http()
+    let r = grant_response(app, c, user, password).await;
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn grant_response(app: &TestApp, c: &TestClient, user: &str, password: &str) -> reqwest::Response {
+    app.http()
         .post(app.url("/oauth/token"))
         .form(&[
             ("grant_type", "password"),
@@ -31,8 +35,7 @@ async fn grant(app: &TestApp, c: &TestClient, user: &str, password: &str) -> (u1
         ])
         .send()
         .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+        .unwrap()
 }
 
 /// The YOC seed's requests: multipart, JSON and form bodies, with the client in the body or in
@@ -155,19 +158,7 @@ async fn parallel_guessing_stays_within_the_budget() {
     assert_eq!(s, 429, "RFC 6585 §4: throttled, not a wrong password");
     assert_eq!(b["error"], "invalid_grant");
     assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"));
-    let r = app
-        .http()
-        .post(app.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "victim@example.com"),
-            ("password", PASSWORD),
-            ("client_id", &c.client_id),
-            ("client_secret", c.secret.as_deref().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = grant_response(&app, &c, "victim@example.com", PASSWORD).await;
     let retry_after: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&retry_after), "Retry-After {retry_after} within the window");
     let client = app.client("openid").await;
