@@ -380,10 +380,14 @@ async fn measure(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario]
             report.scenarios.push(sr);
             continue;
         };
-        if scenario == Scenario::PasswordLogin {
+        // The machine's speed drifts over minutes: the bare Argon2id rate that password_login
+        // is compared with is measured half just before the run and half just after.
+        let bare_before = if scenario == Scenario::PasswordLogin {
             eprintln!("{label}: bare Argon2id on the server's core for {} s", duration.as_secs_f64() / 2.0);
-            sr.bare_argon2 = Some(bare_argon2(duration / 2, cores.map(|c| c.server)).await?);
-        }
+            Some(bare_argon2(duration / 2, cores.map(|c| c.server)).await?)
+        } else {
+            None
+        };
         eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
         let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
         let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
@@ -398,12 +402,9 @@ async fn measure(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario]
                 }
             }
         }
-        if scenario == Scenario::PasswordLogin {
-            // The machine's speed drifts over minutes: the bare rate is measured half just
-            // before the run and half just after, and both halves count.
+        if let Some(before) = bare_before {
             eprintln!("{label}: bare Argon2id on the server's core again for {} s", duration.as_secs_f64() / 2.0);
-            let after = bare_argon2(duration / 2, cores.map(|c| c.server)).await?;
-            sr.bare_argon2 = sr.bare_argon2.take().map(|before| before.and(&after));
+            sr.bare_argon2 = Some(before.and(&bare_argon2(duration / 2, cores.map(|c| c.server)).await?));
             sr.ratio_to_bare_argon2 =
                 sr.bare_argon2.as_ref().filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
         }

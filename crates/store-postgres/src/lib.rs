@@ -346,9 +346,9 @@ impl PgStore {
     }
 }
 
-/// Housekeeping's statements. Each finds its rows through an index (the tests check the
-/// plans), so that a pass costs what has expired, not what is live; each is bounded: `$1` the
-/// tenant, `$2` the cutoff, `$3` the batch size.
+/// Housekeeping's statements. Each can find its rows through an index on its cutoff (a test
+/// checks that the indexes exist), so that a pass costs what has expired, not what is live;
+/// each is bounded: `$1` the tenant, `$2` the cutoff, `$3` the batch size.
 ///
 /// Rows are picked by `ctid` (their physical address, which any table has): a row that a
 /// concurrent transaction updates meanwhile gets a new `ctid` and is left for the next pass
