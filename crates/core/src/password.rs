@@ -4,7 +4,9 @@
 //! on the async runtime (DESIGN.md principle 4).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+/// A unit of Argon2 working memory (1 KiB), for the buffers of [`verify_with_memory`].
+pub use argon2::Block;
+use argon2::{Algorithm, Argon2, Params, Version};
 use rand::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 
