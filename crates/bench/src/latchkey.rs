@@ -49,6 +49,8 @@ pub(crate) struct LatchkeyTarget {
     log_copy: Option<PathBuf>,
     proxied: bool,
     housekeeping: bool,
+    /// PostgreSQL's processes on the server's core while the target runs, or why not.
+    postgres_pinned: Option<std::result::Result<pg::PinnedPostgres, String>>,
 }
 
 impl LatchkeyTarget {
@@ -91,6 +93,7 @@ impl LatchkeyTarget {
             log_copy,
             proxied: false,
             housekeeping,
+            postgres_pinned: None,
         })
     }
 
@@ -184,6 +187,13 @@ impl Target for LatchkeyTarget {
     }
 
     async fn start(&mut self) -> Result<Started> {
+        if let (Backend::Postgres(url), Some(cores)) = (&self.backend, &self.pin) {
+            self.postgres_pinned = Some(if pg::on_this_machine(url) {
+                pg::PinnedPostgres::pin(cores).map_err(|e| format!("{e:#}"))
+            } else {
+                Err("the database is not on this machine".into())
+            });
+        }
         let database = self.database.clone();
         self.spawn(&database, &[]).await
     }
@@ -317,6 +327,8 @@ impl Target for LatchkeyTarget {
         if let (Backend::Postgres(url), Some(schema)) = (&self.backend, self.schema.take()) {
             latchkey_store_postgres::testing::drop_schema(url, &schema).await.context("cannot drop the benchmark schema")?;
         }
+        // PostgreSQL's processes get their CPUs back.
+        self.postgres_pinned = None;
         Ok(Stopped { log_problems, log_copy })
     }
 
@@ -338,9 +350,17 @@ impl Target for LatchkeyTarget {
                 "database: a fresh SQLite file; DB size = pages in use ((page_count - freelist_count) * page_size, WAL included) through a read-only connection, since the WAL file is reused rather than shrunk".into(),
             ),
             Backend::Postgres(url) => notes.push(format!(
-                "database: a fresh schema on {}; DB size = pg_total_relation_size of the schema's tables; server CPU excludes PostgreSQL's own processes (reported apart as postgres CPU, all postgres processes of the machine, unpinned)",
+                "database: a fresh schema on {}; DB size = pg_total_relation_size of the schema's tables; server CPU excludes PostgreSQL's own processes (reported apart as postgres CPU, all postgres processes of the machine)",
                 redact(url)
             )),
+        }
+        match &self.postgres_pinned {
+            Some(Ok(p)) => notes.push(format!(
+                "PostgreSQL: its {} processes (and the backends forked during the run) pinned to the server's core, so that one core does all the server's work as with SQLite; given back their CPUs at the end",
+                p.processes()
+            )),
+            Some(Err(why)) => notes.push(format!("PostgreSQL's processes were not pinned ({why}): they shared the load driver's core too")),
+            None => {}
         }
         if !self.housekeeping {
             notes.push("housekeeping off (LATCHKEY_HOUSEKEEPING_INTERVAL=0, --no-housekeeping)".into());

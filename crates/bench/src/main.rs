@@ -32,6 +32,8 @@ const PINNED_ENV: &str = "LATCHKEY_BENCH_PINNED";
 /// The core of the load driver and the core of the server.
 const DRIVER_CORE: usize = 1;
 const SERVER_CORE: usize = 0;
+/// The pause between signing the browsers in and the next scenario.
+const AFTER_SIGN_IN: Duration = Duration::from_secs(6);
 /// The fraction of the saturation rate at which latency is measured again.
 const PACED_FRACTION: f64 = 0.7;
 
@@ -369,6 +371,10 @@ async fn measure(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario]
         if scenario::needs_fixtures(scenario) && fixtures.is_none() {
             eprintln!("{label}: signing in {connections} browsers");
             let fx = scenario::prepare_fixtures(&*target, &seed, args.connections).await.context("signing in")?;
+            // The scenarios measure a server serving tokens, not one still holding what the
+            // sign-ins needed: Latchkey gives its Argon2 memory back once no check has needed
+            // it for 5 s (`server::passwords::IDLE`). Every target gets the same pause.
+            tokio::time::sleep(AFTER_SIGN_IN).await;
             if !fx.id_token {
                 report.notes.push("warning: code or refresh answers carried no id_token".into());
             }

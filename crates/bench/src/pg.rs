@@ -1,6 +1,6 @@
-//! PostgreSQL helpers: the size of a schema, and a TCP proxy that counts the round trips a
-//! server makes (each `Sync` of the extended protocol and each simple `Query` is one wait for
-//! the database's answer).
+//! PostgreSQL helpers: the size of a schema, a TCP proxy that counts the round trips a server
+//! makes (each `Sync` of the extended protocol and each simple `Query` is one wait for the
+//! database's answer), and PostgreSQL's processes moved to the server's core for a run.
 
 use crate::target::RoundTripCounter;
 use anyhow::{Context, Result};
@@ -21,6 +21,65 @@ pub(crate) async fn schema_bytes(server_url: &str, schema: &str) -> Result<u64> 
     .await?;
     conn.close().await?;
     Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// PostgreSQL's processes on this machine, pinned to the server's core for a run so that one
+/// core does all the server's work, as with SQLite: left alone they ran on the load driver's
+/// core or took the server's when they liked, and neither throughput nor latency said what one
+/// core serves. Backends started later are forked by the postmaster and inherit its CPUs.
+/// Dropping it gives every process back the CPUs it had.
+pub(crate) struct PinnedPostgres {
+    was: Vec<(u32, String)>,
+}
+
+impl PinnedPostgres {
+    pub(crate) fn pin(cores: &str) -> Result<Self> {
+        let mut pinned = Self { was: Vec::new() };
+        for pid in crate::procfs::pids_of_all("postgres") {
+            // A backend that ended since the listing is skipped.
+            let Ok(cpus) = crate::procfs::allowed_cpus(pid) else { continue };
+            taskset(pid, cores)?;
+            pinned.was.push((pid, cpus));
+        }
+        if pinned.was.is_empty() {
+            anyhow::bail!("no process named postgres on this machine");
+        }
+        Ok(pinned)
+    }
+
+    /// How many processes were pinned.
+    pub(crate) fn processes(&self) -> usize {
+        self.was.len()
+    }
+}
+
+impl Drop for PinnedPostgres {
+    fn drop(&mut self) {
+        for (pid, cpus) in &self.was {
+            // One that has ended since needs nothing back.
+            let _ = taskset(*pid, cpus);
+        }
+    }
+}
+
+/// Whether the database of `url` runs here: a loopback host or a Unix socket.
+pub(crate) fn on_this_machine(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else { return false };
+    // `postgres:` is not a special scheme to the URL standard: its host is opaque text.
+    match u.host_str() {
+        None | Some("") => true,
+        Some(host) => host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
+/// `taskset -a -p -c CPUS PID`: every thread of `pid` on `cpus`.
+fn taskset(pid: u32, cpus: &str) -> Result<()> {
+    let out =
+        std::process::Command::new("taskset").args(["-a", "-p", "-c", cpus, &pid.to_string()]).output().context("cannot run taskset")?;
+    if !out.status.success() {
+        anyhow::bail!("taskset -p -c {cpus} {pid}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// Counts round-trip messages in the frontend half of a PostgreSQL connection (protocol 3:
@@ -136,6 +195,21 @@ async fn relay(client: TcpStream, upstream: SocketAddr, counter: RoundTripCounte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_local_database_is_pinned() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "postgres://u:p@localhost/db",
+            "postgres://[::1]/db",
+            "postgres:///db?host=/run/postgresql",
+        ] {
+            assert!(on_this_machine(url), "{url}");
+        }
+        for url in ["postgres://db.example.com/db", "postgres://10.0.0.5/db", "not a url"] {
+            assert!(!on_this_machine(url), "{url}");
+        }
+    }
 
     fn startup() -> Vec<u8> {
         let params = b"user\0postgres\0database\0postgres\0\0";

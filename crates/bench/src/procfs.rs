@@ -92,16 +92,34 @@ pub(crate) fn status_kb(pid: u32, key: &str) -> Result<u64> {
     parse_status_kb(&text, key).with_context(|| format!("no {key} in /proc/{pid}/status"))
 }
 
-/// CPU ticks used so far by every process named `comm` (all PostgreSQL processes, say). Processes
-/// that end between the listing and the read are skipped.
-pub(crate) fn cpu_ticks_of_all(comm: &str) -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+/// The `stat` line of every process named `comm` (all PostgreSQL processes, say), by pid.
+/// Processes that end between the listing and the read are skipped.
+fn stats_of_all(comm: &str) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|stat| parse_stat_comm(stat) == Some(comm))
-        .filter_map(|stat| parse_stat_cpu_ticks(&stat))
-        .sum()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e)))
+        .filter_map(|(pid, e)| Some((pid, std::fs::read_to_string(e.path().join("stat")).ok()?)))
+        .filter(|(_, stat)| parse_stat_comm(stat) == Some(comm))
+        .collect()
+}
+
+/// CPU ticks used so far by every process named `comm`.
+pub(crate) fn cpu_ticks_of_all(comm: &str) -> u64 {
+    stats_of_all(comm).iter().filter_map(|(_, stat)| parse_stat_cpu_ticks(stat)).sum()
+}
+
+/// The pids of every process named `comm`.
+pub(crate) fn pids_of_all(comm: &str) -> Vec<u32> {
+    stats_of_all(comm).into_iter().map(|(pid, _)| pid).collect()
+}
+
+/// The CPUs `pid` may run on, as `taskset -c` takes them (`Cpus_allowed_list`: "0-1").
+pub(crate) fn allowed_cpus(pid: u32) -> Result<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+        .with_context(|| format!("no Cpus_allowed_list in /proc/{pid}/status"))
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`), 100 on every Linux we know of when that fails.

@@ -287,7 +287,7 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport) -> Comparison {
         (
             "peak_rss",
             &both,
-            "largest VmRSS sampled during the scenarios both ran, sign-in included: Latchkey's browsers sign in with a password (Argon2id, 19 MiB per check), the peer's with none",
+            "largest VmRSS sampled during the scenarios both ran, those after the browsers signed in included: Latchkey's browsers sign in with a password (Argon2id, 19 MiB per check), the peer's with none; the scenarios start 6 s after the sign-ins, and Latchkey frees its Argon2 memory 5 s after the last check",
         ),
     ] {
         if names.is_empty() {
