@@ -3,7 +3,7 @@
 
 use crate::http::{expect_status, html_field, Browser, Endpoint};
 use crate::target::{sqlite_bytes_in_use, ClientCreds, CodeClient, Paths, RoundTripCounter, Seed, Started, Stopped, Target};
-use crate::{pg, process};
+use crate::{pg, process, target};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use std::net::SocketAddr;
@@ -60,6 +60,17 @@ pub(crate) struct LatchkeyTarget {
 }
 
 impl LatchkeyTarget {
+    /// Pins a local PostgreSQL's processes to the server's core, when the server is pinned.
+    fn pin_postgres(&mut self) {
+        if let (Backend::Postgres(url), Some(cores)) = (&self.backend, &self.pin) {
+            self.postgres_pinned = Some(if pg::on_this_machine(url) {
+                pg::PinnedPostgres::pin(cores).map_err(|e| format!("{e:#}"))
+            } else {
+                Err("the database is not on this machine".into())
+            });
+        }
+    }
+
     /// `housekeeping: false` turns the server's periodic removal of expired rows off.
     pub(crate) async fn new(
         binary: &Path,
@@ -191,15 +202,26 @@ impl Target for LatchkeyTarget {
     }
 
     async fn start(&mut self) -> Result<Started> {
-        if let (Backend::Postgres(url), Some(cores)) = (&self.backend, &self.pin) {
-            self.postgres_pinned = Some(if pg::on_this_machine(url) {
-                pg::PinnedPostgres::pin(cores).map_err(|e| format!("{e:#}"))
-            } else {
-                Err("the database is not on this machine".into())
-            });
-        }
+        self.pin_postgres();
         let database = self.database.clone();
         self.spawn(&database, &[]).await
+    }
+
+    async fn pause(&mut self) -> Result<()> {
+        target::signal(self.pid(), "STOP").await?;
+        // PostgreSQL's processes leave the server's core, where another target is measured
+        // next; they are idle but for their own background work.
+        if matches!(self.postgres_pinned, Some(Ok(_))) {
+            self.postgres_pinned = None;
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self) -> Result<()> {
+        if self.postgres_pinned.is_none() {
+            self.pin_postgres();
+        }
+        target::signal(self.pid(), "CONT").await
     }
 
     async fn seed(&mut self) -> Result<Seed> {

@@ -1,6 +1,7 @@
 //! `latchkey-bench`: builds the release server, starts it on a fresh database per backend,
 //! seeds it through the CLI, drives each scenario with a Rust load driver pinned to its own
-//! core, does the same with the peer (node-oidc-provider on SQLite), and writes `latest.json`
+//! core, does the same with the peer (node-oidc-provider on SQLite), the targets taking turns
+//! scenario by scenario, and writes `latest.json`
 //! and `latest.md` with the ratio table. A benchmark, not a test: it asserts nothing about
 //! timings.
 
@@ -260,7 +261,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     if let Some(url) = &args.postgres {
         backends.push(Backend::Postgres(url.clone()));
     }
-    let mut targets = Vec::new();
+    let mut runs = Vec::new();
     for backend in backends {
         let name = match backend {
             Backend::Sqlite => "sqlite",
@@ -268,21 +269,36 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
         };
         let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
-        let report = match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
-            Ok(mut t) => bench_target(&mut t, &args, &scenarios).await,
-            Err(e) => TargetReport::failed("latchkey", name, &e),
-        };
-        targets.push(report);
+        runs.push(match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
+            Ok(t) => Run::new(Box::new(t)),
+            Err(e) => Run::failed(TargetReport::failed("latchkey", name, &e)),
+        });
     }
-    // The peer runs after Latchkey, with the same scenarios, load and pinning.
+    // The peer gets the same scenarios, load and pinning.
     if let Some(installed) = peer {
         let pin = pinned.then(|| SERVER_CORE.to_string());
         let log_copy = Some(out.join(format!("server-{}-sqlite.log", peer::NAME)));
-        let report = match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
-            Ok(mut t) => bench_target(&mut t, &args, &scenarios).await,
-            Err(e) => TargetReport::failed(peer::NAME, "sqlite", &e),
-        };
-        targets.push(report);
+        runs.push(match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
+            Ok(t) => Run::new(Box::new(t)),
+            Err(e) => Run::failed(TargetReport::failed(peer::NAME, "sqlite", &e)),
+        });
+    }
+    // The targets take turns, scenario by scenario: the machine's speed drifts by a quarter
+    // over minutes, and a ratio of two runs ten minutes apart measured the drift as much as
+    // the servers. The targets not measured are frozen (SIGSTOP), so that no timer of theirs
+    // runs on the core another one is measured on.
+    for run in &mut runs {
+        run.begin().await;
+    }
+    for &scenario in &scenarios {
+        for run in &mut runs {
+            run.scenario(&args, scenario).await;
+        }
+    }
+    let mut targets = Vec::new();
+    for mut run in runs {
+        run.finish(&scenarios).await;
+        targets.push(run.report);
     }
 
     machine.loadavg_end = loadavg();
@@ -335,111 +351,187 @@ async fn bare_argon2(duration: Duration, core: Option<usize>) -> Result<Argon2Ba
     tokio::task::spawn_blocking(move || thread.join().map_err(|_| anyhow::anyhow!("the Argon2id thread panicked"))?).await?
 }
 
-/// Starts, seeds and measures one target, and always stops it.
-async fn bench_target(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario]) -> TargetReport {
-    let mut report = TargetReport::new(target.name(), target.backend());
-    report.durability = Some(target.durability());
-    if let Err(e) = measure(target, args, scenarios, &mut report).await {
-        eprintln!("{}/{}: {e:#}", report.target, report.backend);
-        report.error = Some(format!("{e:#}"));
-    }
-    report.notes.extend(target.notes());
-    match target.stop().await {
-        Ok(stopped) => {
-            report.log_problems = stopped.log_problems;
-            report.log_copy = stopped.log_copy;
-        }
-        Err(e) => report.error = Some(format!("{}stopping: {e:#}", report.error.take().map(|e| e + "; ").unwrap_or_default())),
-    }
-    report
+/// One target of the run: its server, what was set up on it, and its report.
+struct Run {
+    /// `None` once stopped (or never made).
+    target: Option<Box<dyn Target>>,
+    seed: Option<Seed>,
+    fixtures: Option<Fixtures>,
+    report: TargetReport,
 }
 
-async fn measure(target: &mut dyn Target, args: &AllArgs, scenarios: &[Scenario], report: &mut TargetReport) -> Result<()> {
+impl Run {
+    fn new(target: Box<dyn Target>) -> Self {
+        let mut report = TargetReport::new(target.name(), target.backend());
+        report.durability = Some(target.durability());
+        Self { target: Some(target), seed: None, fixtures: None, report }
+    }
+
+    fn failed(report: TargetReport) -> Self {
+        Self { target: None, seed: None, fixtures: None, report }
+    }
+
+    fn label(&self) -> String {
+        format!("{}/{}", self.report.target, self.report.backend)
+    }
+
+    /// Starts the server on its fresh database, seeds it and freezes it until its turn.
+    async fn begin(&mut self) {
+        let label = self.label();
+        let Some(target) = self.target.as_mut() else { return };
+        eprintln!("{label}: starting on a fresh database");
+        let begun = async {
+            let started = target.start().await?;
+            self.report.start_to_first_answer_ms = Some(started.first_answer_ms);
+            self.report.first_answer_probe = Some(started.probe.to_owned());
+            let seed = target.seed().await.context("seeding")?;
+            target.pause().await.context("pausing")?;
+            anyhow::Ok(seed)
+        }
+        .await;
+        match begun {
+            Ok(seed) => self.seed = Some(seed),
+            Err(e) => self.fail(e).await,
+        }
+    }
+
+    /// Runs `scenario` on the target, if it is still up.
+    async fn scenario(&mut self, args: &AllArgs, scenario: Scenario) {
+        let Some(target) = self.target.as_mut() else { return };
+        let Some(seed) = self.seed.as_ref() else { return };
+        let done = async {
+            target.resume().await.context("resuming")?;
+            measure(&mut **target, args, seed, &mut self.fixtures, scenario, &mut self.report).await?;
+            target.pause().await.context("pausing")
+        }
+        .await;
+        if let Err(e) = done {
+            self.fail(e).await;
+        }
+    }
+
+    /// Counts round trips where the target can, and stops it.
+    async fn finish(&mut self, scenarios: &[Scenario]) {
+        let Some(target) = self.target.as_mut() else { return };
+        let Some(seed) = self.seed.as_ref() else { return };
+        if let Err(e) = target.resume().await {
+            return self.fail(e.context("resuming")).await;
+        }
+        match round_trips(&mut **target, seed, scenarios).await {
+            Ok(rts) => self.report.round_trips = rts,
+            Err(e) => self.report.round_trips_error = Some(format!("{e:#}")),
+        }
+        self.stop().await;
+    }
+
+    /// Records `error`; the target runs no more scenarios.
+    async fn fail(&mut self, error: anyhow::Error) {
+        eprintln!("{}: {error:#}", self.label());
+        self.report.error = Some(format!("{error:#}"));
+        if let Some(target) = self.target.as_mut() {
+            // A frozen server would not see the SIGTERM that stops it.
+            let _ = target.resume().await;
+        }
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        let Some(mut target) = self.target.take() else { return };
+        self.report.notes.extend(target.notes());
+        match target.stop().await {
+            Ok(stopped) => {
+                self.report.log_problems = stopped.log_problems;
+                self.report.log_copy = stopped.log_copy;
+            }
+            Err(e) => {
+                let before = self.report.error.take().map(|e| e + "; ").unwrap_or_default();
+                self.report.error = Some(format!("{before}stopping: {e:#}"));
+            }
+        }
+    }
+}
+
+/// Measures one scenario on a running target (signing its browsers in first if the scenario
+/// needs them and no earlier one did).
+async fn measure(
+    target: &mut dyn Target,
+    args: &AllArgs,
+    seed: &Seed,
+    fixtures: &mut Option<Fixtures>,
+    scenario: Scenario,
+    report: &mut TargetReport,
+) -> Result<()> {
     let label = format!("{}/{}", target.name(), target.backend());
-    eprintln!("{label}: starting on a fresh database");
-    let started = target.start().await?;
-    report.start_to_first_answer_ms = Some(started.first_answer_ms);
-    report.first_answer_probe = Some(started.probe.to_owned());
-    let seed = target.seed().await.context("seeding")?;
-    let mut fixtures: Option<Fixtures> = None;
     let warmup = Duration::from_secs(args.warmup);
     let duration = Duration::from_secs(args.duration);
     let cores = pinned().then_some(Cores { server: SERVER_CORE, driver: DRIVER_CORE });
-
-    for &scenario in scenarios {
-        let connections = if scenario == Scenario::PasswordLogin { args.password_connections } else { args.connections };
-        if scenario::needs_fixtures(scenario) && fixtures.is_none() {
-            eprintln!("{label}: signing in {connections} browsers");
-            let fx = scenario::prepare_fixtures(&*target, &seed, args.connections).await.context("signing in")?;
-            // The scenarios measure a server serving tokens, not one still holding what the
-            // sign-ins needed: Latchkey gives its Argon2 memory back once no check has needed
-            // it for 5 s (`server::passwords::IDLE`). Every target gets the same pause.
-            tokio::time::sleep(AFTER_SIGN_IN).await;
-            if !fx.id_token {
-                report.notes.push("warning: code or refresh answers carried no id_token".into());
-            }
-            fixtures = Some(fx);
+    let connections = if scenario == Scenario::PasswordLogin { args.password_connections } else { args.connections };
+    if scenario::needs_fixtures(scenario) && fixtures.is_none() {
+        eprintln!("{label}: signing in {connections} browsers");
+        let fx = scenario::prepare_fixtures(&*target, seed, args.connections).await.context("signing in")?;
+        // The scenarios measure a server serving tokens, not one still holding what the
+        // sign-ins needed: Latchkey gives its Argon2 memory back once no check has needed
+        // it for 5 s (`server::passwords::IDLE`). Every target gets the same pause.
+        tokio::time::sleep(AFTER_SIGN_IN).await;
+        if !fx.id_token {
+            report.notes.push("warning: code or refresh answers carried no id_token".into());
         }
-        let mut sr = ScenarioReport::new(scenario.name(), if scenario == Scenario::CodeFlow { "flows" } else { "requests" });
-        let Some(ops) = scenario::ops(scenario, &seed, fixtures.as_ref(), connections)? else {
-            sr.skipped = Some("not supported by this target (it offers no client for it)".into());
-            report.scenarios.push(sr);
-            continue;
-        };
-        // The machine's speed drifts over minutes: the bare Argon2id rate that password_login
-        // is compared with is measured half just before the run and half just after.
-        let bare_before = if scenario == Scenario::PasswordLogin {
-            eprintln!("{label}: bare Argon2id on the server's core for {} s", duration.as_secs_f64() / 2.0);
-            Some(bare_argon2(duration / 2, cores.map(|c| c.server)).await?)
-        } else {
-            None
-        };
-        eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
-        let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
-        let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
-        if scenario.issues_tokens() {
-            let after = target.storage_bytes().await?;
-            sr.db_bytes_before = before;
-            sr.db_bytes_after = after;
-            sr.tokens_issued = Some(sat.ok_with_warmup);
-            if let (Some(b), Some(a)) = (before, after) {
-                if sat.ok_with_warmup > 0 {
-                    sr.db_bytes_per_million_tokens = Some(a.saturating_sub(b) as f64 / sat.ok_with_warmup as f64 * 1e6);
-                }
-            }
-        }
-        if let Some(before) = bare_before {
-            eprintln!("{label}: bare Argon2id on the server's core again for {} s", duration.as_secs_f64() / 2.0);
-            sr.bare_argon2 = Some(before.and(&bare_argon2(duration / 2, cores.map(|c| c.server)).await?));
-            sr.ratio_to_bare_argon2 =
-                sr.bare_argon2.as_ref().filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
-        }
-        eprintln!(
-            "{label}: {}: {:.1}/s, p50 {} µs, p99 {} µs, {} errors",
-            scenario.name(),
-            sat.throughput,
-            sat.latency.p50_us,
-            sat.latency.p99_us,
-            sat.errors
-        );
-        if scenario.paced() && sat.throughput > 0.0 {
-            let rate = sat.throughput * PACED_FRACTION;
-            let interval = Duration::from_secs_f64(connections as f64 / rate);
-            let (_, mut paced) =
-                scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
-            paced.target_rate = Some(rate);
-            eprintln!("{label}: {} at {rate:.0}/s: p99 {} µs, {} errors", scenario.name(), paced.latency.p99_us, paced.errors);
-            sr.paced = Some(paced);
-        }
-        sr.saturation = Some(sat);
-        sr.server_vm_hwm_kb = target.pid().and_then(|p| procfs::status_kb(p, "VmHWM").ok());
+        *fixtures = Some(fx);
+    }
+    let mut sr = ScenarioReport::new(scenario.name(), if scenario == Scenario::CodeFlow { "flows" } else { "requests" });
+    let Some(ops) = scenario::ops(scenario, seed, fixtures.as_ref(), connections)? else {
+        sr.skipped = Some("not supported by this target (it offers no client for it)".into());
         report.scenarios.push(sr);
+        return Ok(());
+    };
+    // The machine's speed drifts over minutes: the bare Argon2id rate that password_login
+    // is compared with is measured half just before the run and half just after.
+    let bare_before = if scenario == Scenario::PasswordLogin {
+        eprintln!("{label}: bare Argon2id on the server's core for {} s", duration.as_secs_f64() / 2.0);
+        Some(bare_argon2(duration / 2, cores.map(|c| c.server)).await?)
+    } else {
+        None
+    };
+    eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
+    let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
+    let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
+    if scenario.issues_tokens() {
+        let after = target.storage_bytes().await?;
+        sr.db_bytes_before = before;
+        sr.db_bytes_after = after;
+        sr.tokens_issued = Some(sat.ok_with_warmup);
+        if let (Some(b), Some(a)) = (before, after) {
+            if sat.ok_with_warmup > 0 {
+                sr.db_bytes_per_million_tokens = Some(a.saturating_sub(b) as f64 / sat.ok_with_warmup as f64 * 1e6);
+            }
+        }
     }
-
-    match round_trips(target, &seed, scenarios).await {
-        Ok(rts) => report.round_trips = rts,
-        Err(e) => report.round_trips_error = Some(format!("{e:#}")),
+    if let Some(before) = bare_before {
+        eprintln!("{label}: bare Argon2id on the server's core again for {} s", duration.as_secs_f64() / 2.0);
+        sr.bare_argon2 = Some(before.and(&bare_argon2(duration / 2, cores.map(|c| c.server)).await?));
+        sr.ratio_to_bare_argon2 =
+            sr.bare_argon2.as_ref().filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
     }
+    eprintln!(
+        "{label}: {}: {:.1}/s, p50 {} µs, p99 {} µs, {} errors",
+        scenario.name(),
+        sat.throughput,
+        sat.latency.p50_us,
+        sat.latency.p99_us,
+        sat.errors
+    );
+    if scenario.paced() && sat.throughput > 0.0 {
+        let rate = sat.throughput * PACED_FRACTION;
+        let interval = Duration::from_secs_f64(connections as f64 / rate);
+        let (_, mut paced) =
+            scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
+        paced.target_rate = Some(rate);
+        eprintln!("{label}: {} at {rate:.0}/s: p99 {} µs, {} errors", scenario.name(), paced.latency.p99_us, paced.errors);
+        sr.paced = Some(paced);
+    }
+    sr.saturation = Some(sat);
+    sr.server_vm_hwm_kb = target.pid().and_then(|p| procfs::status_kb(p, "VmHWM").ok());
+    report.scenarios.push(sr);
     Ok(())
 }
 

@@ -372,7 +372,7 @@ fn comparison_markdown(s: &mut String, c: &Comparison) {
     let _ = writeln!(s, "\n## {} against {}\n", c.latchkey, c.peer);
     let _ = writeln!(
         s,
-        "Same machine, pinning, load and scenarios, one after the other. Durability: {}: {}; {}: {}.\n",
+        "Same machine, pinning, load and scenarios, the targets taking turns scenario by scenario. Durability: {}: {}; {}: {}.\n",
         c.latchkey,
         c.latchkey_durability.as_deref().unwrap_or("unknown"),
         c.peer,
@@ -449,7 +449,8 @@ pub(crate) fn markdown(r: &Report) -> String {
     let st = &r.settings;
     let _ = writeln!(
         s,
-        "Each scenario: {} s warm-up, then {} s timed; HTTP/1.1 keep-alive, {} connections ({} for password_login), each a loop of operations. \
+        "Targets take turns: each scenario runs on every target before the next scenario, and the targets not measured are frozen (SIGSTOP). \
+         Each scenario: {} s warm-up, then {} s timed; HTTP/1.1 keep-alive, {} connections ({} for password_login), each a loop of operations. \
          p99@70%: the same operations paced (open loop, fixed interval per connection; behind schedule, latency counts from the scheduled start) at {:.0}% of the measured rate. \
          Latencies in µs; code_flow counts whole flows (authorize + token). errors: operations that did not get the expected answer (5xx counted apart). \
          server CPU: utime+stime of the server process over the timed window, % of one core. peak RSS: largest VmRSS sampled every 50 ms during the scenario \

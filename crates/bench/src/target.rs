@@ -121,6 +121,15 @@ pub(crate) trait Target: Send {
     fn database_cpu_ticks(&self) -> Option<u64> {
         None
     }
+    /// Freezes the server (SIGSTOP) while another target is measured: no timer of its own
+    /// (housekeeping, checkpoints) runs on the core the other one is measured on.
+    async fn pause(&mut self) -> Result<()> {
+        signal(self.pid(), "STOP").await
+    }
+    /// Lets a paused server run again (SIGCONT); nothing happens to one that runs.
+    async fn resume(&mut self) -> Result<()> {
+        signal(self.pid(), "CONT").await
+    }
     /// Stops the server and removes the database (a schema is dropped, a directory deleted).
     async fn stop(&mut self) -> Result<Stopped>;
     /// How durable an acknowledged write is, in words: comparisons are only fair between
@@ -142,4 +151,47 @@ pub(crate) async fn sqlite_bytes_in_use(path: &Path) -> Result<u64> {
     let size = pragma("page_size").await?;
     conn.close().await?;
     Ok(u64::try_from(pages * size).unwrap_or(0))
+}
+
+/// `kill -SIGNAL pid`, for a server that runs (without a pid there is nothing to signal).
+pub(crate) async fn signal(pid: Option<u32>, signal: &str) -> Result<()> {
+    let Some(pid) = pid else { return Ok(()) };
+    let out = tokio::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).output().await?;
+    if !out.status.success() {
+        anyhow::bail!("kill -{signal} {pid}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state letter of `/proc/PID/status` (`S` sleeping, `T` stopped), once it is `want`.
+    async fn state_becomes(pid: u32, want: char) -> bool {
+        for _ in 0..1000 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let state = status.lines().find_map(|l| l.strip_prefix("State:")).and_then(|s| s.trim().chars().next());
+            if state == Some(want) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_paused_process_is_stopped_until_resumed() {
+        let mut child = tokio::process::Command::new("sleep").arg("600").kill_on_drop(true).spawn().unwrap();
+        let pid = child.id();
+        signal(pid, "STOP").await.unwrap();
+        assert!(state_becomes(pid.unwrap(), 'T').await, "not stopped after SIGSTOP");
+        signal(pid, "CONT").await.unwrap();
+        assert!(state_becomes(pid.unwrap(), 'S').await, "still stopped after SIGCONT");
+        // No process, nothing to signal; a process that is gone is an error.
+        signal(None, "STOP").await.unwrap();
+        child.kill().await.unwrap();
+        child.wait().await.unwrap();
+        assert!(signal(pid, "STOP").await.is_err());
+    }
 }
