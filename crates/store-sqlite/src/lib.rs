@@ -47,6 +47,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_READERS: usize = 8;
 /// Prepared statements kept per connection (every statement of this file fits).
 const STATEMENT_CACHE: usize = 128;
+/// Each connection's own page cache, in KiB (SQLite's default is 2,000). The operating
+/// system's page cache holds the file's hot pages for every connection at once, so a large
+/// private cache mostly holds a second copy: measured with the benchmark, 512 KiB instead of
+/// 2,000 took 1 to 1.7 MB off the server's resident memory under token load (a third of what
+/// it holds beyond its code) at the same throughput.
+const PAGE_CACHE_KIB: i64 = 512;
 
 /// How durable a commit is (SQLite's `synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,6 +161,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -172,6 +179,8 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
 
 fn configure_writer(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // A negative size is in KiB.
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Each operation of a batch runs in a savepoint, whose undo log (the statement journal)

@@ -150,6 +150,7 @@ async fn durability_pragmas() {
     assert_eq!(full.pragma("journal_mode").await.unwrap(), "wal");
     assert_eq!(full.pragma("synchronous").await.unwrap(), "2", "Durability::Full must be synchronous=FULL");
     assert_eq!(full.pragma("foreign_keys").await.unwrap(), "1");
+    assert_eq!(full.pragma("cache_size").await.unwrap(), "-512", "a small private page cache (PAGE_CACHE_KIB)");
     let normal = SqliteStore::open(&dir.path().join("normal.db"), Durability::Normal).await.unwrap();
     assert_eq!(normal.pragma("journal_mode").await.unwrap(), "wal");
     assert_eq!(normal.pragma("synchronous").await.unwrap(), "1", "Durability::Normal must be synchronous=NORMAL");
