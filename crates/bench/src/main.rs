@@ -1,9 +1,8 @@
 //! `latchkey-bench`: builds the release server, starts it on a fresh database per backend,
 //! seeds it through the CLI, drives each scenario with a Rust load driver pinned to its own
 //! core, does the same with the peer (node-oidc-provider on SQLite), the targets taking turns
-//! scenario by scenario, and writes `latest.json`
-//! and `latest.md` with the ratio table. A benchmark, not a test: it asserts nothing about
-//! timings.
+//! scenario by scenario, and writes `latest.json` and `latest.md` with the ratio table. A
+//! benchmark, not a test: it asserts nothing about timings.
 
 mod hiccup;
 mod http;

@@ -159,16 +159,22 @@ impl Readers {
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    configure_caches(&conn)?;
+    Ok(conn)
+}
+
+/// What every connection, read-only or not, is opened with: the lock wait and its caches.
+fn configure_caches(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
-    Ok(conn)
+    // A negative size is in KiB.
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
 }
 
 /// Opens a read-write connection with the store's settings.
 fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(fault)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(fault)?;
+    configure_caches(&conn).map_err(fault)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(fault)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Database(format!("the database stays in journal_mode {mode}, not wal").into()));
@@ -178,9 +184,6 @@ fn open_writer(path: &Path, durability: Durability) -> StoreResult<Connection> {
 }
 
 fn configure_writer(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // A negative size is in KiB.
-    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Each operation of a batch runs in a savepoint, whose undo log (the statement journal)
