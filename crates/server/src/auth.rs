@@ -23,36 +23,63 @@ use std::sync::{Mutex, PoisonError};
 /// A success reads and writes nothing extra: each node keeps the locks it has seen in memory,
 /// and learns of one at its own first failure after the shared count passed the budget.
 pub(crate) async fn authenticate_client(state: &AppState, peer: Peer, headers: &HeaderMap, params: &Params) -> AppResult<Client> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let creds = ClientCredentials::extract(authorization, params)?;
-    let now = state.now();
-    // The key is only spelled out when a lock is known or a secret was wrong: a success
-    // allocates nothing for it.
-    let address = creds.secret().map(|_| client_address(state, peer, headers));
-    if let Some(until) = address.and_then(|a| state.client_locks.until(creds.client_id(), a, now)) {
-        return Err(too_many_failures(until - now));
-    }
-    let client = state
-        .store()
-        .find_client(state.tenant_id(), creds.client_id())
-        .await?
-        .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
-    let refused = match creds.authenticate(&client, state.hasher()) {
-        Ok(()) => return Ok(client),
-        Err(e) => e,
-    };
-    // A missing secret or a secret sent for a public client is a mistake, not a guess.
-    if let (Some(address), Some(_)) = (address, &client.secret_hash) {
-        let key = guessing::client_secret_key(&client.client_id, address);
-        let policy = state.config.guessing;
-        let count = state.store().record_attempt(state.tenant_id(), &key, now, policy.client_secret_window).await?;
-        if let Err(retry_after) = count.verdict(policy.client_secret_budget, policy.client_secret_window, now) {
-            tracing::warn!(client = %client.client_id, key = %key, "client authentication locked after too many wrong secrets");
-            state.client_locks.lock(key, now + retry_after, now);
-            return Err(too_many_failures(retry_after));
+    let auth = ClientAuth::start(state, peer, headers, params)?;
+    let found = state.store().find_client(state.tenant_id(), auth.client_id()).await?;
+    auth.finish(state, found).await
+}
+
+/// A client authentication under way, split where the client is read, so that an endpoint
+/// may read it together with what it needs next (introspection reads the token in the same
+/// read). Nothing read beside the client is used before `finish` accepts the caller.
+pub(crate) struct ClientAuth {
+    creds: ClientCredentials,
+    address: Option<IpAddr>,
+    now: UnixTime,
+}
+
+impl ClientAuth {
+    /// Takes the credentials from the request (RFC 6749 §2.3.1) and refuses an address that
+    /// is locked for this client, before anything is read.
+    pub(crate) fn start(state: &AppState, peer: Peer, headers: &HeaderMap, params: &Params) -> AppResult<Self> {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let creds = ClientCredentials::extract(authorization, params)?;
+        let now = state.now();
+        // The key is only spelled out when a lock is known or a secret was wrong: a success
+        // allocates nothing for it.
+        let address = creds.secret().map(|_| client_address(state, peer, headers));
+        if let Some(until) = address.and_then(|a| state.client_locks.until(creds.client_id(), a, now)) {
+            return Err(too_many_failures(until - now));
         }
+        Ok(Self { creds, address, now })
     }
-    Err(refused.into())
+
+    /// The client the caller says it is, to be read.
+    pub(crate) fn client_id(&self) -> &str {
+        self.creds.client_id()
+    }
+
+    /// Judges the credentials against `found`, the client read for `client_id()`, and counts
+    /// a wrong secret.
+    pub(crate) async fn finish(self, state: &AppState, found: Option<Client>) -> AppResult<Client> {
+        let Self { creds, address, now } = self;
+        let client = found.ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
+        let refused = match creds.authenticate(&client, state.hasher()) {
+            Ok(()) => return Ok(client),
+            Err(e) => e,
+        };
+        // A missing secret or a secret sent for a public client is a mistake, not a guess.
+        if let (Some(address), Some(_)) = (address, &client.secret_hash) {
+            let key = guessing::client_secret_key(&client.client_id, address);
+            let policy = state.config.guessing;
+            let count = state.store().record_attempt(state.tenant_id(), &key, now, policy.client_secret_window).await?;
+            if let Err(retry_after) = count.verdict(policy.client_secret_budget, policy.client_secret_window, now) {
+                tracing::warn!(client = %client.client_id, key = %key, "client authentication locked after too many wrong secrets");
+                state.client_locks.lock(key, now + retry_after, now);
+                return Err(too_many_failures(retry_after));
+            }
+        }
+        Err(refused.into())
+    }
 }
 
 fn too_many_failures(retry_after: i64) -> AppError {

@@ -6,9 +6,9 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use latchkey_core::claims::AccessTokenClaims;
 use latchkey_core::jose;
-use latchkey_core::model::TokenKind;
+use latchkey_core::model::{TokenKind, TokenView};
 use latchkey_core::scope::ScopeSet;
-use latchkey_core::secret::SecretKind;
+use latchkey_core::secret::{SecretHash, SecretKind};
 use latchkey_core::UnixTime;
 use uuid::Uuid;
 
@@ -38,6 +38,49 @@ pub(crate) struct ActiveToken {
 /// Finds the token and returns it if it is active now; `None` for anything else (unknown,
 /// expired, revoked, rotated). A personal token's last-used time is recorded.
 pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Option<ActiveToken>> {
+    match row_key(state, token) {
+        Some(hash) => Ok(from_row(state.store().find_token(state.tenant_id(), hash).await?, state.now())),
+        None => active_unstored(state, token).await,
+    }
+}
+
+/// The hash of `token` when its row in `tokens` alone decides it (an opaque token, or a JWT
+/// access token issued for a user), so that the row may be read beforehand: introspection
+/// reads it with the caller's client. `None` for a personal access token and for what looks
+/// like a client's own JWT, which `active_token` judges otherwise.
+pub(crate) fn row_key(state: &AppState, token: &str) -> Option<SecretHash> {
+    let personal = token.starts_with(SecretKind::PersonalAccessToken.prefix());
+    // An opaque token has no dots, so the peek is quick.
+    let clients_own = || jose::peek_jwt::<AccessTokenClaims>(token).is_some_and(|c| c.is_clients_own());
+    (!personal && !clients_own()).then(|| state.hasher().hash(token))
+}
+
+/// Judges the row read for `row_key(token)`: active if it is live, unrotated and not expired.
+pub(crate) fn from_row(view: Option<TokenView>, now: UnixTime) -> Option<ActiveToken> {
+    let view = view?;
+    if !view.is_active(now) || view.token.rotated_at.is_some() {
+        return None;
+    }
+    let t = view.token;
+    Some(ActiveToken {
+        kind: Presented::Issued(t.kind),
+        client_id: Some(t.client_id),
+        user_id: t.user_id,
+        user_email: view.subject_email,
+        business_id: t.business_id,
+        scope: t.scope,
+        issued_at: t.created_at,
+        expires_at: match t.kind {
+            TokenKind::Access => t.expires_at,
+            TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
+        },
+        jti: t.jti.to_string(),
+    })
+}
+
+/// A token without a row of its own: a personal access token, or a client's own JWT (one
+/// whose signature does not hold is looked up as a row, and found by no hash).
+async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<ActiveToken>> {
     let now = state.now();
     if token.starts_with(SecretKind::PersonalAccessToken.prefix()) {
         let hash = state.hasher().hash(token);
@@ -62,25 +105,7 @@ pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Opt
     if let Some(claims) = clients_own_jwt(state, token).await {
         return self_contained(state, claims, now).await;
     }
-    let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? else { return Ok(None) };
-    if !view.is_active(now) || view.token.rotated_at.is_some() {
-        return Ok(None);
-    }
-    let t = view.token;
-    Ok(Some(ActiveToken {
-        kind: Presented::Issued(t.kind),
-        client_id: Some(t.client_id),
-        user_id: t.user_id,
-        user_email: view.subject_email,
-        business_id: t.business_id,
-        scope: t.scope,
-        issued_at: t.created_at,
-        expires_at: match t.kind {
-            TokenKind::Access => t.expires_at,
-            TokenKind::Refresh => t.expires_at.min(view.family.expires_at),
-        },
-        jti: t.jti.to_string(),
-    }))
+    Ok(from_row(state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await?, now))
 }
 
 /// The claims of `token` if it is a client's own JWT access token that this tenant signed.

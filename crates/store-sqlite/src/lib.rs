@@ -149,6 +149,10 @@ impl Readers {
             None => open_reader(&self.path).map_err(fault)?,
         };
         let out = op(&conn);
+        // A connection left inside a transaction would keep its snapshot: it is closed.
+        if !conn.is_autocommit() {
+            return out;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_READERS {
             idle.push(conn);
@@ -244,6 +248,22 @@ impl SqliteStore {
     /// Runs `op` on a read connection, on this thread.
     fn read<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         self.readers.with(op)
+    }
+
+    /// Runs several reads in one read transaction: they see one snapshot, and the WAL read
+    /// lock is taken and released once for all of them rather than once per statement.
+    fn read_together<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.read(|c| {
+            // A deferred BEGIN: the read lock comes with the first SELECT.
+            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(fault)?;
+            let out = op(c);
+            // COMMIT ends a read transaction; should it fail, `Readers::with` closes the
+            // connection, which is still inside it.
+            let ended = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
+            let out = out?;
+            ended.map_err(fault)?;
+            Ok(out)
+        })
     }
 }
 
@@ -731,14 +751,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        self.read(|c| {
-            query_opt(
-                c,
-                &format!("{CLIENT_SELECT} WHERE tenant_id = ? AND client_id = ?"),
-                params![tenant.0.to_string(), client_id],
-                client_from_row,
-            )
-        })
+        self.read(|c| query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row))
     }
 
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>> {
@@ -1140,13 +1153,19 @@ impl Store for SqliteStore {
     }
 
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
-        self.read(|c| {
-            query_opt(
-                c,
-                &format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = ? AND t.hash = ?"),
-                params![tenant.0.to_string(), &hash.0[..]],
-                token_view_from_row,
-            )
+        self.read(|c| query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row))
+    }
+
+    async fn find_client_and_token(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        hash: SecretHash,
+    ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
+        self.read_together(|c| {
+            let client = query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row)?;
+            let token = query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row)?;
+            Ok((client, token))
         })
     }
 

@@ -15,17 +15,29 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
-pub(crate) const CLIENT_SELECT: &str =
-    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients";
-pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
-pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
-pub(crate) const TOKEN_VIEW_SELECT: &str =
-    "SELECT t.hash, t.tenant_id, t.kind, t.family_id, t.client_id, t.user_id, t.business_id, t.scope,
+// The hot lookups' SQL is spelled out whole at compile time (`concat!` takes only literals,
+// hence the macros): built per call, it cost an allocation, a copy and the statement cache's
+// hash of a fresh string.
+macro_rules! client_select {
+    () => {
+        "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients"
+    };
+}
+macro_rules! token_view_select {
+    () => {
+        "SELECT t.hash, t.tenant_id, t.kind, t.family_id, t.client_id, t.user_id, t.business_id, t.scope,
     t.jti, t.created_at, t.expires_at, t.revoked_at, t.rotated_at,
     f.grant_id AS f_grant_id, f.scope AS f_scope, f.auth_time AS f_auth_time, f.created_at AS f_created_at,
     f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at, u.email AS u_email
     FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
-    LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id";
+    LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id"
+    };
+}
+pub(crate) const CLIENT_SELECT: &str = client_select!();
+pub(crate) const CLIENT_BY_ID: &str = concat!(client_select!(), " WHERE tenant_id = ? AND client_id = ?");
+pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
+pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
+pub(crate) const TOKEN_BY_HASH: &str = concat!(token_view_select!(), " WHERE t.tenant_id = ? AND t.hash = ?");
 
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -242,7 +254,7 @@ pub(crate) fn code_from_row(r: &Cols<'_, '_>) -> StoreResult<AuthCode> {
 }
 
 pub(crate) fn token_view_from_row(r: &Cols<'_, '_>) -> StoreResult<TokenView> {
-    // In the order of TOKEN_VIEW_SELECT, so that each lookup is one comparison (see `Cols`).
+    // In the order of `token_view_select!`, so that each lookup is one comparison (see `Cols`).
     let hash = hash_col(r, "hash")?;
     let tenant = tenant_col(r)?;
     let kind: String = get(r, "kind")?;

@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             codes_concurrent_redemption_has_one_winner,
             refresh_rotation,
             refresh_concurrent_rotation_has_one_winner,
+            client_and_token_read_together,
             revocation,
             client_families_have_no_user,
             self_contained_tokens_revoke_by_jti,
@@ -96,6 +97,7 @@ where
     codes_concurrent_redemption_has_one_winner(make().await).await;
     refresh_rotation(make().await).await;
     refresh_concurrent_rotation_has_one_winner(make().await).await;
+    client_and_token_read_together(make().await).await;
     revocation(make().await).await;
     client_families_have_no_user(make().await).await;
     self_contained_tokens_revoke_by_jti(make().await).await;
@@ -789,6 +791,37 @@ pub async fn refresh_concurrent_rotation_has_one_winner(store: SharedStore) {
             assert_eq!(found.is_some(), i == winners[0], "attempt {i}: token presence does not match the outcome");
         }
     }
+}
+
+/// `find_client_and_token` answers what `find_client` and `find_token` answer, each side on
+/// its own: a missing client does not hide the token, nor the reverse, and a tenant sees
+/// neither of another's.
+pub async fn client_and_token_read_together(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let issued = issue(&store, &w, 10).await;
+    let other = world(&store, "globex").await;
+    let alone = |client: &str, hash| {
+        let store = store.clone();
+        let client = client.to_owned();
+        async move { (store.find_client(w.tenant, &client).await.unwrap(), store.find_token(w.tenant, hash).await.unwrap()) }
+    };
+    for (client, hash) in
+        [("app", issued.access.hash), ("app", issued.refresh.hash), ("app", h(99)), ("nobody", issued.access.hash), ("nobody", h(99))]
+    {
+        let together = store.find_client_and_token(w.tenant, client, hash).await.unwrap();
+        assert_eq!(together, alone(client, hash).await, "{client} and {hash:?} read together");
+    }
+    let (client, token) = store.find_client_and_token(w.tenant, "app", issued.access.hash).await.unwrap();
+    assert_eq!(client, Some(w.client.clone()));
+    assert_eq!(token.map(|t| t.token), Some(issued.access.clone()));
+    // The other tenant has a client of the same name, and none of this tenant's tokens.
+    let (client, token) = store.find_client_and_token(other.tenant, "app", issued.access.hash).await.unwrap();
+    assert_eq!(client, Some(other.client));
+    assert!(token.is_none(), "another tenant's token was read");
+    // Still right after a write: the read sees what was committed before it began.
+    store.revoke_token(w.tenant, issued.access.hash, NOW + 1).await.unwrap();
+    let (_, token) = store.find_client_and_token(w.tenant, "app", issued.access.hash).await.unwrap();
+    assert_eq!(token.and_then(|t| t.token.revoked_at), Some(NOW + 1));
 }
 
 /// Revoking a family ends every token in it; revoking one token ends only that token.

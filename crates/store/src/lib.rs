@@ -192,6 +192,18 @@ pub trait Store: Send + Sync + 'static {
     /// client_credentials).
     async fn insert_family(&self, tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()>;
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>>;
+    /// The client `client_id` and the token stored under `hash`, read together: what an
+    /// introspection needs (the caller, then the token it asks about). The two answers are
+    /// those of `find_client` and `find_token`; a store may read both in one go (SQLite: one
+    /// read transaction instead of two).
+    async fn find_client_and_token(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        hash: SecretHash,
+    ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
+        Ok((self.find_client(tenant, client_id).await?, self.find_token(tenant, hash).await?))
+    }
     /// Atomically marks a live refresh token rotated and inserts its successors; if it was not
     /// live (rotated or revoked, itself or its family), writes nothing. A failure leaves the
     /// old token usable (SECURITY.md RT-08).

@@ -29,7 +29,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 24, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 25, "run_all must make one store per case");
 }
 
 #[tokio::test]

@@ -59,16 +59,15 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     assert_eq!(introspect(&app, &rs, t2["access_token"].as_str().unwrap()).await.1, json!({"active": false}), "expired");
 }
 
-/// SECURITY.md IN-01: the caller must authenticate as a confidential client.
+/// SECURITY.md IN-01: the caller must authenticate as a confidential client. The token's row
+/// is read together with the caller's client, so each refusal is tried with a live token too:
+/// it must tell nothing about it.
 #[tokio::test]
 async fn introspection_needs_an_authenticated_confidential_client() {
     let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
     let c = app.client("openid").await;
-    let r = app.http().post(app.url("/oauth/introspect")).form(&[("token", "x")]).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r =
-        app.http().post(app.url("/oauth/introspect")).basic_auth(&c.client_id, Some("wrong")).form(&[("token", "x")]).send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    let live = app.tokens_for(&c, "ada@example.com", "openid").await["access_token"].as_str().unwrap().to_owned();
     let public = app
         .client_with(NewClient {
             name: "SPA".into(),
@@ -78,8 +77,31 @@ async fn introspection_needs_an_authenticated_confidential_client() {
             ..Default::default()
         })
         .await;
-    let r = app.http().post(app.url("/oauth/introspect")).form(&[("token", "x"), ("client_id", &public.client_id)]).send().await.unwrap();
+    for token in ["x", live.as_str()] {
+        let anonymous = app.http().post(app.url("/oauth/introspect")).form(&[("token", token)]);
+        let wrong_secret = app.http().post(app.url("/oauth/introspect")).basic_auth(&c.client_id, Some("wrong")).form(&[("token", token)]);
+        let unknown = app.http().post(app.url("/oauth/introspect")).basic_auth("nobody", Some("secret")).form(&[("token", token)]);
+        let public = app.http().post(app.url("/oauth/introspect")).form(&[("token", token), ("client_id", &public.client_id)]);
+        for (what, request) in
+            [("anonymous", anonymous), ("wrong secret", wrong_secret), ("unknown client", unknown), ("public client", public)]
+        {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{what}, token {token:.8}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_client", "{what}");
+            assert!(body.get("active").is_none(), "{what}: {body}");
+        }
+    }
+    // The caller is judged before the request's parameters: without a token, a wrong secret
+    // is still a 401, and the right one a 400.
+    let no_token = [("token_type_hint", "access_token")];
+    let r = app.http().post(app.url("/oauth/introspect")).basic_auth(&c.client_id, Some("wrong")).form(&no_token).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    let r =
+        app.http().post(app.url("/oauth/introspect")).basic_auth(&c.client_id, c.secret.as_deref()).form(&no_token).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // With the right secret, the live token is active.
+    assert_eq!(introspect(&app, &c, &live).await.1["active"], true);
 }
 
 #[tokio::test]
