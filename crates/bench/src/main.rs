@@ -82,7 +82,7 @@ struct AllArgs {
     /// removal of expired rows during the run.
     #[arg(long)]
     no_housekeeping: bool,
-    /// Do not run `cargo build --release -p latchkey-cli` first.
+    /// Do not run `scripts/release` (the deployment build) first.
     #[arg(long)]
     no_build: bool,
     /// Do not install and run the peer (node-oidc-provider), nor print the ratio table.
@@ -108,18 +108,22 @@ fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-fn build_server(root: &Path) -> Result<()> {
-    eprintln!("building the server: cargo build --release -p latchkey-cli");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "latchkey-cli"])
-        .current_dir(root)
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("cargo build --release -p latchkey-cli failed");
+/// `scripts/release`: the server as it is built for deployment (statically linked on Linux).
+/// With `build` it builds it first; either way it answers the binary's path.
+fn release_binary(root: &Path, build: bool) -> Result<PathBuf> {
+    if build {
+        eprintln!("building the server: scripts/release");
     }
-    Ok(())
+    let mut cmd = std::process::Command::new(root.join("scripts/release"));
+    if !build {
+        cmd.arg("--path");
+    }
+    let out = cmd.current_dir(root).stderr(std::process::Stdio::inherit()).output().context("cannot run scripts/release")?;
+    if !out.status.success() {
+        bail!("scripts/release failed");
+    }
+    let path = String::from_utf8(out.stdout).context("scripts/release printed no path")?;
+    Ok(root.join(path.trim()))
 }
 
 fn processors() -> usize {
@@ -169,13 +173,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let Command::All(args) = cli.command;
     let root = workspace_root();
-    let binary = target_dir(&root).join("release").join("latchkey");
     // Build before pinning, so that cargo has every core.
-    if std::env::var_os(PINNED_ENV).is_none() && !args.no_build {
-        build_server(&root)?;
-    }
+    let binary = release_binary(&root, std::env::var_os(PINNED_ENV).is_none() && !args.no_build)?;
     if !binary.exists() {
-        bail!("{} is missing: build it with cargo build --release -p latchkey-cli", binary.display());
+        bail!("{} is missing: build it with scripts/release", binary.display());
     }
     // Also before pinning, for the same reason: npm may build better-sqlite3 from source. The
     // pinned process finds it installed and only copies the scripts again.
