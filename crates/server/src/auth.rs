@@ -147,16 +147,24 @@ pub(crate) async fn check_password(
     let policy = state.config.guessing;
     let (store, tenant, now) = (state.store(), state.tenant_id(), state.now());
     let client_key = client_id.map(guessing::client_key);
-    if let Some(key) = &client_key {
-        let count = store.record_attempt(tenant, key, now, policy.window).await?;
-        if let Err(retry_after) = count.verdict(policy.client_budget, policy.window, now) {
-            tracing::warn!(client = client_id.unwrap_or_default(), "password grant throttled for the client");
-            return Ok(Err(CredentialFailure::TooManyAttempts { retry_after }));
-        }
-    }
     let account_key = guessing::account_key(email);
-    let count = store.record_attempt(tenant, &account_key, now, policy.window).await?;
-    if let Err(retry_after) = count.verdict(policy.account_budget, policy.window, now) {
+    // Both attempts are counted at once, so that the SQLite writer commits them together (one
+    // `fsync` instead of two). An attempt refused on either budget is checked by nobody, so it
+    // takes back what it counted on the other (a refusal may briefly show one attempt more to
+    // a parallel one, which can only refuse it too: never more checks than the budgets).
+    let record_client = async {
+        match &client_key {
+            Some(key) => store.record_attempt(tenant, key, now, policy.window).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (client_count, account_count) = tokio::try_join!(record_client, store.record_attempt(tenant, &account_key, now, policy.window))?;
+    if let Some(Err(retry_after)) = client_count.map(|c| c.verdict(policy.client_budget, policy.window, now)) {
+        store.release_attempt(tenant, &account_key).await?;
+        tracing::warn!(client = client_id.unwrap_or_default(), "password grant throttled for the client");
+        return Ok(Err(CredentialFailure::TooManyAttempts { retry_after }));
+    }
+    if let Err(retry_after) = account_count.verdict(policy.account_budget, policy.window, now) {
         if let Some(key) = &client_key {
             // Nothing was checked, so the client's budget is not charged.
             store.release_attempt(tenant, key).await?;
@@ -172,10 +180,14 @@ pub(crate) async fn check_password(
         state.passwords.verify(password, stored).await.ok_or_else(|| AppError::Internal("the password threads have stopped".into()))?;
     match (ok, user) {
         (true, Some(user)) => {
-            store.clear_attempts(tenant, &account_key).await?;
-            if let Some(key) = &client_key {
-                store.release_attempt(tenant, key).await?;
-            }
+            // One commit for both, as above.
+            let release_client = async {
+                match &client_key {
+                    Some(key) => store.release_attempt(tenant, key).await,
+                    None => Ok(()),
+                }
+            };
+            tokio::try_join!(store.clear_attempts(tenant, &account_key), release_client)?;
             Ok(Ok(user))
         }
         _ => Ok(Err(CredentialFailure::Invalid)),
