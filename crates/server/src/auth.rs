@@ -151,7 +151,8 @@ pub(crate) async fn check_password(
     // Both attempts are counted at once, so that the SQLite writer commits them together (one
     // `fsync` instead of two). An attempt refused on either budget is checked by nobody, so it
     // takes back what it counted on the other (a refusal may briefly show one attempt more to
-    // a parallel one, which can only refuse it too: never more checks than the budgets).
+    // a parallel one, which can only refuse it too: never more checks than the budgets,
+    // SECURITY.md PW-02, RFC 6819 §4.3.5).
     let record_client = async {
         match &client_key {
             Some(key) => store.record_attempt(tenant, key, now, policy.window).await.map(Some),

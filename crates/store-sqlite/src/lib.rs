@@ -315,6 +315,15 @@ fn query_opt<T>(
     }
 }
 
+/// The lookups of `find_client` and `find_token`, also read together by `find_client_and_token`.
+fn client_by_id(c: &Connection, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
+    query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row)
+}
+
+fn token_by_hash(c: &Connection, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
+    query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row)
+}
+
 /// The one row a statement must return (`RETURNING`), mapped.
 fn query_one<T>(c: &Connection, sql: &str, params: impl Params, map: impl FnOnce(&Cols<'_, '_>) -> StoreResult<T>) -> StoreResult<T> {
     query_opt(c, sql, params, map)?.ok_or_else(|| StoreError::Corrupt("the statement returned no row".into()))
@@ -751,7 +760,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        self.read(|c| query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row))
+        self.read(|c| client_by_id(c, tenant, client_id))
     }
 
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>> {
@@ -1153,7 +1162,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
-        self.read(|c| query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row))
+        self.read(|c| token_by_hash(c, tenant, hash))
     }
 
     async fn find_client_and_token(
@@ -1162,11 +1171,7 @@ impl Store for SqliteStore {
         client_id: &str,
         hash: SecretHash,
     ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
-        self.read_together(|c| {
-            let client = query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row)?;
-            let token = query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row)?;
-            Ok((client, token))
-        })
+        self.read_together(|c| Ok((client_by_id(c, tenant, client_id)?, token_by_hash(c, tenant, hash)?)))
     }
 
     async fn rotate_refresh_token(
