@@ -3,7 +3,19 @@
 use latchkey_server::admin::NewClient;
 use latchkey_server::config::LifetimeSettings;
 use latchkey_server::{housekeeping, Settings};
-use latchkey_testkit::spawn_app_with;
+use latchkey_testkit::{spawn_app_with, TestApp, TestClient};
+
+/// A client that only acts for itself (client_credentials).
+async fn job_client(app: &TestApp) -> TestClient {
+    app.client_with(NewClient {
+        name: "Job".into(),
+        redirect_uris: vec!["https://job.example/cb".into()],
+        scopes: vec!["reports:read".into()],
+        grant_types: vec!["client_credentials".into()],
+        ..Default::default()
+    })
+    .await
+}
 
 #[tokio::test]
 async fn token_tables_stop_growing_under_steady_load() {
@@ -20,15 +32,7 @@ async fn token_tables_stop_growing_under_steady_load() {
     let app = spawn_app_with(settings).await;
     app.user("ada@example.com", &[]).await;
     let web = app.client("openid offline_access").await;
-    let job = app
-        .client_with(NewClient {
-            name: "Job".into(),
-            redirect_uris: vec!["https://job.example/cb".into()],
-            scopes: vec!["reports:read".into()],
-            grant_types: vec!["client_credentials".into()],
-            ..Default::default()
-        })
-        .await;
+    let job = job_client(&app).await;
     // A session that keeps refreshing all along must survive every pass.
     let mut live_refresh =
         app.tokens_for(&web, "ada@example.com", "openid offline_access").await["refresh_token"].as_str().unwrap().to_owned();
@@ -62,4 +66,24 @@ async fn token_tables_stop_growing_under_steady_load() {
     let steady = &sizes[2..];
     assert!(steady.iter().all(|s| *s <= sizes[2]), "storage keeps growing: {sizes:?}");
     assert!(sizes[5] < 6 * 15, "expired rows are removed: {sizes:?}");
+}
+
+/// A pass goes on batch after batch until nothing expired is left: more expired rows than one
+/// round of statements may remove (a batch of tokens, a batch of families with theirs) are all
+/// gone after one pass.
+#[tokio::test]
+async fn one_pass_removes_more_than_a_batch() {
+    let settings = Settings { lifetimes: LifetimeSettings { access_token: Some(60), ..Default::default() }, ..Default::default() };
+    let app = spawn_app_with(settings).await;
+    let job = job_client(&app).await;
+    let issued = 2 * housekeeping::BATCH as usize + 30;
+    let answers = futures::future::join_all((0..issued).map(|_| app.client_credentials(&job))).await;
+    assert!(answers.iter().all(|r| r.status() == 200));
+    let before = app.rt.store.count_rows(app.rt.tenant.id).await.unwrap();
+    assert_eq!((before.tokens, before.families), (issued as u64, issued as u64));
+
+    app.clock.advance(61);
+    let cleanup = housekeeping::run_once(&app.rt, 900).await.unwrap();
+    let after = app.rt.store.count_rows(app.rt.tenant.id).await.unwrap();
+    assert_eq!((after.tokens, after.families), (0, 0), "{cleanup:?}");
 }
