@@ -4,6 +4,16 @@
 //! (OAuth 2.1 §7.2 asks for a guessing probability of at most 2^-160), so a fast keyed hash is
 //! enough to store it: no slow KDF on the token endpoint. Only the hash reaches the database
 //! (RFC 6819 §5.1.4.1.3).
+//!
+//! The stored hash is also the key the database finds the secret by. A hash is uniformly
+//! random, so each new token, code or session would land on a random leaf page of its table's
+//! index: one more page written to the WAL and the checkpoint per secret, the largest share of
+//! the disk writes under token load. So a secret's body starts with [`ORDER_LEN`] bytes that
+//! grow with the time it was made (a UUIDv7's first bytes, RFC 9562 §5.7), and its stored key
+//! starts with those same bytes, followed by 192 bits of the keyed hash: new keys go to the end
+//! of the index, next to each other. The ordering bytes say when the secret was made, which its
+//! holder knows and introspection reports (`iat`); the 256 random bits after them are what make
+//! it a secret, and the hash part binds all of it.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -27,6 +37,16 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    const ALL: [SecretKind; 7] = [
+        Self::AuthorizationCode,
+        Self::AccessToken,
+        Self::RefreshToken,
+        Self::ClientSecret,
+        Self::PersonalAccessToken,
+        Self::Session,
+        Self::Browser,
+    ];
+
     pub fn prefix(self) -> &'static str {
         match self {
             Self::AuthorizationCode => "lk_ac_",
@@ -40,15 +60,24 @@ impl SecretKind {
     }
 }
 
+/// How many bytes at the front of a secret's body order it by the time it was made.
+pub const ORDER_LEN: usize = 8;
+/// The random part of a secret: 256 bits.
+const RANDOM_LEN: usize = 32;
+/// The body of a secret made by [`Secret::generate`], in base64url without padding.
+const BODY_CHARS: usize = (ORDER_LEN + RANDOM_LEN) * 4 / 3 + 1;
+
 /// A secret in clear, as handed to its owner once. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Draws 256 bits from `rng` and prefixes them with the kind's marker.
-    pub fn generate(kind: SecretKind, rng: &mut (impl RngCore + CryptoRng)) -> Self {
-        let mut bytes = [0u8; 32];
-        rng.fill_bytes(&mut bytes);
+    /// The kind's marker, then base64url of `order` (bytes that grow with the time of
+    /// issue, from the caller's clock; see the module's documentation) and 256 bits from `rng`.
+    pub fn generate(kind: SecretKind, order: [u8; ORDER_LEN], rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut bytes = [0u8; ORDER_LEN + RANDOM_LEN];
+        bytes[..ORDER_LEN].copy_from_slice(&order);
+        rng.fill_bytes(&mut bytes[ORDER_LEN..]);
         Self(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -67,7 +96,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The stored form of a secret: HMAC-SHA256 under the server's hashing key.
+/// The stored form of a secret, and the key it is found by: HMAC-SHA256 under the server's
+/// hashing key, after the secret's ordering bytes when it has them (see the module's
+/// documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SecretHash(pub [u8; 32]);
 
@@ -100,8 +131,18 @@ impl SecretHasher {
         Self { key }
     }
 
+    /// The stored key of a presented secret. A secret made by [`Secret::generate`] gives its
+    /// ordering bytes, then the first 192 bits of the HMAC of the whole secret: finding a row
+    /// still takes the HMAC, which only the server can compute (a guess succeeds with
+    /// probability 2^-192 per stored secret of the same millisecond). Any other string, such
+    /// as a secret from a version before the ordering bytes, keys by its whole HMAC.
     pub fn hash(&self, secret: &str) -> SecretHash {
-        SecretHash(self.mac(b"secret", secret.as_bytes()))
+        let mac = self.mac(b"secret", secret.as_bytes());
+        let Some(order) = ordering_bytes(secret) else { return SecretHash(mac) };
+        let mut key = [0u8; 32];
+        key[..ORDER_LEN].copy_from_slice(&order);
+        key[ORDER_LEN..].copy_from_slice(&mac[..32 - ORDER_LEN]);
+        SecretHash(key)
     }
 
     /// A derived value bound to a purpose label, for example the CSRF token of a browser.
@@ -134,6 +175,20 @@ impl fmt::Debug for SecretHasher {
     }
 }
 
+/// The ordering bytes of a string shaped like a secret from [`Secret::generate`]: a kind's
+/// marker and a body of exactly `ORDER_LEN + RANDOM_LEN` bytes.
+fn ordering_bytes(secret: &str) -> Option<[u8; ORDER_LEN]> {
+    let body = SecretKind::ALL.iter().find_map(|k| secret.strip_prefix(k.prefix()))?;
+    if body.len() != BODY_CHARS {
+        return None;
+    }
+    let mut bytes = [0u8; ORDER_LEN + RANDOM_LEN];
+    match URL_SAFE_NO_PAD.decode_slice(body, &mut bytes) {
+        Ok(n) if n == bytes.len() => bytes[..ORDER_LEN].try_into().ok(),
+        _ => None,
+    }
+}
+
 /// Constant-time comparison of two strings (SECURITY.md TE-05).
 pub fn ct_str_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
@@ -151,10 +206,45 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let mut seen = HashSet::new();
         for _ in 0..10_000 {
-            let s = Secret::generate(SecretKind::AccessToken, &mut rng);
+            let s = Secret::generate(SecretKind::AccessToken, [9; ORDER_LEN], &mut rng);
             let body = s.expose().strip_prefix("lk_at_").expect("prefix");
-            assert_eq!(URL_SAFE_NO_PAD.decode(body).expect("base64url").len(), 32);
-            assert!(seen.insert(s.expose().to_owned()));
+            assert_eq!(body.len(), BODY_CHARS);
+            let bytes = URL_SAFE_NO_PAD.decode(body).expect("base64url");
+            assert_eq!(bytes[..ORDER_LEN], [9; ORDER_LEN]);
+            assert_eq!(bytes.len() - ORDER_LEN, 32);
+            assert!(seen.insert(bytes[ORDER_LEN..].to_vec()));
+        }
+    }
+
+    #[test]
+    fn stored_keys_follow_the_order_of_issue() {
+        let h = SecretHasher::new([3; 32]);
+        let mut rng = StdRng::seed_from_u64(8);
+        let keys: Vec<_> = (0u64..1000)
+            .flat_map(|t| {
+                let kinds = [SecretKind::AccessToken, SecretKind::RefreshToken, SecretKind::AuthorizationCode, SecretKind::Session];
+                let mut rng = StdRng::seed_from_u64(rng.next_u64());
+                kinds.map(|k| h.hash(Secret::generate(k, t.to_be_bytes(), &mut rng).expose()))
+            })
+            .collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0].0[..ORDER_LEN] <= pair[1].0[..ORDER_LEN]);
+            assert_ne!(pair[0].0[ORDER_LEN..], pair[1].0[ORDER_LEN..]);
+        }
+        // The rest of the key is the HMAC of the whole secret, ordering bytes included.
+        let s = Secret::generate(SecretKind::AccessToken, 5u64.to_be_bytes(), &mut rng);
+        assert_eq!(h.hash(s.expose()).0[..ORDER_LEN], 5u64.to_be_bytes());
+        assert_eq!(h.hash(s.expose()).0[ORDER_LEN..], h.mac(b"secret", s.expose().as_bytes())[..32 - ORDER_LEN]);
+    }
+
+    #[test]
+    fn other_strings_key_by_their_whole_hmac() {
+        let h = SecretHasher::new([4; 32]);
+        let before = format!("lk_at_{}", URL_SAFE_NO_PAD.encode([1u8; 32]));
+        let unknown_kind = format!("lk_xx_{}", URL_SAFE_NO_PAD.encode([1u8; 40]));
+        let not_base64 = format!("lk_at_{}", "*".repeat(BODY_CHARS));
+        for s in [before.as_str(), &unknown_kind, &not_base64, "lk_at_", "", "x"] {
+            assert_eq!(h.hash(s).0, h.mac(b"secret", s.as_bytes()), "{s}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Administrative operations, shared by the CLI and the demo mode. They work on the same
 //! database while a server runs.
 
-use crate::runtime::Runtime;
+use crate::runtime::{new_secret, Runtime};
 use crate::state::DemoInfo;
 use latchkey_core::grant::{ClientTokenSettings, Lifetimes};
 use latchkey_core::model::{Business, Client, GrantType, User};
@@ -182,7 +182,7 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     }
     // SECURITY.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
     new.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
-    let secret = (!new.public).then(|| Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
+    let secret = (!new.public).then(|| new_secret(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
     let client_id = new.client_id.unwrap_or_else(|| {
         // 48 hex characters: 192 bits, and never parseable as a UUID.
         let mut b = [0u8; 24];
@@ -216,7 +216,7 @@ pub async fn rotate_client_secret(rt: &Runtime, client_id: &str) -> AdminResult<
     if client.is_public() {
         return Err(AdminError::Invalid(format!("client {client_id} is public and has no secret")));
     }
-    let secret = Secret::generate(SecretKind::ClientSecret, &mut rand::rngs::OsRng);
+    let secret = new_secret(SecretKind::ClientSecret, &mut rand::rngs::OsRng);
     rt.store.update_client_secret(rt.tenant.id, client_id, rt.hasher.hash(secret.expose())).await?;
     Ok(secret)
 }
@@ -348,7 +348,7 @@ pub async fn create_personal_token(
     if !(60..=PERSONAL_TOKEN_MAX_LIFETIME).contains(&lifetime) {
         return Err(AdminError::Invalid(format!("expires_in must be between 60 and {PERSONAL_TOKEN_MAX_LIFETIME} seconds")));
     }
-    let secret = Secret::generate(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
+    let secret = new_secret(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
     let now = rt.now();
     let token = latchkey_core::model::PersonalToken {
         id: Uuid::new_v4(),
@@ -368,7 +368,7 @@ pub async fn create_personal_token(
 
 /// A new secret for the same token record (name, scopes, expiry and audit trail stay).
 pub async fn regenerate_personal_token(rt: &Runtime, id: Uuid) -> AdminResult<Secret> {
-    let secret = Secret::generate(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
+    let secret = new_secret(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
     if rt.store.update_personal_token_secret(rt.tenant.id, id, rt.hasher.hash(secret.expose()), rt.now()).await? {
         Ok(secret)
     } else {

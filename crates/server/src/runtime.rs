@@ -6,12 +6,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use latchkey_core::jose;
 use latchkey_core::model::{Tenant, DEFAULT_TENANT};
-use latchkey_core::secret::SecretHasher;
+use latchkey_core::secret::{Secret, SecretHasher, SecretKind, ORDER_LEN};
 use latchkey_core::UnixTime;
 use latchkey_store::{SharedStore, StoreError};
 use latchkey_store_postgres::PgStore;
 use latchkey_store_sqlite::SqliteStore;
-use rand::RngCore;
+use rand::{CryptoRng, RngCore};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,17 @@ impl Clock for SystemClock {
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(0)
     }
+}
+
+/// A new secret of `kind`, its random part from `rng`. It starts with the first bytes of a
+/// UUIDv7 (RFC 9562 §5.7: the Unix time in milliseconds, then a counter that keeps the ids of
+/// one process increasing within a millisecond), so it is stored next to the secrets made just
+/// before it (see `latchkey_core::secret`). These bytes only place the row: nothing reads them
+/// as a time, so the test clock need not drive them.
+pub fn new_secret(kind: SecretKind, rng: &mut (impl RngCore + CryptoRng)) -> Secret {
+    let mut order = [0u8; ORDER_LEN];
+    order.copy_from_slice(&uuid::Uuid::now_v7().as_bytes()[..ORDER_LEN]);
+    Secret::generate(kind, order, rng)
 }
 
 /// The master key and what is derived from it. Never logged.

@@ -78,7 +78,7 @@ pub struct ClientTokenSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessTokenFormat {
-    /// `lk_at_` and 256 random bits: only the server can tell what it means.
+    /// `lk_at_`, ordering bytes and 256 random bits: only the server can tell what it means.
     #[default]
     Opaque,
     /// A signed JWT (RFC 9068) that resource servers can check with the JWKS; it is still

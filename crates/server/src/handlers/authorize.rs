@@ -3,6 +3,7 @@
 
 use crate::error::{as_page, AppError, AppResult};
 use crate::pages::{self, ConsentPage, LoginPage};
+use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::RawQuery;
@@ -13,7 +14,7 @@ use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, Redi
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
 use latchkey_core::params::Params;
 use latchkey_core::scope;
-use latchkey_core::secret::{Secret, SecretHash, SecretKind};
+use latchkey_core::secret::{SecretHash, SecretKind};
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
@@ -212,7 +213,7 @@ async fn ensure_interaction(
     let (browser, new_cookie) = match web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)) {
         Some(b) if b.starts_with(SecretKind::Browser.prefix()) => (b.to_owned(), None),
         _ => {
-            let b = Secret::generate(SecretKind::Browser, &mut rand::thread_rng()).expose().to_owned();
+            let b = new_secret(SecretKind::Browser, &mut rand::thread_rng()).expose().to_owned();
             (b.clone(), Some(b))
         }
     };
@@ -276,7 +277,7 @@ pub(crate) async fn issue_code(
     after_post: bool,
 ) -> AppResult<Response> {
     let now = state.now();
-    let code = Secret::generate(SecretKind::AuthorizationCode, &mut rand::thread_rng());
+    let code = new_secret(SecretKind::AuthorizationCode, &mut rand::thread_rng());
     let record = AuthCode {
         hash: state.hasher().hash(code.expose()),
         tenant: state.tenant_id(),

@@ -3,6 +3,7 @@
 use super::authorize::{check_form, find_interaction, login_page_again, SESSION_COOKIE, SESSION_TTL};
 use crate::auth::{check_password, CredentialFailure};
 use crate::error::{as_page, AppResult};
+use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::http::{header, HeaderMap};
@@ -10,7 +11,7 @@ use axum::response::Response;
 use axum::Extension;
 use latchkey_core::model::Session;
 use latchkey_core::params::Params;
-use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::secret::SecretKind;
 
 pub(crate) async fn login_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
     as_page(login(state, headers, form).await)
@@ -42,7 +43,7 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     if let Some(old) = web::cookie(&headers, &state.cookie_name(SESSION_COOKIE)) {
         state.store().delete_session(state.tenant_id(), state.hasher().hash(old)).await?;
     }
-    let secret = Secret::generate(SecretKind::Session, &mut rand::thread_rng());
+    let secret = new_secret(SecretKind::Session, &mut rand::thread_rng());
     let session = Session {
         hash: state.hasher().hash(secret.expose()),
         tenant: state.tenant_id(),

@@ -3,6 +3,7 @@
 use crate::auth::{authenticate_client, check_password, CredentialFailure};
 use crate::error::{no_store, AppError, AppResult};
 use crate::keys::KeyRing;
+use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
 use axum::http::HeaderMap;
@@ -299,7 +300,7 @@ fn mint_rotation(
     let jti = Uuid::new_v4();
     let lifetimes = state.lifetimes_for(client);
     let access = match access_format(state, client) {
-        AccessTokenFormat::Opaque => Secret::generate(SecretKind::AccessToken, &mut rng),
+        AccessTokenFormat::Opaque => new_secret(SecretKind::AccessToken, &mut rng),
         AccessTokenFormat::Jwt => {
             let claims = AccessTokenClaims {
                 iss: state.issuer.clone(),
@@ -320,7 +321,7 @@ fn mint_rotation(
         }
     };
     let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
-        .then(|| Secret::generate(SecretKind::RefreshToken, &mut rng));
+        .then(|| new_secret(SecretKind::RefreshToken, &mut rng));
     let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
         hash: state.hasher().hash(secret.expose()),
         tenant: state.tenant_id(),

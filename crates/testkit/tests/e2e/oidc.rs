@@ -167,6 +167,14 @@ async fn nothing_secret_is_stored_in_clear() {
     ] {
         let body = secret.trim_start_matches("lk_at_").trim_start_matches("lk_rt_").trim_start_matches("lk_cs_");
         assert!(!text.contains(body), "found a secret in the database files");
+        // Nor its random bits as bytes (SQLite's files) or hex (pg_dump's bytea): the stored
+        // key keeps only the secret's ordering bytes.
+        if let Ok(bytes) = URL_SAFE_NO_PAD.decode(body) {
+            let random = &bytes[bytes.len().saturating_sub(32)..];
+            let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            assert!(!haystack.windows(random.len()).any(|w| w == random), "found a secret's random bytes in the database files");
+            assert!(!text.contains(&hex), "found a secret's random bytes, in hex, in the database dump");
+        }
     }
 }
 
