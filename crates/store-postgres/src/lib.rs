@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_revoked_jtis.sql"),
     include_str!("../migrations/0003_housekeeping_indexes.sql"),
+    include_str!("../migrations/0004_rotated_secret_keys.sql"),
 ];
 
 /// The first half of the advisory lock key that serializes migrations ("Lkey"); the second
@@ -639,7 +640,7 @@ impl Store for PgStore {
             .bind(&c.client_id)
             .bind(&c.name)
             .bind(&c.developer)
-            .bind(c.secret_hash.as_ref().map(|h| &h.0[..]))
+            .bind(c.secret_hash.as_ref().map(key))
             .bind(&redirect_uris)
             .bind(c.scopes.to_string())
             .bind(&grant_types)
@@ -684,7 +685,7 @@ impl Store for PgStore {
         let n = self
             .write(|| {
                 sqlx::query("UPDATE clients SET secret_hash = $1 WHERE tenant_id = $2 AND client_id = $3 AND secret_hash IS NOT NULL")
-                    .bind(&secret_hash.0[..])
+                    .bind(key(&secret_hash))
                     .bind(tenant.0)
                     .bind(client_id)
             })
@@ -724,7 +725,7 @@ impl Store for PgStore {
             sqlx::query(
                 "INSERT INTO sessions (hash, tenant_id, user_id, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(&s.hash.0[..])
+            .bind(key(&s.hash))
             .bind(s.tenant.0)
             .bind(s.user_id)
             .bind(s.auth_time)
@@ -738,7 +739,7 @@ impl Store for PgStore {
     async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{SESSION_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
-            .bind(&hash.0[..])
+            .bind(key(&hash))
             .fetch_optional(c))
         .await
         .map_err(fault)?;
@@ -748,7 +749,7 @@ impl Store for PgStore {
     async fn find_session_with_user(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<(Session, User)>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{SESSION_USER_SELECT} WHERE s.tenant_id = $1 AND s.hash = $2"))
             .bind(tenant.0)
-            .bind(&hash.0[..])
+            .bind(key(&hash))
             .fetch_optional(c))
         .await
         .map_err(fault)?;
@@ -756,7 +757,7 @@ impl Store for PgStore {
     }
 
     async fn delete_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<()> {
-        self.write(|| sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND hash = $2").bind(tenant.0).bind(&hash.0[..]))
+        self.write(|| sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND hash = $2").bind(tenant.0).bind(key(&hash)))
             .await
             .map(drop)
     }
@@ -769,7 +770,7 @@ impl Store for PgStore {
             )
             .bind(i.id)
             .bind(i.tenant.0)
-            .bind(&i.browser_hash.0[..])
+            .bind(key(&i.browser_hash))
             .bind(&i.request)
             .bind(i.login.map(|(u, _)| u))
             .bind(i.login.map(|(_, t)| t))
@@ -818,7 +819,7 @@ impl Store for PgStore {
             .bind(t.id)
             .bind(t.user_id)
             .bind(&t.name)
-            .bind(&t.hash.0[..])
+            .bind(key(&t.hash))
             .bind(t.scope.to_string())
             .bind(t.created_at)
             .bind(t.expires_at)
@@ -842,7 +843,7 @@ impl Store for PgStore {
     async fn find_personal_token_by_hash(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<PersonalToken>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{PERSONAL_TOKEN_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
-            .bind(&hash.0[..])
+            .bind(key(&hash))
             .fetch_optional(c))
         .await
         .map_err(fault)?;
@@ -870,7 +871,7 @@ impl Store for PgStore {
                     "WITH changed AS (UPDATE personal_tokens SET hash = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL RETURNING tenant_id, id)
                      INSERT INTO personal_token_events (tenant_id, token_id, event, at) SELECT tenant_id, id, 'regenerated', $4 FROM changed",
                 )
-                .bind(&hash.0[..])
+                .bind(key(&hash))
                 .bind(tenant.0)
                 .bind(id)
                 .bind(now)
@@ -988,7 +989,7 @@ impl Store for PgStore {
                 "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
                  code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
-            .bind(&c.hash.0[..])
+            .bind(key(&c.hash))
             .bind(c.tenant.0)
             .bind(&c.client_id)
             .bind(c.user_id)
@@ -1012,7 +1013,7 @@ impl Store for PgStore {
     async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{CODE_SELECT} WHERE tenant_id = $1 AND hash = $2"))
             .bind(tenant.0)
-            .bind(&hash.0[..])
+            .bind(key(&hash))
             .fetch_optional(c))
         .await
         .map_err(fault)?;
@@ -1039,7 +1040,7 @@ impl Store for PgStore {
         );
         let columns = TokenColumns::new(tokens);
         let consumed =
-            self.write_count(|| bind_family(columns.bind(sqlx::query(&sql)), f).bind(now).bind(tenant.0).bind(&hash.0[..])).await?;
+            self.write_count(|| bind_family(columns.bind(sqlx::query(&sql)), f).bind(now).bind(tenant.0).bind(key(&hash))).await?;
         Ok(if consumed == 0 { RedeemOutcome::AlreadyConsumed } else { RedeemOutcome::Redeemed })
     }
 
@@ -1053,7 +1054,7 @@ impl Store for PgStore {
     async fn find_token(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
         let row = on_conn!(self.conns, |c| sqlx::query(&format!("{TOKEN_VIEW_SELECT} WHERE t.tenant_id = $1 AND t.hash = $2"))
             .bind(tenant.0)
-            .bind(&hash.0[..])
+            .bind(key(&hash))
             .fetch_optional(c))
         .await
         .map_err(fault)?;
@@ -1081,7 +1082,7 @@ impl Store for PgStore {
              issued AS ({TOKEN_UNNEST} WHERE EXISTS (SELECT 1 FROM rotated))
              SELECT count(*) FROM rotated"
         );
-        let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| &t.hash.0[..]);
+        let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| key(&t.hash));
         let columns = TokenColumns::new(tokens);
         let rotated = self
             .write_count(|| {
@@ -1092,7 +1093,7 @@ impl Store for PgStore {
                     .bind(replay.map(|r| r.until))
                     .bind(successor)
                     .bind(tenant.0)
-                    .bind(&old.0[..])
+                    .bind(key(&old))
             })
             .await?;
         Ok(if rotated == 0 { RotateOutcome::NotCurrent } else { RotateOutcome::Rotated })
@@ -1108,7 +1109,7 @@ impl Store for PgStore {
                   AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
         )
         .bind(tenant.0)
-        .bind(&old.0[..])
+        .bind(key(&old))
         .bind(now)
         .fetch_optional(c))
         .await
@@ -1120,7 +1121,7 @@ impl Store for PgStore {
             sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE tenant_id = $2 AND hash = $3 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(tenant.0)
-                .bind(&hash.0[..])
+                .bind(key(&hash))
         })
         .await
         .map(drop)

@@ -6,7 +6,7 @@ use latchkey_core::model::{
     SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
-use latchkey_core::secret::SecretHash;
+use latchkey_core::secret::{SecretHash, ORDER_LEN};
 use latchkey_store::{StoreError, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
@@ -54,9 +54,30 @@ fn tenant_col(row: &PgRow) -> StoreResult<TenantId> {
     get(row, "tenant_id").map(TenantId)
 }
 
+/// How a `SecretHash` is stored here: its leading ordering bytes moved behind its HMAC bytes.
+///
+/// A secret's hash leads with bytes that grow with time (`latchkey_core::secret`), which is what
+/// SQLite's single writer wants: each commit's new keys on one index page. PostgreSQL inserts from
+/// many connections at once, and keys that all go to the index's last leaf make them queue for
+/// that page's lock: measured on 2 cores, client_credentials ran 20% slower (3.9k -> 3.1k/s) and
+/// PostgreSQL spent 20% more CPU per token than with the HMAC bytes in front. So every hash
+/// column here holds the key rotated; [`from_key`] turns it back.
+pub(crate) fn key(h: &SecretHash) -> [u8; 32] {
+    let mut k = h.0;
+    k.rotate_left(ORDER_LEN);
+    k
+}
+
+/// The `SecretHash` of a stored [`key`].
+pub(crate) fn from_key(b: &[u8]) -> Option<SecretHash> {
+    let mut h = SecretHash::from_slice(b)?;
+    h.0.rotate_right(ORDER_LEN);
+    Some(h)
+}
+
 fn hash_col(row: &PgRow, col: &str) -> StoreResult<SecretHash> {
     let b: Vec<u8> = get(row, col)?;
-    SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
+    from_key(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
 }
 
 fn scope_col(row: &PgRow, col: &str) -> StoreResult<ScopeSet> {
@@ -99,7 +120,7 @@ pub(crate) fn client_from_row(r: &PgRow) -> StoreResult<Client> {
         name: get(r, "name")?,
         developer: get(r, "developer")?,
         secret_hash: secret
-            .map(|b| SecretHash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("secret_hash is not a 32-byte hash".into())))
+            .map(|b| from_key(&b).ok_or_else(|| StoreError::Corrupt("secret_hash is not a 32-byte hash".into())))
             .transpose()?,
         redirect_uris: from_json(r, "redirect_uris")?,
         scopes: scope_col(r, "scopes")?,
@@ -256,7 +277,7 @@ pub(crate) fn personal_token_event_from_row(r: &PgRow) -> StoreResult<PersonalTo
 /// The columns of a batch of tokens, one array per column, for a single
 /// `INSERT ... SELECT * FROM UNNEST(...)`: one statement however many tokens a grant issues.
 pub(crate) struct TokenColumns<'a> {
-    pub(crate) hash: Vec<&'a [u8]>,
+    pub(crate) hash: Vec<[u8; 32]>,
     pub(crate) tenant: Vec<uuid::Uuid>,
     pub(crate) kind: Vec<&'static str>,
     pub(crate) family: Vec<uuid::Uuid>,
@@ -278,7 +299,7 @@ pub(crate) const TOKEN_UNNEST: &str = "INSERT INTO tokens (hash, tenant_id, kind
 impl<'a> TokenColumns<'a> {
     pub(crate) fn new(tokens: &'a [TokenRecord]) -> Self {
         Self {
-            hash: tokens.iter().map(|t| &t.hash.0[..]).collect(),
+            hash: tokens.iter().map(|t| key(&t.hash)).collect(),
             tenant: tokens.iter().map(|t| t.tenant.0).collect(),
             kind: tokens.iter().map(|t| t.kind.as_str()).collect(),
             family: tokens.iter().map(|t| t.family_id).collect(),

@@ -271,7 +271,7 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     let stores: Vec<PgStore> = opens.into_iter().map(|r| r.unwrap()).collect();
     let tenant = stores[0].ensure_tenant("default", NOW).await.unwrap();
     for store in &stores {
-        assert_eq!(store.schema_version().await.unwrap(), 3);
+        assert_eq!(store.schema_version().await.unwrap(), 4);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     for store in &stores {
@@ -279,13 +279,13 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     }
     for _ in 0..2 {
         let store = PgStore::open(&schema.url).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 3);
+        assert_eq!(store.schema_version().await.unwrap(), 4);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     let mut conn = schema.connect().await;
     let versions: Vec<i32> =
         sqlx::query_scalar("SELECT version FROM latchkey_schema_version ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, vec![1, 2, 3], "each migration is recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration is recorded once");
 }
 
 /// Version 2 stops storing a client's own JWT access tokens: the ones version 1 stored and
@@ -345,11 +345,90 @@ async fn client_tokens_revoked_in_version_1_stay_revoked() {
         }
     }
     let store = PgStore::open(&schema.url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     let tenant = TenantId(tenant);
     assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
     assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
     assert!(store.self_contained_token_live(tenant, "job", live).await.unwrap());
+}
+
+/// Version 4 stores every secret hash rotated (`rows::key`): hashes that version 3 wrote as
+/// they are still find their rows, and new writes go in rotated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_hashes_from_version_3_are_rotated_and_still_found() {
+    if skipped() {
+        return;
+    }
+    let schema = Schema::new().await;
+    let tenant = Uuid::new_v4();
+    let family = Uuid::new_v4();
+    // Unlike the fixtures' `h(n)`, these change when rotated.
+    let token: [u8; 32] = std::array::from_fn(|i| u8::try_from(i).unwrap());
+    let successor: [u8; 32] = std::array::from_fn(|i| u8::try_from(100 + i).unwrap());
+    let secret: [u8; 32] = std::array::from_fn(|i| u8::try_from(200 + i).unwrap());
+    {
+        let mut conn = schema.connect().await;
+        for sql in [
+            include_str!("../../migrations/0001_init.sql"),
+            include_str!("../../migrations/0002_revoked_jtis.sql"),
+            include_str!("../../migrations/0003_housekeeping_indexes.sql"),
+            "CREATE TABLE latchkey_schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO latchkey_schema_version VALUES (1, 0), (2, 0), (3, 0);",
+        ] {
+            conn.execute(sqlx::raw_sql(sql)).await.unwrap();
+        }
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'default', 1)").bind(tenant).execute(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at)
+             VALUES ($1, 'job', 'Job', 'dev', $2, '[]', '[]', '[\"client_credentials\"]', true, 1)",
+        )
+        .bind(tenant)
+        .bind(secret)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO families (tenant_id, id, client_id, scope, auth_time, created_at, expires_at)
+             VALUES ($1, $2, 'job', 'reports:read', 1, 1, 9999999999)",
+        )
+        .bind(tenant)
+        .bind(family)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, scope, jti, created_at, expires_at, successor)
+             VALUES ($1, $2, 'refresh_token', $3, 'job', 'reports:read', $4, 1, 9999999999, $5)",
+        )
+        .bind(token)
+        .bind(tenant)
+        .bind(family)
+        .bind(Uuid::new_v4())
+        .bind(successor)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let store = PgStore::open(&schema.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 4);
+    let tenant = TenantId(tenant);
+    let view = store.find_token(tenant, SecretHash(token)).await.unwrap().expect("the token is found by its hash");
+    assert_eq!(view.token.hash, SecretHash(token));
+    let client = store.find_client(tenant, "job").await.unwrap().unwrap();
+    assert_eq!(client.secret_hash, Some(SecretHash(secret)));
+    let mut conn = schema.connect().await;
+    let rotated = |b: [u8; 32]| {
+        let mut b = b.to_vec();
+        b.rotate_left(8);
+        b
+    };
+    let (stored, stored_successor): (Vec<u8>, Vec<u8>) =
+        sqlx::query_as("SELECT hash, successor FROM tokens").fetch_one(&mut conn).await.unwrap();
+    assert_eq!((stored, stored_successor), (rotated(token), rotated(successor)));
+    // A new write goes in rotated too.
+    assert!(store.update_client_secret(tenant, "job", SecretHash(token)).await.unwrap());
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_hash FROM clients").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(stored, rotated(token));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,10 +439,10 @@ async fn a_newer_schema_is_refused() {
     let schema = Schema::new().await;
     PgStore::open(&schema.url).await.unwrap().close().await;
     let mut conn = schema.connect().await;
-    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (4, 0)").await.unwrap();
+    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (5, 0)").await.unwrap();
     match PgStore::open(&schema.url).await {
         Err(StoreError::Corrupt(msg)) => {
-            assert!(msg.contains("version 4, newer than this latchkey (3)"), "{msg}");
+            assert!(msg.contains("version 5, newer than this latchkey (4)"), "{msg}");
             assert!(msg.contains(&schema.name), "the message names the schema: {msg}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
