@@ -76,8 +76,12 @@ pub(crate) fn from_key(b: &[u8]) -> Option<SecretHash> {
 }
 
 fn hash_col(row: &PgRow, col: &str) -> StoreResult<SecretHash> {
-    let b: Vec<u8> = get(row, col)?;
-    from_key(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))
+    opt_hash_col(row, col)?.ok_or_else(|| StoreError::Corrupt(format!("{col} is NULL")))
+}
+
+fn opt_hash_col(row: &PgRow, col: &str) -> StoreResult<Option<SecretHash>> {
+    let b: Option<Vec<u8>> = get(row, col)?;
+    b.map(|b| from_key(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))).transpose()
 }
 
 fn scope_col(row: &PgRow, col: &str) -> StoreResult<ScopeSet> {
@@ -112,16 +116,13 @@ pub(crate) fn business_from_row(r: &PgRow) -> StoreResult<Business> {
 }
 
 pub(crate) fn client_from_row(r: &PgRow) -> StoreResult<Client> {
-    let secret: Option<Vec<u8>> = get(r, "secret_hash")?;
     let grant_types: Vec<GrantType> = from_json(r, "grant_types")?;
     Ok(Client {
         tenant: tenant_col(r)?,
         client_id: get(r, "client_id")?,
         name: get(r, "name")?,
         developer: get(r, "developer")?,
-        secret_hash: secret
-            .map(|b| from_key(&b).ok_or_else(|| StoreError::Corrupt("secret_hash is not a 32-byte hash".into())))
-            .transpose()?,
+        secret_hash: opt_hash_col(r, "secret_hash")?,
         redirect_uris: from_json(r, "redirect_uris")?,
         scopes: scope_col(r, "scopes")?,
         grant_types,
