@@ -12,10 +12,12 @@
 //! thread would be. In WAL mode a reader never waits for the writer and sees every commit that
 //! was acknowledged before it started.
 
+mod clients;
 mod rows;
 mod writer;
 
 use async_trait::async_trait;
+use clients::ClientCache;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
     AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
@@ -38,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_replay_and_settings.sql"),
     include_str!("../migrations/0003_revoked_jtis.sql"),
     include_str!("../migrations/0004_housekeeping_indexes.sql"),
+    include_str!("../migrations/0005_client_generation.sql"),
 ];
 
 /// How long a connection waits for a lock held by another process (another node on the same
@@ -77,6 +80,7 @@ impl Durability {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    clients: Arc<ClientCache>,
 }
 
 /// Maps a SQLite error to the store's: a unique key taken is a conflict; a lock held too long
@@ -210,7 +214,7 @@ impl SqliteStore {
             let checkpointer = open_writer(&path, durability)?;
             let writer = Writer::start(conn, checkpointer).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
             let readers = Readers { idle: Mutex::new(vec![open_reader(&path).map_err(fault)?]), path };
-            Ok(Self { writer, readers: Arc::new(readers) })
+            Ok(Self { writer, readers: Arc::new(readers), clients: Arc::default() })
         })
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?
@@ -315,11 +319,7 @@ fn query_opt<T>(
     }
 }
 
-/// The lookups of `find_client` and `find_token`, also read together by `find_client_and_token`.
-fn client_by_id(c: &Connection, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-    query_opt(c, CLIENT_BY_ID, params![tenant.0.to_string(), client_id], client_from_row)
-}
-
+/// The lookup of `find_token`, also read together with a client by `find_client_and_token`.
 fn token_by_hash(c: &Connection, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<TokenView>> {
     query_opt(c, TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], token_view_from_row)
 }
@@ -760,7 +760,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        self.read(|c| client_by_id(c, tenant, client_id))
+        self.read(|c| self.clients.find(c, tenant, client_id))
     }
 
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>> {
@@ -1171,7 +1171,7 @@ impl Store for SqliteStore {
         client_id: &str,
         hash: SecretHash,
     ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
-        self.read_together(|c| Ok((client_by_id(c, tenant, client_id)?, token_by_hash(c, tenant, hash)?)))
+        self.read_together(|c| Ok((self.clients.find(c, tenant, client_id)?, token_by_hash(c, tenant, hash)?)))
     }
 
     async fn rotate_refresh_token(

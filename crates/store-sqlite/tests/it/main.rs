@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use latchkey_core::model::User;
+use latchkey_core::model::{Client, GrantType, User};
+use latchkey_core::scope::ScopeSet;
+use latchkey_core::secret::SecretHash;
 use latchkey_store::{SharedStore, Store};
 use latchkey_store_sqlite::{Durability, SqliteStore};
 use std::sync::Arc;
@@ -39,7 +41,7 @@ async fn open_creates_and_migrates_the_file() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
     assert!(path.exists(), "open must create the database file");
-    assert_eq!(store.pragma("user_version").await.unwrap(), "4", "the schema must be at the latest version");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "5", "the schema must be at the latest version");
     // The schema is usable right away.
     let tenant = store.ensure_tenant("default", 1).await.unwrap();
     assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
@@ -66,7 +68,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
     };
     for _ in 0..2 {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-        assert_eq!(store.pragma("user_version").await.unwrap(), "4");
+        assert_eq!(store.pragma("user_version").await.unwrap(), "5");
         assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
         assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
     }
@@ -85,7 +87,7 @@ async fn a_version_1_database_is_upgraded() {
             .unwrap();
     }
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-    assert_eq!(store.pragma("user_version").await.unwrap(), "4");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "5");
     let tenant = store.find_tenant_by_name("default").await.unwrap().expect("the old tenant is kept");
     assert_eq!(tenant.id.0.to_string(), "6f1c1d8e-0000-4000-8000-000000000001");
     assert_eq!(store.ensure_setting("master_key_check", "k").await.unwrap(), "k");
@@ -132,6 +134,53 @@ async fn client_tokens_revoked_before_version_3_stay_revoked() {
     assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
     assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
     assert!(store.self_contained_token_live(tenant, "job", live).await.unwrap());
+}
+
+/// Two nodes on one file (or a node and a CLI command): each keeps the clients it reads in
+/// memory, and a change made through the other is seen at the very next read, never served
+/// stale, whether it rotates the secret, deletes the client or deletes its tenant.
+#[tokio::test]
+async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nodes.db");
+    let (a, b) = (SqliteStore::open(&path, Durability::Full).await.unwrap(), SqliteStore::open(&path, Durability::Full).await.unwrap());
+    let tenant = a.ensure_tenant("default", 1).await.unwrap().id;
+    let client = Client {
+        tenant,
+        client_id: "app".to_owned(),
+        name: "App".to_owned(),
+        developer: "Acme".to_owned(),
+        secret_hash: Some(SecretHash([1; 32])),
+        redirect_uris: vec!["https://app.example/cb".to_owned()],
+        scopes: ScopeSet::parse("openid").unwrap(),
+        grant_types: GrantType::DEFAULT.to_vec(),
+        require_pkce: true,
+        token_settings: Default::default(),
+        created_at: 1,
+    };
+    a.insert_client(&client).await.unwrap();
+    let token = SecretHash([9; 32]);
+    for _ in 0..2 {
+        assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([1; 32])));
+    }
+
+    assert!(b.update_client_secret(tenant, "app", SecretHash([2; 32])).await.unwrap());
+    assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([2; 32])));
+    let (found, _) = a.find_client_and_token(tenant, "app", token).await.unwrap();
+    assert_eq!(found.and_then(|c| c.secret_hash), Some(SecretHash([2; 32])), "the read with a token uses the cache too");
+
+    assert!(b.delete_client(tenant, "app").await.unwrap());
+    assert_eq!(a.find_client(tenant, "app").await.unwrap(), None);
+    assert_eq!(a.find_client_and_token(tenant, "app", token).await.unwrap(), (None, None));
+
+    a.insert_client(&client).await.unwrap();
+    assert!(b.find_client(tenant, "app").await.unwrap().is_some());
+    {
+        // As an operator's tool would: straight on the file, foreign keys on.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM tenants").unwrap();
+    }
+    assert_eq!(b.find_client(tenant, "app").await.unwrap(), None);
 }
 
 #[tokio::test]
