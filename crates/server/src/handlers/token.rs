@@ -230,8 +230,8 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let username = params.get("username")?.ok_or_else(|| OAuthError::invalid_request("username_missing: username is required"))?;
     let password = params.get("password")?.ok_or_else(|| OAuthError::invalid_request("password_missing: password is required"))?;
     let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
-    let user = match check_password(state, username, password.to_owned(), Some(&client.client_id)).await? {
-        Ok(user) => user,
+    let verified = match check_password(state, username, password.to_owned(), Some(&client.client_id)).await? {
+        Ok(verified) => verified,
         Err(CredentialFailure::Invalid) => {
             return Err(OAuthError::invalid_grant("invalid_credentials: the username or password is incorrect").into())
         }
@@ -245,6 +245,7 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
         }
     };
     let now = state.now();
+    let user = verified.user();
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
     let business_id =
         user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id));
@@ -264,7 +265,9 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let ring = state.keys.current(&state.rt).await;
     let minted = mint(state, &ring, client, &family, &scope, now)?;
     let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
-    state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
+    // The attempt settles in the same commit as the tokens.
+    let store_tokens = async { Ok(state.store().insert_family(state.tenant_id(), &family, &minted.records).await?) };
+    verified.settle_with(state, store_tokens).await?;
     Ok(answer)
 }
 

@@ -18,6 +18,15 @@ async fn yoc_client(app: &TestApp) -> TestClient {
     .await
 }
 
+/// A server whose clients may each make `budget` password attempts per window.
+async fn app_with_client_budget(budget: i64) -> TestApp {
+    let settings = latchkey_server::Settings {
+        guessing: latchkey_server::config::GuessingSettings { client_budget: Some(budget), ..Default::default() },
+        ..Default::default()
+    };
+    latchkey_testkit::spawn_app_with(settings).await
+}
+
 async fn grant(app: &TestApp, c: &TestClient, user: &str, password: &str) -> (u16, Value) {
     let r = grant_response(app, c, user, password).await;
     (r.status().as_u16(), r.json().await.unwrap())
@@ -174,11 +183,7 @@ async fn parallel_guessing_stays_within_the_budget() {
 /// The per-client budget: one client spraying many accounts is stopped; other clients are not.
 #[tokio::test]
 async fn a_client_spraying_accounts_is_stopped() {
-    let settings = latchkey_server::Settings {
-        guessing: latchkey_server::config::GuessingSettings { client_budget: Some(5), ..Default::default() },
-        ..Default::default()
-    };
-    let app = latchkey_testkit::spawn_app_with(settings).await;
+    let app = app_with_client_budget(5).await;
     app.user("hub@example.com", &[]).await;
     let sprayer = yoc_client(&app).await;
     let other = yoc_client(&app).await;
@@ -196,4 +201,32 @@ async fn a_client_spraying_accounts_is_stopped() {
         assert_eq!(grant(&app, &sprayer, "hub@example.com", "guess").await.0, 429);
     }
     assert_eq!(grant(&app, &other, "hub@example.com", PASSWORD).await.0, 200, "other clients are not affected");
+}
+
+/// A right password settles its attempt, in the same commit as what the sign-in writes: it
+/// never uses up the account's budget (10) nor the client's (5 here), and it forgets the
+/// account's earlier failures, on the password grant and on the sign-in form alike.
+#[tokio::test]
+async fn right_passwords_never_use_up_the_budgets() {
+    let app = app_with_client_budget(5).await;
+    app.user("regular@example.com", &[]).await;
+    let c = yoc_client(&app).await;
+    for i in 0..12 {
+        assert_eq!(grant(&app, &c, "regular@example.com", PASSWORD).await.0, 200, "grant {i}");
+    }
+
+    let client = app.client("openid").await;
+    let browser = app.browser();
+    let login_page = || async {
+        browser.get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={}", client.client_id))).await.text().await.unwrap()
+    };
+    for round in 0..2 {
+        for i in 0..9 {
+            let page = browser.submit_login(&login_page().await, "regular@example.com", "guess").await.text().await.unwrap();
+            assert!(page.contains("The email or password is incorrect."), "round {round}, failure {i} was checked");
+        }
+        let signed_in = browser.submit_login(&login_page().await, "regular@example.com", PASSWORD).await;
+        assert_eq!(signed_in.status(), 303, "round {round}: the right password signs in");
+    }
+    assert_eq!(grant(&app, &c, "regular@example.com", PASSWORD).await.0, 200);
 }
