@@ -347,33 +347,42 @@ impl PgStore {
     }
 }
 
-/// Housekeeping's statements. Each can find its rows through an index on its cutoff (a test
+/// Housekeeping's statements. Each finds its rows through an index on its cutoff (a test
 /// checks that the indexes exist), so that a pass costs what has expired, not what is live;
 /// each is bounded: `$1` the tenant, `$2` the cutoff, `$3` the batch size.
+///
+/// Each takes its batch in the order of its cutoff. Without the order, the plan depended on
+/// how PostgreSQL guessed at the cutoff: a statement prepared once and run many times may get
+/// a generic plan, which assumes a third of the rows match, and then a LIMIT over a sequential
+/// scan of `tokens` (a walk over every live token, each pass) or a bitmap scan that reads the
+/// whole range of `tokens_replay` before the LIMIT looks cheapest. Ordered by the cutoff, the
+/// index gives the batch's first rows at once, in any plan (`housekeeping_plans_use_indexes`).
 ///
 /// Rows are picked by `ctid` (their physical address, which any table has): a row that a
 /// concurrent transaction updates meanwhile gets a new `ctid` and is left for the next pass
 /// instead of being deleted on stale grounds.
 pub(crate) mod sweep {
     macro_rules! sweep {
-        ($table:literal, $condition:literal) => {
+        ($table:literal, $cutoff:literal) => {
             concat!(
                 "DELETE FROM ",
                 $table,
                 " WHERE ctid = ANY(ARRAY(SELECT ctid FROM ",
                 $table,
-                " WHERE tenant_id = $1 AND (",
-                $condition,
-                ") LIMIT $3))"
+                " WHERE tenant_id = $1 AND ",
+                $cutoff,
+                " <= $2 ORDER BY ",
+                $cutoff,
+                " LIMIT $3))"
             )
         };
     }
-    pub(crate) const CODES: &str = sweep!("codes", "expires_at <= $2");
+    pub(crate) const CODES: &str = sweep!("codes", "expires_at");
     /// Replay answers past their window; the rows stay for reuse detection.
     pub(crate) const REPLAYS: &str = "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE ctid = ANY(ARRAY(
-         SELECT ctid FROM tokens WHERE tenant_id = $1 AND replay_until <= $2 LIMIT $3))";
+         SELECT ctid FROM tokens WHERE tenant_id = $1 AND replay_until <= $2 ORDER BY replay_until LIMIT $3))";
     /// Families past their absolute lifetime; their tokens go with them (ON DELETE CASCADE).
-    pub(crate) const FAMILIES: &str = sweep!("families", "expires_at <= $2");
+    pub(crate) const FAMILIES: &str = sweep!("families", "expires_at");
     /// A batch of expired tokens, then those of their families that no unexpired token is left
     /// in: such a family has idled out (its refresh token expired before the family's absolute
     /// lifetime, or it never had one, as with client_credentials) and nothing can revive it.
@@ -383,7 +392,8 @@ pub(crate) mod sweep {
     /// deletes see the same snapshot: the NOT EXISTS still sees the tokens of the first, which
     /// are expired and so do not keep a family.
     pub(crate) const TOKENS: &str = "WITH gone AS (
-            DELETE FROM tokens WHERE ctid = ANY(ARRAY(SELECT ctid FROM tokens WHERE tenant_id = $1 AND expires_at <= $2 LIMIT $3))
+            DELETE FROM tokens WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM tokens WHERE tenant_id = $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3))
             RETURNING family_id
         ), idled AS (
             DELETE FROM families f WHERE f.tenant_id = $1 AND f.id IN (SELECT family_id FROM gone)
@@ -391,11 +401,14 @@ pub(crate) mod sweep {
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM idled)";
-    pub(crate) const SESSIONS: &str = sweep!("sessions", "expires_at <= $2");
-    pub(crate) const INTERACTIONS: &str = sweep!("interactions", "expires_at <= $2");
-    pub(crate) const ATTEMPTS: &str = sweep!("login_attempts", "window_start <= $2");
-    pub(crate) const PERSONAL_TOKENS: &str = sweep!("personal_tokens", "expires_at <= $2 OR revoked_at <= $2");
-    pub(crate) const REVOKED_JTIS: &str = sweep!("revoked_jtis", "expires_at <= $2");
+    pub(crate) const SESSIONS: &str = sweep!("sessions", "expires_at");
+    pub(crate) const INTERACTIONS: &str = sweep!("interactions", "expires_at");
+    pub(crate) const ATTEMPTS: &str = sweep!("login_attempts", "window_start");
+    /// Two cutoffs, so no one order: a user's personal tokens are few, and each cutoff has an
+    /// index of its own.
+    pub(crate) const PERSONAL_TOKENS: &str = "DELETE FROM personal_tokens WHERE ctid = ANY(ARRAY(SELECT ctid FROM personal_tokens
+         WHERE tenant_id = $1 AND (expires_at <= $2 OR revoked_at <= $2) LIMIT $3))";
+    pub(crate) const REVOKED_JTIS: &str = sweep!("revoked_jtis", "expires_at");
     pub(crate) const ALL: [&str; 9] = [CODES, REPLAYS, FAMILIES, TOKENS, SESSIONS, INTERACTIONS, ATTEMPTS, PERSONAL_TOKENS, REVOKED_JTIS];
 }
 
