@@ -88,6 +88,11 @@ struct AllArgs {
     /// Do not install and run the peer (node-oidc-provider), nor print the ratio table.
     #[arg(long)]
     no_peer: bool,
+    /// Pace every paced run at this many operations per second, instead of 70% of the rate
+    /// each target measured: to compare two builds, or Latchkey and the peer, at the same load.
+    /// The p99 target (at 70%) is then not judged.
+    #[arg(long)]
+    paced_rate: Option<f64>,
     /// The peer's SQLite durability; `full` is Latchkey's default.
     #[arg(long, value_enum, default_value_t = peer::Synchronous::Full)]
     peer_synchronous: peer::Synchronous,
@@ -250,6 +255,9 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     if args.connections == 0 || args.password_connections == 0 || args.duration == 0 {
         bail!("--connections, --password-connections and --duration must be at least 1");
     }
+    if args.paced_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--paced-rate must be a positive number of operations per second");
+    }
     let out = args.out.clone().unwrap_or_else(|| root.join("bench").join("results"));
     let mut machine = machine(&root, pinned);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -310,9 +318,10 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
             connections: args.connections,
             password_connections: args.password_connections,
             paced_fraction: PACED_FRACTION,
+            paced_rate: args.paced_rate,
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
         },
-        comparisons: report::compare(&targets),
+        comparisons: report::compare(&targets, args.paced_rate.is_none()),
         targets,
     };
     let md = report::markdown(&report);
@@ -521,7 +530,7 @@ async fn measure(
         sat.errors
     );
     if scenario.paced() && sat.throughput > 0.0 {
-        let rate = sat.throughput * PACED_FRACTION;
+        let rate = args.paced_rate.unwrap_or(sat.throughput * PACED_FRACTION);
         let interval = Duration::from_secs_f64(connections as f64 / rate);
         let (_, mut paced) =
             scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: Some(interval), cores }, &*target).await?;
