@@ -156,7 +156,7 @@ impl Verified {
     /// a password grant costs one `fsync` less (it had three durable commits: the attempt
     /// counted, its settling, its tokens). The counts settle even if `writes` fails: the
     /// password was right.
-    pub(crate) async fn settle_with<T>(self, state: &AppState, writes: impl Future<Output = AppResult<T>>) -> AppResult<(User, T)> {
+    pub(crate) async fn settle_with<T>(self, state: &AppState, writes: impl Future<Output = AppResult<T>>) -> AppResult<T> {
         let (store, tenant) = (state.store(), state.tenant_id());
         let settle = async {
             let release_client = async {
@@ -168,7 +168,7 @@ impl Verified {
             tokio::try_join!(store.clear_attempts(tenant, &self.account_key), release_client).map_err(AppError::from)
         };
         let (_, out) = tokio::try_join!(settle, writes)?;
-        Ok((self.user, out))
+        Ok(out)
     }
 }
 

@@ -1,7 +1,7 @@
 -- Version 5: a count of the changes to clients, which says when a cached client is stale.
 --
 -- Readers keep the clients they have read in memory, with the generation they read them at
--- (`ClientCache` in lib.rs): a request then reads this one row instead of the client's row
+-- (`ClientCache` in src/clients.rs): a request then reads this one row instead of the client's row
 -- and its JSON columns. The triggers bump the count in the same transaction as the change,
 -- whoever makes it (this process, another node on the same file, or a CLI command), so a
 -- reader that sees the new count also sees the change.

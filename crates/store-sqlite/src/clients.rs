@@ -17,7 +17,7 @@
 //! newer or, after a database was restored from a backup, older, starts it over.
 
 use crate::rows::{client_from_row, CLIENT_BY_ID};
-use crate::{fault, query_opt};
+use crate::{query_one, query_opt};
 use latchkey_core::model::{Client, TenantId};
 use latchkey_store::StoreResult;
 use rusqlite::{params, Connection};
@@ -37,7 +37,6 @@ pub(crate) struct ClientCache(Mutex<Cached>);
 struct Cached {
     /// The generation every entry was read at.
     generation: i64,
-    len: usize,
     clients: HashMap<TenantId, HashMap<String, Client>>,
 }
 
@@ -49,7 +48,7 @@ impl ClientCache {
     /// it is cached under; outside a transaction the two may come from different snapshots,
     /// and a change committed between them only makes the entry stale-tagged (so read again).
     pub(crate) fn find(&self, c: &Connection, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
-        let generation: i64 = c.prepare_cached(GENERATION).and_then(|mut s| s.query_row([], |r| r.get(0))).map_err(fault)?;
+        let generation: i64 = query_one(c, GENERATION, [], |r| r.at(0))?;
         if let Some(client) = self.get(generation, tenant, client_id) {
             return Ok(Some(client));
         }
@@ -70,19 +69,23 @@ impl ClientCache {
 
     fn put(&self, generation: i64, client: &Client) {
         let mut cached = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if generation != cached.generation || cached.len >= MAX_CLIENTS {
+        if generation != cached.generation || cached.len() >= MAX_CLIENTS {
             *cached = Cached { generation, ..Cached::default() };
         }
-        let previous = cached.clients.entry(client.tenant).or_default().insert(client.client_id.clone(), client.clone());
-        if previous.is_none() {
-            cached.len += 1;
-        }
+        cached.clients.entry(client.tenant).or_default().insert(client.client_id.clone(), client.clone());
     }
 
     /// How many clients are cached (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Cached {
+    /// Clients of every tenant (a handful of tenants: counted when one is added).
+    fn len(&self) -> usize {
+        self.clients.values().map(HashMap::len).sum()
     }
 }
 

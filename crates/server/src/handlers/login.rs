@@ -50,7 +50,7 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
         expires_at: now + SESSION_TTL,
     };
     // The sign-in's writes go to the store at once, with the attempt's settling, so that the
-    // SQLite writer commits them together: one `fsync` instead of four.
+    // SQLite writer commits them together: one `fsync` instead of up to four.
     let store = state.store();
     let sign_in = async {
         // A new session at every sign-in: no session fixation.
