@@ -49,6 +49,13 @@ impl ClientCache {
     /// and a change committed between them only makes the entry stale-tagged (so read again).
     pub(crate) fn find(&self, c: &Connection, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
         let generation: i64 = query_one(c, GENERATION, [], |r| r.at(0))?;
+        self.find_at(c, generation, tenant, client_id)
+    }
+
+    /// [`find`](Self::find) with the generation already read, by this connection, in the
+    /// snapshot of another statement (`GENERATION_AND_TOKEN_BY_HASH`): the cached client is then
+    /// the one of that snapshot, and a row read here is at least as new.
+    pub(crate) fn find_at(&self, c: &Connection, generation: i64, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
         if let Some(client) = self.get(generation, tenant, client_id) {
             return Ok(Some(client));
         }

@@ -253,22 +253,6 @@ impl SqliteStore {
     fn read<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         self.readers.with(op)
     }
-
-    /// Runs several reads in one read transaction: they see one snapshot, and the WAL read
-    /// lock is taken and released once for all of them rather than once per statement.
-    fn read_together<T>(&self, op: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        self.read(|c| {
-            // A deferred BEGIN: the read lock comes with the first SELECT.
-            c.prepare_cached("BEGIN").and_then(|mut s| s.execute([])).map_err(fault)?;
-            let out = op(c);
-            // COMMIT ends a read transaction; should it fail, `Readers::with` closes the
-            // connection, which is still inside it.
-            let ended = c.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
-            let out = out?;
-            ended.map_err(fault)?;
-            Ok(out)
-        })
-    }
 }
 
 fn migrate(conn: &Connection) -> StoreResult<()> {
@@ -1171,7 +1155,20 @@ impl Store for SqliteStore {
         client_id: &str,
         hash: SecretHash,
     ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
-        self.read_together(|c| Ok((self.clients.find(c, tenant, client_id)?, token_by_hash(c, tenant, hash)?)))
+        // One statement reads the token and the clients' generation in one snapshot, with no
+        // transaction around it: when the caller's client is cached at that generation (nearly
+        // always), that is the whole read. Without a token there is no row to carry the
+        // generation, and the client is looked up on its own. A client read from its row here
+        // comes from a snapshot as new as the token's or newer, as two separate reads would.
+        self.read(|c| {
+            let found = query_opt(c, GENERATION_AND_TOKEN_BY_HASH, params![tenant.0.to_string(), &hash.0[..]], |r| {
+                Ok((r.get::<i64>("generation")?, token_view_from_row(r)?))
+            })?;
+            match found {
+                Some((generation, token)) => Ok((self.clients.find_at(c, generation, tenant, client_id)?, Some(token))),
+                None => Ok((self.clients.find(c, tenant, client_id)?, None)),
+            }
+        })
     }
 
     async fn rotate_refresh_token(
@@ -1335,6 +1332,23 @@ mod tests {
         assert_eq!(got, (3, 1, "two".to_owned(), 3, 1));
         let missing = query_one(&conn, "SELECT 1 AS a", [], |r| r.get::<i64>("z"));
         assert!(matches!(missing, Err(StoreError::Corrupt(ref m)) if m.contains("no column z")), "{missing:?}");
+    }
+
+    /// The lookups of a token by its hash descend indexes and never walk a table: the token by
+    /// its hash, its family and its user by their keys, and, for introspection, the one row of
+    /// the clients' generation by its key.
+    #[test]
+    fn token_lookups_only_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("plan.db"), Durability::Full).unwrap();
+        migrate(&conn).unwrap();
+        for (sql, searches) in [(TOKEN_BY_HASH, 3), (GENERATION_AND_TOKEN_BY_HASH, 4)] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> =
+                stmt.query_map(params!["t", &[0u8; 32][..]], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            assert!(!plan.iter().any(|s| s.starts_with("SCAN")), "{sql}\n{plan:#?}");
+            assert_eq!(plan.iter().filter(|s| s.starts_with("SEARCH")).count(), searches, "{sql}\n{plan:#?}");
+        }
     }
 
     /// Every housekeeping statement finds its rows through an index on its cutoff: none walks

@@ -195,7 +195,7 @@ pub trait Store: Send + Sync + 'static {
     /// The client `client_id` and the token stored under `hash`, read together: what an
     /// introspection needs (the caller, then the token it asks about). The two answers are
     /// those of `find_client` and `find_token`; a store may read both in one go (SQLite: one
-    /// read transaction instead of two).
+    /// statement, when the client is cached).
     async fn find_client_and_token(
         &self,
         tenant: TenantId,

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use latchkey_core::model::{Client, GrantType, User};
+use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord, TokenView, User};
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_store::{SharedStore, Store};
@@ -138,7 +138,8 @@ async fn client_tokens_revoked_before_version_3_stay_revoked() {
 
 /// Two nodes on one file (or a node and a CLI command): each keeps the clients it reads in
 /// memory, and a change made through the other is seen at the very next read, never served
-/// stale, whether it rotates the secret, deletes the client or deletes its tenant.
+/// stale, whether it rotates the secret, deletes the client or deletes its tenant; and whether
+/// the read is introspection's, which takes the generation from the token's statement.
 #[tokio::test]
 async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,19 +160,62 @@ async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
         created_at: 1,
     };
     a.insert_client(&client).await.unwrap();
+    // A token of the client's own, so that introspection's read finds a row: the clients'
+    // generation then comes with the token, in the same statement.
+    let family = Family {
+        id: Uuid::new_v4(),
+        tenant,
+        grant_id: None,
+        client_id: "app".to_owned(),
+        user_id: None,
+        business_id: None,
+        scope: ScopeSet::parse("openid").unwrap(),
+        auth_time: 1,
+        created_at: 1,
+        expires_at: i64::MAX,
+        revoked_at: None,
+    };
     let token = SecretHash([9; 32]);
+    let record = TokenRecord {
+        hash: token,
+        tenant,
+        kind: TokenKind::Access,
+        family_id: family.id,
+        client_id: "app".to_owned(),
+        user_id: None,
+        business_id: None,
+        scope: family.scope.clone(),
+        jti: Uuid::new_v4(),
+        created_at: 1,
+        expires_at: i64::MAX,
+        revoked_at: None,
+        rotated_at: None,
+    };
+    a.insert_family(tenant, &family, std::slice::from_ref(&record)).await.unwrap();
+    let secret_and_token =
+        |(client, view): (Option<Client>, Option<TokenView>)| (client.and_then(|c| c.secret_hash), view.map(|v| v.token.hash));
     for _ in 0..2 {
-        assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([1; 32])));
+        assert_eq!(
+            secret_and_token(a.find_client_and_token(tenant, "app", token).await.unwrap()),
+            (Some(SecretHash([1; 32])), Some(token))
+        );
     }
 
     assert!(b.update_client_secret(tenant, "app", SecretHash([2; 32])).await.unwrap());
+    assert_eq!(
+        secret_and_token(a.find_client_and_token(tenant, "app", token).await.unwrap()),
+        (Some(SecretHash([2; 32])), Some(token)),
+        "the generation read with the token shows the change"
+    );
     assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([2; 32])));
-    let (found, _) = a.find_client_and_token(tenant, "app", token).await.unwrap();
-    assert_eq!(found.and_then(|c| c.secret_hash), Some(SecretHash([2; 32])), "the read with a token uses the cache too");
+    assert!(b.update_client_secret(tenant, "app", SecretHash([3; 32])).await.unwrap());
+    assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([3; 32])));
+    let (found, _) = a.find_client_and_token(tenant, "app", SecretHash([8; 32])).await.unwrap();
+    assert_eq!(found.and_then(|c| c.secret_hash), Some(SecretHash([3; 32])), "the read of an unknown token uses the cache too");
 
     assert!(b.delete_client(tenant, "app").await.unwrap());
+    assert_eq!(a.find_client_and_token(tenant, "app", token).await.unwrap(), (None, None), "the client's tokens go with it");
     assert_eq!(a.find_client(tenant, "app").await.unwrap(), None);
-    assert_eq!(a.find_client_and_token(tenant, "app", token).await.unwrap(), (None, None));
 
     a.insert_client(&client).await.unwrap();
     assert!(b.find_client(tenant, "app").await.unwrap().is_some());
