@@ -64,6 +64,8 @@ pub fn redirect(location: &str, after_post: bool) -> Response {
 pub async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
+    // Room for the four at once: the map would otherwise grow (and rehash) twice for them.
+    h.reserve(4);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
@@ -75,58 +77,61 @@ pub async fn security_headers(req: Request, next: axum::middleware::Next) -> Res
 }
 
 /// The parameters of a token-endpoint-like request, from a form, multipart or JSON body
-/// (YOC sends all three). Malformed bodies are `invalid_request`, never axum's plain text.
-pub struct OAuthBody(pub Params);
+/// (YOC sends all three), and the request's headers, which client authentication reads: they
+/// are moved out of the request, where a `HeaderMap` extractor beside this one would copy
+/// them. Malformed bodies are `invalid_request`, never axum's plain text.
+pub struct OAuthBody {
+    pub headers: HeaderMap,
+    pub params: Params,
+}
 
 impl<S: Send + Sync> FromRequest<S> for OAuthBody {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bad = |m: &'static str| AppError::OAuth(OAuthError::invalid_request(m));
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-        let mime = content_type.split(';').next().unwrap_or_default().trim().to_owned();
-        match mime.as_str() {
-            "application/x-www-form-urlencoded" => {
-                let body = Bytes::from_request(req, state)
-                    .await
-                    .map_err(|_| bad("body_unreadable: the body is too large or could not be read"))?;
-                let text = std::str::from_utf8(&body).map_err(|_| bad("body_not_utf8: the form body is not UTF-8"))?;
-                Ok(Self(Params::from_urlencoded(text)))
-            }
-            "application/json" => {
-                let body = Bytes::from_request(req, state)
-                    .await
-                    .map_err(|_| bad("body_unreadable: the body is too large or could not be read"))?;
-                // Every member in order, repeats included, so that a repeated parameter is
-                // refused as in a form (OAuth 2.1 §3.2, SECURITY.md AZ-04).
-                let JsonPairs(members) =
-                    serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body must be one JSON object"))?;
-                let mut pairs = Vec::with_capacity(members.len());
-                for (k, v) in members {
-                    match v {
-                        serde_json::Value::String(s) => pairs.push((k, s)),
-                        serde_json::Value::Number(n) => pairs.push((k, n.to_string())),
-                        serde_json::Value::Bool(b) => pairs.push((k, b.to_string())),
-                        serde_json::Value::Null => {}
-                        _ => return Err(bad("json_value_unsupported: every member of the JSON body must be a string")),
-                    }
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let mime = content_type.split(';').next().unwrap_or_default().trim();
+        let is = |expected: &str| mime.eq_ignore_ascii_case(expected);
+        let body = |req: Request| async move {
+            Bytes::from_request(req, state).await.map_err(|_| bad("body_unreadable: the body is too large or could not be read"))
+        };
+        if is("application/x-www-form-urlencoded") {
+            let headers = std::mem::take(req.headers_mut());
+            let body = body(req).await?;
+            let text = std::str::from_utf8(&body).map_err(|_| bad("body_not_utf8: the form body is not UTF-8"))?;
+            Ok(Self { headers, params: Params::from_urlencoded(text) })
+        } else if is("application/json") {
+            let headers = std::mem::take(req.headers_mut());
+            let body = body(req).await?;
+            // Every member in order, repeats included, so that a repeated parameter is
+            // refused as in a form (OAuth 2.1 §3.2, SECURITY.md AZ-04).
+            let JsonPairs(members) = serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body must be one JSON object"))?;
+            let mut pairs = Vec::with_capacity(members.len());
+            for (k, v) in members {
+                match v {
+                    serde_json::Value::String(s) => pairs.push((k, s)),
+                    serde_json::Value::Number(n) => pairs.push((k, n.to_string())),
+                    serde_json::Value::Bool(b) => pairs.push((k, b.to_string())),
+                    serde_json::Value::Null => {}
+                    _ => return Err(bad("json_value_unsupported: every member of the JSON body must be a string")),
                 }
-                Ok(Self(Params::new(pairs)))
             }
-            "multipart/form-data" => {
-                let mut multipart =
-                    Multipart::from_request(req, state).await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))?;
-                let mut pairs = Vec::new();
-                while let Some(field) =
-                    multipart.next_field().await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))?
-                {
-                    let name = field.name().unwrap_or_default().to_owned();
-                    let value = field.text().await.map_err(|_| bad("multipart_malformed: a multipart field is not text"))?;
-                    pairs.push((name, value));
-                }
-                Ok(Self(Params::new(pairs)))
+            Ok(Self { headers, params: Params::new(pairs) })
+        } else if is("multipart/form-data") {
+            // The multipart reader finds its boundary in the headers: they stay in the request.
+            let headers = req.headers().clone();
+            let mut multipart =
+                Multipart::from_request(req, state).await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))?;
+            let mut pairs = Vec::new();
+            while let Some(field) = multipart.next_field().await.map_err(|_| bad("multipart_malformed: the multipart body is malformed"))? {
+                let name = field.name().unwrap_or_default().to_owned();
+                let value = field.text().await.map_err(|_| bad("multipart_malformed: a multipart field is not text"))?;
+                pairs.push((name, value));
             }
-            _ => Err(bad("content_type_unsupported: send application/x-www-form-urlencoded, multipart/form-data or application/json")),
+            Ok(Self { headers, params: Params::new(pairs) })
+        } else {
+            Err(bad("content_type_unsupported: send application/x-www-form-urlencoded, multipart/form-data or application/json"))
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::bearer::{active_token, from_row, row_key, ActiveToken, Presented};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::model::TokenKind;
@@ -18,13 +17,12 @@ use latchkey_proto::IntrospectionResponse;
 pub(crate) async fn introspect_post(
     Extension(state): Extension<AppState>,
     peer: Peer,
-    headers: HeaderMap,
-    OAuthBody(params): OAuthBody,
+    OAuthBody { headers, params }: OAuthBody,
 ) -> AppResult<Response> {
     let auth = ClientAuth::start(&state, peer, &headers, &params)?;
     let token = params.get("token");
     // A token with a row of its own is read together with the caller's client, in one read
-    // (one read transaction on SQLite, where introspection is all reads). The row stays
+    // (on SQLite one statement, when the client is cached). The row stays
     // unlooked-at until the caller has authenticated, and an unauthenticated caller gets the
     // same 401 whether it exists or not.
     let key = token.as_ref().ok().copied().flatten().and_then(|t| row_key(&state, t));

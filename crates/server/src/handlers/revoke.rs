@@ -16,8 +16,7 @@ use latchkey_proto::RevocationResponse;
 pub(crate) async fn revoke_post(
     Extension(state): Extension<AppState>,
     peer: Peer,
-    headers: HeaderMap,
-    OAuthBody(params): OAuthBody,
+    OAuthBody { headers, params }: OAuthBody,
 ) -> AppResult<Response> {
     let client = revoking_client(&state, peer, &headers, &params).await?;
     let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;

@@ -6,7 +6,6 @@ use crate::keys::KeyRing;
 use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
@@ -27,8 +26,7 @@ use uuid::Uuid;
 pub(crate) async fn token_post(
     Extension(state): Extension<AppState>,
     peer: Peer,
-    headers: HeaderMap,
-    OAuthBody(params): OAuthBody,
+    OAuthBody { headers, params }: OAuthBody,
 ) -> AppResult<Response> {
     let grant_type = params.get("grant_type")?.ok_or_else(|| OAuthError::invalid_request("grant_type_missing: grant_type is required"))?;
     let client = authenticate_client(&state, peer, &headers, &params).await?;
