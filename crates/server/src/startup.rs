@@ -97,10 +97,10 @@ impl Application {
 /// Finds the tenant of a request by its `Host` and path, hands its state to the handlers and
 /// strips the tenant's path prefix, so every tenant has the same routes.
 async fn route_tenant(State(registry): State<Arc<Registry>>, mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned);
-    let path = req.uri().path().to_owned();
-    let (state, prefix) = registry.resolve(host.as_deref(), &path).await;
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let (state, prefix) = registry.resolve(host, req.uri().path()).await;
     if prefix > 0 {
+        let path = req.uri().path();
         let rest = if path.len() == prefix { "/" } else { &path[prefix..] };
         let rewritten = match req.uri().query() {
             Some(q) => format!("{rest}?{q}"),
@@ -141,7 +141,7 @@ pub fn router() -> Router {
         .route("/assets/latchkey.css", get(misc::stylesheet))
         .route("/demo/callback", get(misc::demo_callback))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
-        .layer(axum::middleware::from_fn(web::security_headers));
+        .layer(tower::util::MapResponseLayer::new(web::security_headers));
     // A line per request and per response is for debugging (`LATCHKEY_LOG=info,tower_http=debug`),
     // so the layer that writes them is only there when they are asked for: idle, it still took
     // about 1.5% of the CPU of each request under introspection load. Failures need no layer:

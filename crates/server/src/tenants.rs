@@ -124,9 +124,10 @@ impl Registry {
                 Err(e) => tracing::warn!(error = %e, "reloading the tenants failed; keeping the loaded ones"),
             }
         }
-        let host = host.unwrap_or_default().to_ascii_lowercase();
+        // Routes keep their hosts in lower case (`host_and_prefix`); a Host header may not.
+        let host = host.unwrap_or_default();
         let hit = table.routes.iter().find(|r| {
-            r.host == host
+            r.host.eq_ignore_ascii_case(host)
                 && (r.prefix.is_empty() || path == r.prefix || path.strip_prefix(&r.prefix).is_some_and(|rest| rest.starts_with('/')))
         });
         match hit {

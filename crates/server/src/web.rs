@@ -60,9 +60,10 @@ pub fn redirect(location: &str, after_post: bool) -> Response {
 }
 
 /// The headers every answer carries: no framing (RFC 9700 §4.16, RFC 6819 §5.2.2.6), no
-/// referrer (RFC 9700 §4.2.4), no third-party resources, no MIME sniffing.
-pub async fn security_headers(req: Request, next: axum::middleware::Next) -> Response {
-    let mut r = next.run(req).await;
+/// referrer (RFC 9700 §4.2.4), no third-party resources, no MIME sniffing. A plain function on
+/// the response (tower's `MapResponseLayer`), so the layer neither boxes nor moves the inner
+/// future, as an async middleware would on every request.
+pub fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     // Room for the four at once: the map would otherwise grow (and rehash) twice for them.
     h.reserve(4);

@@ -107,5 +107,8 @@ async fn tenants_are_reached_by_host_name_too() {
         }
     };
     assert_eq!(discover(Some(format!("live.test:{}", app.port))).await, live_issuer);
+    // RFC 9110 §4.2.3: host names compare without regard to case.
+    assert_eq!(discover(Some(format!("LIVE.Test:{}", app.port))).await, live_issuer, "the Host header's case does not matter");
+    assert_eq!(discover(Some(format!("live.test.evil:{}", app.port))).await, app.issuer, "a host that only starts alike is another host");
     assert_eq!(discover(None).await, app.issuer, "other hosts reach the default tenant");
 }
