@@ -3,19 +3,21 @@
 use crate::config::Config;
 use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
 use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
+use crate::state::AppState;
 use crate::state::DemoInfo;
 use crate::tenants::{Registry, Shared};
 use crate::{admin, web};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use axum::ServiceExt;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
-use tower::Layer;
 
 /// Options the CLI and the tests set beyond the configuration.
 pub struct BuildOptions {
@@ -83,7 +85,7 @@ impl Application {
         let housekeeping =
             (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
         // The tenant is chosen (and its path prefix removed) before routing.
-        let app = axum::middleware::from_fn_with_state(Arc::clone(&self.registry), route_tenant).layer(self.router);
+        let app = RouteTenant { registry: Arc::clone(&self.registry), inner: self.router };
         // Connect info gives handlers the peer address (client-secret lockout, SECURITY.md TE-04).
         let service = ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
         let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
@@ -96,9 +98,64 @@ impl Application {
 
 /// Finds the tenant of a request by its `Host` and path, hands its state to the handlers and
 /// strips the tenant's path prefix, so every tenant has the same routes.
-async fn route_tenant(State(registry): State<Arc<Registry>>, mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-    let (state, prefix) = registry.resolve(host, req.uri().path()).await;
+///
+/// A service of its own rather than an async middleware: with the tenants loaded (all but one
+/// request every 15 s) it is a lookup, and the router's own future is returned as it is, not
+/// boxed and moved behind another one. Only a request that finds the tenants due for a reload
+/// takes the boxed, async way.
+#[derive(Clone)]
+struct RouteTenant {
+    registry: Arc<Registry>,
+    inner: Router,
+}
+
+type Routed =
+    futures::future::Either<<Router as tower::Service<Request>>::Future, futures::future::BoxFuture<'static, Result<Response, Infallible>>>;
+
+impl tower::Service<Request> for RouteTenant {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Routed;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        tower::Service::<Request>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request) -> Routed {
+        use futures::future::Either;
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        if let Some(found) = self.registry.resolve_loaded(host, req.uri().path()) {
+            return match with_tenant(req, found) {
+                Ok(req) => Either::Left(self.inner.call(req)),
+                Err(refused) => Either::Right(Box::pin(std::future::ready(Ok(refused.into_response())))),
+            };
+        }
+        // The clone serves the next request; this one goes with the router that was made ready.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let registry = Arc::clone(&self.registry);
+        Either::Right(Box::pin(async move {
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            let found = registry.resolve(host, req.uri().path()).await;
+            match with_tenant(req, found) {
+                Ok(req) => tower::ServiceExt::oneshot(ready, req).await,
+                Err(refused) => Ok(refused.into_response()),
+            }
+        }))
+    }
+}
+
+/// A path that is no longer a path once the tenant's prefix is taken off.
+struct InvalidPath;
+
+impl IntoResponse for InvalidPath {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, "invalid path").into_response()
+    }
+}
+
+/// The request with its tenant's state, and its path without the tenant's prefix.
+fn with_tenant(mut req: Request, (state, prefix): (AppState, usize)) -> Result<Request, InvalidPath> {
     if prefix > 0 {
         let path = req.uri().path();
         let rest = if path.len() == prefix { "/" } else { &path[prefix..] };
@@ -108,11 +165,11 @@ async fn route_tenant(State(registry): State<Arc<Registry>>, mut req: axum::extr
         };
         match rewritten.parse() {
             Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return (StatusCode::BAD_REQUEST, "invalid path").into_response(),
+            Err(_) => return Err(InvalidPath),
         }
     }
     req.extensions_mut().insert(state);
-    next.run(req).await
+    Ok(req)
 }
 
 pub fn router() -> Router {

@@ -108,8 +108,16 @@ impl Registry {
         Ok(Table { default, routes, rows, loaded_at: shared.rt.now() })
     }
 
-    /// The tenant a request reaches, and how much of its path is the tenant's prefix. A request
-    /// on no tenant's host goes to the default tenant.
+    /// The tenant a request reaches, and how much of its path is the tenant's prefix, from the
+    /// loaded tenants; `None` when they are due for a reload (every [`RELOAD_INTERVAL`] seconds),
+    /// which [`resolve`](Self::resolve) does. A request on no tenant's host goes to the default
+    /// tenant.
+    pub(crate) fn resolve_loaded(&self, host: Option<&str>, path: &str) -> Option<(AppState, usize)> {
+        let table = self.snapshot();
+        (self.shared.rt.now() < table.loaded_at + RELOAD_INTERVAL).then(|| Self::find(&table, host, path))
+    }
+
+    /// [`resolve_loaded`](Self::resolve_loaded), reloading the tenants first if they are due.
     pub(crate) async fn resolve(&self, host: Option<&str>, path: &str) -> (AppState, usize) {
         let mut table = self.snapshot();
         if self.shared.rt.now() >= table.loaded_at + RELOAD_INTERVAL {
@@ -124,6 +132,10 @@ impl Registry {
                 Err(e) => tracing::warn!(error = %e, "reloading the tenants failed; keeping the loaded ones"),
             }
         }
+        Self::find(&table, host, path)
+    }
+
+    fn find(table: &Table, host: Option<&str>, path: &str) -> (AppState, usize) {
         // Routes keep their hosts in lower case (`host_and_prefix`); a Host header may not.
         let host = host.unwrap_or_default();
         let hit = table.routes.iter().find(|r| {
