@@ -199,10 +199,12 @@ pub fn router() -> Router {
         .route("/demo/callback", get(misc::demo_callback))
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(tower::util::MapResponseLayer::new(web::security_headers));
-    // A line per request and per response is for debugging (`LATCHKEY_LOG=info,tower_http=debug`),
-    // so the layer that writes them is only there when they are asked for: idle, it still took
-    // about 1.5% of the CPU of each request under introspection load. Failures need no layer:
-    // every 5xx is logged where it is made, with the reference its answer shows (`error.rs`).
+    // A line per request and per response is for debugging (`LATCHKEY_LOG=info,tower_http=debug`,
+    // or `debug`: a directive for `tower_http::trace` or above), so the layer that writes them is
+    // only there when they are asked for: idle, it still took about 1.5% of the CPU of each
+    // request under introspection load. Failures need no layer: every 5xx is logged where it is
+    // made, the errors with the reference their answer shows (`error.rs`), `/readyz`'s 503 with
+    // its cause.
     if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
         router.layer(tower_http::trace::TraceLayer::new_for_http())
     } else {

@@ -13,12 +13,15 @@ pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers. A 503 says why in the log (the answer does not: it is
+/// for load balancers, not for people).
 pub(crate) async fn readyz(Extension(state): Extension<AppState>) -> Response {
     match state.store().find_tenant_by_name(&state.tenant().name).await {
-        Ok(Some(_)) => (StatusCode::OK, "ready").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response(),
+        Ok(Some(_)) => return (StatusCode::OK, "ready").into_response(),
+        Ok(None) => tracing::warn!(tenant = %state.tenant().name, "not ready: the tenant's row is gone from the database"),
+        Err(e) => tracing::warn!(cause = %e, "not ready: the database does not answer"),
     }
+    (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
 }
 
 pub(crate) async fn stylesheet() -> Response {
