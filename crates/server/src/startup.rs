@@ -3,8 +3,7 @@
 use crate::config::Config;
 use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
 use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
-use crate::state::AppState;
-use crate::state::DemoInfo;
+use crate::state::{AppState, DemoInfo};
 use crate::tenants::{Registry, Shared};
 use crate::{admin, web};
 use axum::extract::{DefaultBodyLimit, Request};

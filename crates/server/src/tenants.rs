@@ -114,13 +114,13 @@ impl Registry {
     /// tenant.
     pub(crate) fn resolve_loaded(&self, host: Option<&str>, path: &str) -> Option<(AppState, usize)> {
         let table = self.snapshot();
-        (self.shared.rt.now() < table.loaded_at + RELOAD_INTERVAL).then(|| Self::find(&table, host, path))
+        (!self.due(&table)).then(|| Self::find(&table, host, path))
     }
 
     /// [`resolve_loaded`](Self::resolve_loaded), reloading the tenants first if they are due.
     pub(crate) async fn resolve(&self, host: Option<&str>, path: &str) -> (AppState, usize) {
         let mut table = self.snapshot();
-        if self.shared.rt.now() >= table.loaded_at + RELOAD_INTERVAL {
+        if self.due(&table) {
             match Self::load(&self.shared, Some(&table)).await {
                 Ok(fresh) => {
                     let fresh = Arc::new(fresh);
@@ -133,6 +133,11 @@ impl Registry {
             }
         }
         Self::find(&table, host, path)
+    }
+
+    /// Whether `table` is due for a reload.
+    fn due(&self, table: &Table) -> bool {
+        self.shared.rt.now() >= table.loaded_at + RELOAD_INTERVAL
     }
 
     fn find(table: &Table, host: Option<&str>, path: &str) -> (AppState, usize) {
