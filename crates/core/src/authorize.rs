@@ -6,10 +6,8 @@ use crate::params::Params;
 use crate::pkce::CodeChallenge;
 use crate::redirect;
 use crate::scope::ScopeSet;
+use crate::text::{self, Malformed};
 use crate::{OAuthError, UnixTime};
-
-/// The longest `state` and `nonce` accepted (SECURITY.md AZ-16 asks for a cap).
-pub const MAX_STATE_LEN: usize = 2048;
 
 /// An error that must not be redirected: the client or its redirect URI is unknown
 /// (RFC 6749 §4.1.2.1; RFC 9700 §4.11.2). The server shows it as an HTML page.
@@ -109,15 +107,13 @@ pub fn validate(
     params: &Params,
     policy: AuthorizePolicy,
 ) -> Result<AuthorizationRequest, RedirectError> {
-    // A `state` that is too long or repeated is not echoed: the error itself is the answer.
-    let state = params.get("state").ok().flatten().filter(|s| s.len() <= MAX_STATE_LEN).map(str::to_owned);
+    // A `state` that is malformed or repeated is not echoed: the error itself is the answer.
+    let state = params.get("state").ok().flatten().and_then(|s| text::state(s).ok()).map(str::to_owned);
     let fail = |error: OAuthError| RedirectError { redirect_uri: redirect_uri.clone(), state: state.clone(), error };
 
     let checked = (|| {
-        let state = params.get("state")?;
-        if state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-            return Err(OAuthError::invalid_request("state_too_long: state must be at most 2048 bytes"));
-        }
+        // RFC 6749 Appendix A.5: state is VSCHAR; SECURITY.md AZ-16: and bounded.
+        let state = params.get("state")?.map(text::state).transpose().map_err(malformed)?;
         if policy.require_state && state.is_none() {
             return Err(OAuthError::invalid_request("state_missing: this server requires state"));
         }
@@ -152,10 +148,7 @@ pub fn validate(
             Some(_) => return Err(OAuthError::invalid_request("response_mode_unsupported: only response_mode=query is supported")),
         }
         let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
-        let nonce = params.get("nonce")?;
-        if nonce.is_some_and(|n| n.len() > MAX_STATE_LEN) {
-            return Err(OAuthError::invalid_request("nonce_too_long: nonce must be at most 2048 bytes"));
-        }
+        let nonce = params.get("nonce")?.map(text::nonce).transpose().map_err(malformed)?;
         let code_challenge = CodeChallenge::parse(params.get("code_challenge")?, params.get("code_challenge_method")?)?;
         // OAuth 2.1 §4.1.2.1 and RFC 9700 §2.1.1: public clients MUST use PKCE.
         if code_challenge.is_none() && client.needs_pkce() {
@@ -178,10 +171,15 @@ pub fn validate(
             code_challenge,
             prompt,
             max_age,
-            login_hint: params.get("login_hint")?.map(str::to_owned),
+            login_hint: params.get("login_hint")?.map(text::login_hint).transpose().map_err(malformed)?.map(str::to_owned),
         })
     })();
     checked.map_err(fail)
+}
+
+/// A parameter outside its grammar is a malformed request (RFC 6749 §4.1.2.1).
+fn malformed(m: Malformed) -> OAuthError {
+    OAuthError::invalid_request(format!("{}_malformed: {m}", m.field))
 }
 
 /// Whether the user must (again) sign in before this request can proceed.

@@ -4,6 +4,7 @@
 use crate::model::Client;
 use crate::params::Params;
 use crate::secret::SecretHasher;
+use crate::text;
 use crate::OAuthError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -46,8 +47,9 @@ impl ClientCredentials {
     /// OAuth 2.1 §2.4: "The client MUST NOT use more than one authentication method in each
     /// request"; such a request is `invalid_request`.
     pub fn extract(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
-        let body_id = params.get("client_id")?;
-        let body_secret = params.get("client_secret")?;
+        // RFC 6749 Appendix A.1 and A.2: both are VSCHAR; anything else names no client.
+        let body_id = params.get("client_id")?.map(text::client_id).transpose().map_err(malformed)?;
+        let body_secret = params.get("client_secret")?.map(text::client_secret).transpose().map_err(malformed)?;
         if let Some(header) = authorization {
             let (client_id, secret) = parse_basic(header)?;
             if body_secret.is_some() {
@@ -98,8 +100,12 @@ impl ClientCredentials {
     }
 }
 
-/// RFC 6749 §2.3.1: the client identifier and secret are encoded with
-/// `application/x-www-form-urlencoded` before they go into the Basic credentials (RFC 7617).
+/// RFC 6749 §2.3.1: "The client identifier is encoded using the
+/// application/x-www-form-urlencoded encoding algorithm per Appendix B, and the encoded value
+/// is used as the username; the client password is encoded using the same algorithm and used
+/// as the password" (RFC 7617: base64 of `user:password`, in UTF-8). Decoded exactly: base64,
+/// UTF-8, split at the first `:`, then each half percent-decoded with `+` as a space. The
+/// halves are never read as a form, so a `&` or `=` in them is part of the value.
 fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     let bad = || OAuthError::invalid_client("basic_auth_malformed: the Authorization header is not valid Basic credentials");
     let (scheme, rest) = header.trim().split_once(' ').ok_or_else(bad)?;
@@ -109,16 +115,37 @@ fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let id = form_decode(id);
-    let secret = form_decode(secret);
-    if id.is_empty() {
-        return Err(bad());
-    }
+    let id = form_decode(id).ok_or_else(bad)?;
+    let secret = form_decode(secret).ok_or_else(bad)?;
+    let id = text::client_id(&id).map_err(malformed)?.to_owned();
+    text::client_secret(&secret).map_err(malformed)?;
     Ok((id, secret))
 }
 
-fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+/// Decodes one `application/x-www-form-urlencoded` value (WHATWG URL, "urlencoded parsing",
+/// which RFC 6749 Appendix B follows): `+` is a space and `%XX` a byte. A `%` without two hex
+/// digits, or bytes that are not UTF-8, are refused rather than guessed at.
+fn form_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |b: Option<u8>| b.and_then(|b| (b as char).to_digit(16));
+                let (hi, lo) = (hex(bytes.next())?, hex(bytes.next())?);
+                // Two hex digits make at most 0xff.
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A client identifier or secret outside RFC 6749's grammar cannot name a client.
+fn malformed(m: text::Malformed) -> OAuthError {
+    OAuthError::invalid_client(format!("{}_malformed: {m}", m.field))
 }
 
 #[cfg(test)]
@@ -135,6 +162,55 @@ mod tests {
         let p = Params::default();
         let c = ClientCredentials::extract(Some(&basic("my%20app", "s%3Ae+cret")), &p).unwrap();
         assert_eq!(c, ClientCredentials::Basic { client_id: "my app".into(), secret: "s:e cret".into() });
+    }
+
+    /// RFC 6749 §2.3.1: each half is form-decoded on its own; `&` and `=` are part of the
+    /// value, never a parameter separator.
+    #[test]
+    fn basic_halves_are_decoded_exactly() {
+        let p = Params::default();
+        let creds = |h: &str| ClientCredentials::extract(Some(h), &p);
+        for (id, secret, want_id, want_secret) in [
+            ("CID&x", "SECRET", "CID&x", "SECRET"),
+            ("CID&y=1", "SECRET", "CID&y=1", "SECRET"),
+            ("CID=x", "SECRET", "CID=x", "SECRET"),
+            ("CID", "SECRET&client_id=x", "CID", "SECRET&client_id=x"),
+            ("C+D", "S+T", "C D", "S T"),
+            ("C%2BD", "S%2BT", "C+D", "S+T"),
+            ("C%3AD", "S%3AT", "C:D", "S:T"),
+            ("CID", "a:b:c", "CID", "a:b:c"),
+            ("CID", "", "CID", ""),
+        ] {
+            let c = creds(&basic(id, secret)).unwrap();
+            assert_eq!(c, ClientCredentials::Basic { client_id: want_id.into(), secret: want_secret.into() }, "{id}:{secret}");
+        }
+        let raw = |bytes: &[u8]| format!("Basic {}", STANDARD.encode(bytes));
+        for bad in [
+            raw(b"no-colon"),
+            raw(b":secret"),
+            raw(b"C%zz:s"),
+            raw(b"C%4:s"),
+            raw(b"CID:%"),
+            raw(b"C%00D:s"),
+            raw(b"CID:s%00"),
+            raw(b"C%FFD:s"),
+            raw(b"\xff\xfe:s"),
+            raw("Zo\u{eb}:s".as_bytes()),
+            "Basic !!!".into(),
+            "Basic".into(),
+            "Basic Q0lE".into(),
+        ] {
+            let e = creds(&bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidClient, "{bad}");
+        }
+    }
+
+    #[test]
+    fn body_client_ids_outside_the_grammar_name_no_client() {
+        for body in ["client_id=a%00b", "client_id=a%0Ab&client_secret=x", "client_id=a&client_secret=x%00"] {
+            let e = ClientCredentials::extract(None, &Params::from_urlencoded(body)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidClient, "{body}");
+        }
     }
 
     #[test]

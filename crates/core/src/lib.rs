@@ -19,6 +19,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod scope;
 pub mod secret;
+pub mod text;
 
 pub use error::OAuthError;
 pub use latchkey_proto::ErrorCode;

@@ -73,6 +73,9 @@ pub fn check_policy(password: &str) -> Result<(), &'static str> {
         Err("the password must have at least 8 characters")
     } else if password.len() > 1024 {
         Err("the password must have at most 1024 bytes")
+    } else if !crate::text::is_unicode_no_crlf(password) {
+        // RFC 6749 Appendix A.16: so that the password grant can carry every password.
+        Err("the password must not contain control characters (tab aside)")
     } else {
         Ok(())
     }

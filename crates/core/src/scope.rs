@@ -10,9 +10,9 @@ use std::fmt;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<String>);
 
-/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+/// RFC 6749 §3.3: scope-token = 1*NQCHAR, at most 256 bytes here.
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    !s.is_empty() && s.len() <= 256 && crate::text::is_nqchar(s)
 }
 
 impl ScopeSet {

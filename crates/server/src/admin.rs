@@ -9,6 +9,7 @@ use latchkey_core::password;
 use latchkey_core::redirect;
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::text;
 use latchkey_store::StoreError;
 use rand::RngCore;
 use uuid::Uuid;
@@ -29,6 +30,7 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => AdminError::Exists(what),
+            StoreError::Invalid(what) => AdminError::Invalid(what),
             e => AdminError::Store(e),
         }
     }
@@ -44,23 +46,12 @@ pub struct NewUser {
 }
 
 fn check_email(email: &str) -> AdminResult<String> {
-    let e = email.trim().to_lowercase();
-    let valid =
-        e.len() <= 254 && !e.contains(char::is_whitespace) && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-    if valid {
-        Ok(e)
-    } else {
-        Err(AdminError::Invalid(format!("{email:?} is not an email address")))
-    }
+    text::email(email).map_err(|_| AdminError::Invalid(format!("{email:?} is not an email address")))
 }
 
 fn check_name(what: &str, name: &str) -> AdminResult<String> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 {
-        Err(AdminError::Invalid(format!("the {what} must have 1 to 200 characters")))
-    } else {
-        Ok(n.to_owned())
-    }
+    text::name(name, 200)
+        .ok_or_else(|| AdminError::Invalid(format!("the {what} must have 1 to 200 characters, none of them a control character")))
 }
 
 /// Creates a user; each named business is created if needed and the user joins it. The first
@@ -118,7 +109,11 @@ pub async fn ensure_business(rt: &Runtime, name: &str) -> AdminResult<Business> 
 pub async fn find_user(rt: &Runtime, id_or_email: &str) -> AdminResult<User> {
     let found = match id_or_email.parse::<Uuid>() {
         Ok(id) => rt.store.find_user(rt.tenant.id, id).await?,
-        Err(_) => rt.store.find_user_by_email(rt.tenant.id, &id_or_email.trim().to_lowercase()).await?,
+        // What is not an email address names nobody.
+        Err(_) => match text::email(id_or_email) {
+            Ok(email) => rt.store.find_user_by_email(rt.tenant.id, &email).await?,
+            Err(_) => None,
+        },
     };
     found.ok_or_else(|| AdminError::NotFound(format!("user {id_or_email}")))
 }
@@ -141,6 +136,10 @@ pub struct NewClient {
 /// Registers a client and returns it with its secret (shown once; only the hash is stored).
 pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client, Option<Secret>)> {
     let name = check_name("client name", &new.name)?;
+    let developer = match new.developer.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => check_name("developer name", d)?,
+        None => "an unnamed developer".into(),
+    };
     if new.redirect_uris.is_empty() {
         return Err(AdminError::Invalid("a client needs at least one --redirect-uri".into()));
     }
@@ -193,7 +192,7 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
         tenant: rt.tenant.id,
         client_id,
         name,
-        developer: new.developer.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).unwrap_or_else(|| "an unnamed developer".into()),
+        developer,
         secret_hash: secret.as_ref().map(|s| rt.hasher.hash(s.expose())),
         redirect_uris: new.redirect_uris,
         scopes,
@@ -207,7 +206,11 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
 }
 
 pub async fn find_client(rt: &Runtime, client_id: &str) -> AdminResult<Client> {
-    rt.store.find_client(rt.tenant.id, client_id).await?.ok_or_else(|| AdminError::NotFound(format!("client {client_id}")))
+    let found = match text::client_id(client_id) {
+        Ok(id) => rt.store.find_client(rt.tenant.id, id).await?,
+        Err(_) => None,
+    };
+    found.ok_or_else(|| AdminError::NotFound(format!("client {client_id:?}")))
 }
 
 /// Replaces a confidential client's secret; the old one stops working at once.
@@ -280,10 +283,11 @@ pub async fn find_business(rt: &Runtime, id_or_name: &str) -> AdminResult<Busine
             return Ok(b);
         }
     }
-    rt.store
-        .find_business_by_name(rt.tenant.id, id_or_name.trim())
-        .await?
-        .ok_or_else(|| AdminError::NotFound(format!("business {id_or_name}")))
+    let found = match text::name(id_or_name, 200) {
+        Some(name) => rt.store.find_business_by_name(rt.tenant.id, &name).await?,
+        None => None,
+    };
+    found.ok_or_else(|| AdminError::NotFound(format!("business {id_or_name:?}")))
 }
 
 /// Adds a user to a business. It becomes the user's default when asked, or when the user had

@@ -104,6 +104,9 @@ impl IntoResponse for AppError {
             AppError::Api { status, error, description } => {
                 no_store((status, axum::Json(serde_json::json!({"error": error, "error_description": description}))).into_response())
             }
+            // Input that slipped past its grammar and that no store can hold: the caller's
+            // mistake, a 400 (DESIGN.md principle 5), never a 500.
+            AppError::Store(StoreError::Invalid(what)) => oauth_json(&invalid_input(&what)),
             AppError::Store(StoreError::Unavailable(source)) => {
                 let id = uuid::Uuid::new_v4();
                 tracing::warn!(reference = %id, cause = %error_chain(source.as_ref()), "database unavailable");
@@ -127,12 +130,20 @@ impl IntoResponse for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+fn invalid_input(what: &str) -> OAuthError {
+    OAuthError::invalid_request(format!("input_invalid: the request holds a value no store can keep ({what})"))
+}
+
 impl AppError {
     /// The answer for a person in a browser: every failure is an HTML page, never JSON.
     pub fn into_page_response(self) -> Response {
         match self {
             AppError::Page { status, title, message } => pages::error_page(status, title, &message),
             AppError::OAuth(e) => pages::error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.safe_description()),
+            AppError::Store(StoreError::Invalid(what)) => {
+                tracing::info!(reason = %invalid_input(&what), "request refused");
+                pages::error_page(StatusCode::BAD_REQUEST, "Invalid request", "The request contains characters that are not allowed.")
+            }
             AppError::Store(StoreError::Unavailable(source)) => {
                 let id = uuid::Uuid::new_v4();
                 tracing::warn!(reference = %id, cause = %error_chain(source.as_ref()), "database unavailable");

@@ -14,7 +14,8 @@
 //! serialization failures (40001) roll the statement back whole; the store runs it again, up to
 //! five times with a short jittered pause, before the caller hears of it (as `Unavailable`).
 //!
-//! Errors: a unique violation is `StoreError::Conflict`; a lost or refused connection, SQLSTATE
+//! Errors: a unique violation is `StoreError::Conflict`; text with a NUL byte (SQLSTATE
+//! 22021) is `StoreError::Invalid`; a lost or refused connection, SQLSTATE
 //! classes 08 and 53, 57P01-57P03, 57014, 55P03, and 40001/40P01 once the retries are spent are
 //! `Unavailable`; anything else is `Database`.
 //!
@@ -84,6 +85,9 @@ type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 pub(crate) fn fault(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        // character_not_in_repertoire: a NUL byte in text, which PostgreSQL cannot hold. The
+        // SQLite store refuses the same values itself (`latchkey_store::check_text`).
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => StoreError::Invalid(db.message().to_owned()),
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_code(&c)) => {
             StoreError::Unavailable(Box::new(sqlx::Error::Database(db)))
         }

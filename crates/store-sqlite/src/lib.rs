@@ -25,7 +25,7 @@ use latchkey_core::model::{
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
+use latchkey_store::{check_text, Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult, Texts};
 use rows::*;
 use rusqlite::{params, Connection, OpenFlags, Params};
 use std::path::{Path, PathBuf};
@@ -491,6 +491,7 @@ async fn personal_token_change(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant> {
+        check_text([name])?;
         let name = name.to_owned();
         self.write(move |c| {
             exec(
@@ -504,10 +505,12 @@ impl Store for SqliteStore {
     }
 
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        check_text([name])?;
         self.read(|c| query_opt(c, "SELECT id, name, issuer, settings, created_at FROM tenants WHERE name = ?", [name], tenant_from_row))
     }
 
     async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
+        t.check_texts()?;
         let (id, name, issuer, settings, created_at) =
             (t.id.0.to_string(), t.name.clone(), t.issuer.clone(), json(&t.settings)?, t.created_at);
         self.write(move |c| {
@@ -528,6 +531,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_tenant(&self, t: &Tenant) -> StoreResult<bool> {
+        t.check_texts()?;
         let (issuer, settings, id) = (t.issuer.clone(), json(&t.settings)?, t.id.0.to_string());
         self.write(move |c| {
             exec(c, "UPDATE tenants SET issuer = ?, settings = ? WHERE id = ?", params![issuer, settings, id]).map(|n| n > 0)
@@ -536,6 +540,7 @@ impl Store for SqliteStore {
     }
 
     async fn ensure_setting(&self, name: &str, value: &str) -> StoreResult<String> {
+        check_text([name, value])?;
         let (name, value) = (name.to_owned(), value.to_owned());
         // One statement, so two first writers cannot both win.
         self.write(move |c| {
@@ -550,6 +555,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
+        u.check_texts()?;
         let u = u.clone();
         self.write(move |c| {
             exec(
@@ -595,6 +601,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>> {
+        check_text([email])?;
         self.read(|c| {
             query_opt(
                 c,
@@ -631,6 +638,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
+        b.check_texts()?;
         let b = b.clone();
         self.write(move |c| {
             exec(
@@ -644,6 +652,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>> {
+        check_text([name])?;
         self.read(|c| {
             query_opt(
                 c,
@@ -717,6 +726,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client(&self, cl: &Client) -> StoreResult<()> {
+        cl.check_texts()?;
         let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
         let cl = cl.clone();
         self.write(move |c| {
@@ -744,6 +754,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {
+        check_text([client_id])?;
         self.read(|c| self.clients.find(c, tenant, client_id))
     }
 
@@ -754,6 +765,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {
+        check_text([client_id])?;
         let client_id = client_id.to_owned();
         self.write(move |c| {
             exec(c, "DELETE FROM clients WHERE tenant_id = ? AND client_id = ?", [tenant.0.to_string(), client_id]).map(|n| n > 0)
@@ -762,6 +774,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool> {
+        check_text([client_id])?;
         let client_id = client_id.to_owned();
         self.write(move |c| {
             exec(
@@ -775,11 +788,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
+        k.check_texts()?;
         let k = k.clone();
         self.write(move |c| insert_key(c, &k)).await
     }
 
     async fn rotate_signing_key(&self, k: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool> {
+        k.check_texts()?;
         let k = k.clone();
         self.write(move |c| {
             match insert_key(c, &k) {
@@ -853,6 +868,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_interaction(&self, i: &Interaction) -> StoreResult<()> {
+        i.check_texts()?;
         let i = i.clone();
         self.write(move |c| {
             exec(
@@ -905,6 +921,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_personal_token(&self, t: &PersonalToken) -> StoreResult<()> {
+        t.check_texts()?;
         let t = t.clone();
         self.write(move |c| {
             exec(
@@ -996,6 +1013,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {
+        check_text([key])?;
         let key = key.to_owned();
         // One statement: the count and the decision cannot be split by a parallel attempt.
         self.write(move |c| {
@@ -1014,6 +1032,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_attempt(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
+        check_text([key])?;
         let key = key.to_owned();
         self.write(move |c| {
             exec(
@@ -1027,12 +1046,14 @@ impl Store for SqliteStore {
     }
 
     async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
+        check_text([key])?;
         let key = key.to_owned();
         self.write(move |c| exec(c, "DELETE FROM login_attempts WHERE tenant_id = ? AND key = ?", [tenant.0.to_string(), key]).map(drop))
             .await
     }
 
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
+        check_text([client_id])?;
         self.read(|c| {
             query_opt(
                 c,
@@ -1044,6 +1065,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_grant(&self, g: &Grant) -> StoreResult<Grant> {
+        g.check_texts()?;
         let g = g.clone();
         self.write(move |c| {
             query_one(
@@ -1069,6 +1091,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
+        code.check_texts()?;
         let k = code.clone();
         self.write(move |c| {
             exec(
@@ -1119,6 +1142,8 @@ impl Store for SqliteStore {
         f: &Family,
         tokens: &[TokenRecord],
     ) -> StoreResult<RedeemOutcome> {
+        f.check_texts()?;
+        tokens.check_texts()?;
         let (f, tokens) = (f.clone(), tokens.to_vec());
         self.write(move |c| {
             let consumed = exec(
@@ -1137,6 +1162,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_family(&self, _tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()> {
+        family.check_texts()?;
+        tokens.check_texts()?;
         let (f, tokens) = (family.clone(), tokens.to_vec());
         self.write(move |c| {
             insert_family_row(c, &f)?;
@@ -1155,6 +1182,7 @@ impl Store for SqliteStore {
         client_id: &str,
         hash: SecretHash,
     ) -> StoreResult<(Option<Client>, Option<TokenView>)> {
+        check_text([client_id])?;
         // One statement reads the token and the clients' generation in one snapshot, with no
         // transaction around it: when the caller's client is cached at that generation (nearly
         // always), that is the whole read. Without a token there is no row to carry the
@@ -1179,6 +1207,7 @@ impl Store for SqliteStore {
         tokens: &[TokenRecord],
         replay: Option<&SealedReplay>,
     ) -> StoreResult<RotateOutcome> {
+        tokens.check_texts()?;
         let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| t.hash.0.to_vec());
         let (sealed, until) = (replay.map(|r| r.sealed.clone()), replay.map(|r| r.until));
         let tokens = tokens.to_vec();
@@ -1240,6 +1269,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_jti(&self, tenant: TenantId, client_id: &str, jti: Uuid, expires_at: UnixTime, now: UnixTime) -> StoreResult<()> {
+        check_text([client_id])?;
         let client_id = client_id.to_owned();
         self.write(move |c| {
             exec(
@@ -1254,6 +1284,7 @@ impl Store for SqliteStore {
     }
 
     async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool> {
+        check_text([client_id])?;
         self.read(|c| {
             query_one(
                 c,

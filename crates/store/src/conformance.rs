@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             refresh_replay_answer_lives_only_in_its_window,
             settings_first_writer_wins,
             concurrent_writes_fail_alone,
+            text_with_a_nul_is_refused,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -107,6 +108,7 @@ where
     refresh_replay_answer_lives_only_in_its_window(make().await).await;
     settings_first_writer_wins(make().await).await;
     concurrent_writes_fail_alone(make().await).await;
+    text_with_a_nul_is_refused(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1179,4 +1181,68 @@ pub async fn concurrent_writes_fail_alone(store: SharedStore) {
     let succeeded = u64::from(n - n.div_ceil(3));
     assert_eq!(counts.families, 1 + succeeded, "one family per successful redemption, and the first one");
     assert_eq!(counts.tokens, 2 * (1 + succeeded));
+}
+
+fn assert_invalid<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{what}: expected Invalid, got {r:?}");
+}
+
+/// Text with a NUL byte, which PostgreSQL's `text` cannot hold, is refused by every store the
+/// same way, as [`StoreError::Invalid`], whether it is written or looked up; never a database
+/// failure. Nothing is written, and the store keeps working.
+pub async fn text_with_a_nul_is_refused(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let nul = "a\0b";
+    assert_invalid(store.ensure_tenant(nul, NOW).await, "ensure_tenant");
+    assert_invalid(store.find_tenant_by_name(nul).await, "find_tenant_by_name");
+    assert_invalid(store.insert_user(&user(w.tenant, "x\0@acme.example")).await, "insert_user email");
+    let mut named = user(w.tenant, "bob@acme.example");
+    named.name = nul.to_owned();
+    assert_invalid(store.insert_user(&named).await, "insert_user name");
+    assert_invalid(store.find_user_by_email(w.tenant, nul).await, "find_user_by_email");
+    assert_invalid(store.insert_business(&business(w.tenant, nul)).await, "insert_business");
+    assert_invalid(store.find_business_by_name(w.tenant, nul).await, "find_business_by_name");
+    assert_invalid(store.insert_client(&client(w.tenant, nul, None)).await, "insert_client");
+    let mut developer = client(w.tenant, "other", None);
+    developer.developer = nul.to_owned();
+    assert_invalid(store.insert_client(&developer).await, "insert_client developer");
+    assert_invalid(store.find_client(w.tenant, nul).await, "find_client");
+    assert_invalid(store.find_client_and_token(w.tenant, nul, h(1)).await, "find_client_and_token");
+    assert_invalid(store.delete_client(w.tenant, nul).await, "delete_client");
+    assert_invalid(store.find_grant(w.tenant, w.user.id, nul).await, "find_grant");
+    assert_invalid(store.record_attempt(w.tenant, nul, NOW, 60).await, "record_attempt");
+    assert_invalid(store.self_contained_token_live(w.tenant, nul, Uuid::new_v4()).await, "self_contained_token_live");
+    let mut c = code(w.tenant, h(5), w.user.id, &w.client.client_id, w.grant.id);
+    c.nonce = Some(nul.to_owned());
+    assert_invalid(store.insert_code(&c).await, "insert_code nonce");
+    let pat = PersonalToken {
+        id: Uuid::new_v4(),
+        tenant: w.tenant,
+        user_id: w.user.id,
+        name: nul.to_owned(),
+        hash: h(6),
+        scope: scope("openid"),
+        created_at: NOW,
+        expires_at: NOW + 60,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    assert_invalid(store.insert_personal_token(&pat).await, "insert_personal_token");
+    let interaction = Interaction {
+        id: Uuid::new_v4(),
+        tenant: w.tenant,
+        browser_hash: h(7),
+        request: nul.to_owned(),
+        login: None,
+        created_at: NOW,
+        expires_at: NOW + 60,
+    };
+    assert_invalid(store.insert_interaction(&interaction).await, "insert_interaction");
+
+    // Nothing of it was written, and the store still serves.
+    assert!(store.find_code(w.tenant, h(5)).await.unwrap().is_none());
+    assert!(store.find_personal_token(w.tenant, pat.id).await.unwrap().is_none());
+    assert_eq!(store.list_users(w.tenant).await.unwrap().len(), 1);
+    assert_eq!(store.list_clients(w.tenant).await.unwrap().len(), 1);
+    issue(&store, &w, 20).await;
 }

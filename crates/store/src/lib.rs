@@ -34,9 +34,108 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A value no store can hold, refused before it was written or looked up: text with a
+    /// NUL byte (see [`check_text`]). The caller's input was wrong, not the database.
+    #[error("invalid value: {0}")]
+    Invalid(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Refuses text that a store cannot hold. PostgreSQL's `text` cannot store a NUL byte (it
+/// answers SQLSTATE 22021), so neither store takes one, and both refuse it the same way: with
+/// [`StoreError::Invalid`], never a database failure. The server checks every input against
+/// its grammar before it gets here (`latchkey_core::text`); this is the floor beneath that.
+pub fn check_text<'a>(values: impl IntoIterator<Item = &'a str>) -> StoreResult<()> {
+    match values.into_iter().find(|v| v.as_bytes().contains(&0)) {
+        None => Ok(()),
+        Some(v) => Err(StoreError::Invalid(format!("text with a NUL byte ({} bytes)", v.len()))),
+    }
+}
+
+/// The free text of a record, for [`check_text`]. Scope sets are left out: a `ScopeSet` holds
+/// only scope tokens (`NQCHAR`) by construction.
+pub trait Texts {
+    fn texts(&self) -> Vec<&str>;
+
+    /// [`check_text`] on every text of the record.
+    fn check_texts(&self) -> StoreResult<()> {
+        check_text(self.texts())
+    }
+}
+
+impl Texts for Tenant {
+    fn texts(&self) -> Vec<&str> {
+        let mut t = vec![self.name.as_str()];
+        t.extend(self.issuer.as_deref());
+        t
+    }
+}
+
+impl Texts for User {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.email, &self.name, &self.password_hash]
+    }
+}
+
+impl Texts for Business {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.name]
+    }
+}
+
+impl Texts for Client {
+    fn texts(&self) -> Vec<&str> {
+        let mut t = vec![self.client_id.as_str(), &self.name, &self.developer];
+        t.extend(self.redirect_uris.iter().map(String::as_str));
+        t
+    }
+}
+
+impl Texts for Grant {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.client_id]
+    }
+}
+
+impl Texts for AuthCode {
+    fn texts(&self) -> Vec<&str> {
+        let mut t = vec![self.client_id.as_str(), &self.redirect_uri];
+        t.extend(self.nonce.as_deref());
+        t.extend(self.code_challenge.as_deref());
+        t
+    }
+}
+
+impl Texts for Family {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.client_id]
+    }
+}
+
+impl Texts for [TokenRecord] {
+    fn texts(&self) -> Vec<&str> {
+        self.iter().map(|t| t.client_id.as_str()).collect()
+    }
+}
+
+impl Texts for Interaction {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.request]
+    }
+}
+
+impl Texts for PersonalToken {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.name]
+    }
+}
+
+impl Texts for SigningKeyRecord {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.kid, &self.public_jwk]
+    }
+}
 
 /// What happened to a code redemption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

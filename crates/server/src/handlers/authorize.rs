@@ -15,6 +15,7 @@ use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
 use latchkey_core::params::Params;
 use latchkey_core::scope;
 use latchkey_core::secret::{SecretHash, SecretKind};
+use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
@@ -73,6 +74,11 @@ pub(crate) async fn load_request(
         Ok(Some(id)) => id,
         Ok(None) => return Err(bad("The request names no client (client_id is missing).")),
         Err(_) => return Err(bad("The request names its client more than once.")),
+    };
+    // RFC 6749 Appendix A.1: a client_id outside VSCHAR names no client; it is refused here,
+    // before any store sees it.
+    let Ok(client_id) = text::client_id(client_id) else {
+        return Err(bad("The application that sent you here is not registered (the client_id is malformed)."));
     };
     let Some(client) = state.store().find_client(state.tenant_id(), client_id).await? else {
         return Err(bad("The application that sent you here is not registered (unknown client_id)."));

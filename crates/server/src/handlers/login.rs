@@ -12,6 +12,7 @@ use axum::Extension;
 use latchkey_core::model::Session;
 use latchkey_core::params::Params;
 use latchkey_core::secret::SecretKind;
+use latchkey_core::text;
 
 pub(crate) async fn login_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
     as_page(login(state, headers, form).await)
@@ -23,7 +24,17 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     let interaction = find_interaction(&state, &headers, id).await?;
     let client_id = Params::from_urlencoded(&interaction.request).get("client_id").ok().flatten().unwrap_or_default().to_owned();
     let client_name = state.store().find_client(state.tenant_id(), &client_id).await?.map(|c| c.name).unwrap_or_default();
-    let email = form.get("email").ok().flatten().unwrap_or_default().trim().to_lowercase();
+    let typed = form.get("email").ok().flatten().unwrap_or_default();
+    // Checked before any store sees it; what is not an email address is said so at once, and
+    // costs no guess (the form shows what was typed only if it is printable).
+    let email = match text::email(typed) {
+        Ok(email) => email,
+        Err(_) => {
+            let shown = if text::is_printable(typed) { typed } else { "" };
+            let message = "Enter your email address, such as name@example.com.";
+            return Ok(login_page_again(&state, &headers, &client_name, interaction.id, shown, message));
+        }
+    };
     let pw = form.get("password").ok().flatten().unwrap_or_default().to_owned();
 
     let verified = match check_password(&state, &email, pw, None).await? {

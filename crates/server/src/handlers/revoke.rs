@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::model::{Client, TokenKind};
 use latchkey_core::params::Params;
+use latchkey_core::text;
 use latchkey_core::OAuthError;
 use latchkey_proto::RevocationResponse;
 
@@ -59,11 +60,10 @@ async fn revoking_client(state: &AppState, peer: Peer, headers: &HeaderMap, para
     let unauthenticated = headers.get(header::AUTHORIZATION).is_none() && params.get("client_secret")?.is_none();
     if state.config.revocation_without_client_auth && unauthenticated {
         if let Some(id) = params.get("client_id")? {
-            return state
-                .store()
-                .find_client(state.tenant_id(), id)
-                .await?
-                .ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed").into());
+            let unknown = || OAuthError::invalid_client("client_unknown: client authentication failed");
+            // RFC 6749 Appendix A.1: what is not VSCHAR names no client.
+            let id = text::client_id(id).map_err(|_| unknown())?;
+            return state.store().find_client(state.tenant_id(), id).await?.ok_or_else(|| unknown().into());
         }
     }
     authenticate_client(state, peer, headers, params).await

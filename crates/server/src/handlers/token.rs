@@ -18,6 +18,7 @@ use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_core::secret::{Secret, SecretKind};
+use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
 use latchkey_proto::TokenResponse;
 use latchkey_store::{RedeemOutcome, RotateOutcome, SealedReplay};
@@ -227,6 +228,11 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     }
     let username = params.get("username")?.ok_or_else(|| OAuthError::invalid_request("username_missing: username is required"))?;
     let password = params.get("password")?.ok_or_else(|| OAuthError::invalid_request("password_missing: password is required"))?;
+    // RFC 6749 Appendix A.15 and A.16: both are UNICODECHARNOCRLF, checked before the
+    // username reaches the store or a guessing counter.
+    let malformed = |m: text::Malformed| OAuthError::invalid_request(format!("{}_malformed: {m}", m.field));
+    let username = text::username(username).map_err(malformed)?;
+    let password = text::password(password).map_err(malformed)?;
     let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
     let verified = match check_password(state, username, password.to_owned(), Some(&client.client_id)).await? {
         Ok(verified) => verified,

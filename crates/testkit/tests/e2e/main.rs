@@ -7,6 +7,7 @@ mod account;
 mod authorize;
 mod discovery;
 mod housekeeping;
+mod inputs;
 mod jwt;
 mod keys;
 mod oidc;
