@@ -26,3 +26,6 @@ pub use latchkey_proto::ErrorCode;
 
 /// Unix time in whole seconds. Every time in Latchkey is one of these.
 pub type UnixTime = i64;
+
+#[cfg(test)]
+mod proptests;

@@ -19,6 +19,9 @@ pub mod state;
 mod tenants;
 pub mod web;
 
+#[cfg(test)]
+mod proptests;
+
 pub use config::{Config, Settings};
 pub use runtime::{Clock, Runtime, SystemClock};
 pub use startup::{Application, BuildOptions};
