@@ -6,6 +6,7 @@
 pub mod admin;
 mod auth;
 mod bearer;
+mod browser;
 pub mod config;
 pub mod error;
 mod handlers;

@@ -176,7 +176,9 @@ pub fn router() -> Router {
         .route("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth/authorize/continue", get(authorize::authorize_continue))
-        .route("/login", post(login::login_post))
+        .route("/", get(misc::home))
+        .route("/login", get(login::login_get).post(login::login_post))
+        .route("/logout", post(login::logout_post))
         .route("/consent", post(consent::consent_post))
         .route("/oauth/token", post(token::token_post))
         .route("/oauth2/token", post(token::token_post))
@@ -195,7 +197,10 @@ pub fn router() -> Router {
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route("/assets/latchkey.css", get(misc::stylesheet))
+        .route("/assets/latchkey.js", get(misc::script))
         .route("/demo/callback", get(misc::demo_callback))
+        .fallback(misc::not_found)
+        .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
         .layer(tower::util::MapResponseLayer::new(web::security_headers));
     // A line per request and per response is for debugging (`LATCHKEY_LOG=info,tower_http=debug`,

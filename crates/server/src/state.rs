@@ -105,10 +105,12 @@ impl AppState {
         format!("{}{path}", self.base_path)
     }
 
-    /// The CSRF token of a browser: a MAC of its binding cookie, so it needs no storage and
-    /// a cross-site page cannot compute it.
-    pub fn csrf_token(&self, browser: &str) -> String {
-        self.rt.hasher.derive(b"csrf", browser.as_bytes())
+    /// The tenant's name as its pages show it: the product's for the default tenant.
+    pub fn site_name(&self) -> &str {
+        match self.tenant().name.as_str() {
+            latchkey_core::model::DEFAULT_TENANT => "Latchkey",
+            name => name,
+        }
     }
 
     /// The origin (scheme, host, port) of the issuer, for `Origin` checks.

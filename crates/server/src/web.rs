@@ -47,11 +47,12 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool, path: &st
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
 }
 
-/// A redirect: 303 after a POST (RFC 9700 §4.12 forbids 307), 302 after a GET.
+/// A redirect: 303 after a POST (RFC 9700 §4.12 forbids 307), 302 after a GET. Never cached:
+/// many carry a code, a `state` or an interaction (UI.md).
 pub fn redirect(location: &str, after_post: bool) -> Response {
     let status = if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
     match HeaderValue::from_str(location) {
-        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
+        Ok(v) => (status, [(header::LOCATION, v), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response(),
         Err(_) => {
             AppError::page(StatusCode::BAD_REQUEST, "Invalid redirect", "The redirect address contains characters that cannot be sent.")
                 .into_response()
@@ -60,7 +61,13 @@ pub fn redirect(location: &str, after_post: bool) -> Response {
 }
 
 /// The headers every answer carries: no framing (RFC 9700 §4.16, RFC 6819 §5.2.2.6), no
-/// referrer (RFC 9700 §4.2.4), no third-party resources, no MIME sniffing. A plain function on
+/// referrer to any other origin (RFC 9700 §4.2.4), no third-party resources, no MIME sniffing.
+/// The referrer policy is `same-origin` rather than `no-referrer`: under `no-referrer` a
+/// browser sends `Origin: null` with the pages' own form posts (Fetch, "append a request
+/// `Origin` header"), which then cannot be told from a post of a sandboxed foreign page; under
+/// `same-origin` it sends the real origin to this server, and still no `Referer` to any other
+/// (the app's redirect URI included). The policy has no `form-action`: browsers apply it to the
+/// redirect that follows a form, and the consent form's answer is a redirect to the app. A plain function on
 /// the response (tower's `MapResponseLayer`), so the layer neither boxes nor moves the inner
 /// future, as an async middleware would on every request.
 pub fn security_headers(mut r: Response) -> Response {
@@ -69,10 +76,12 @@ pub fn security_headers(mut r: Response) -> Response {
     h.reserve(4);
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     r
 }

@@ -202,12 +202,35 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A navigation, with the fetch metadata Chromium sends when a person follows a link from
+    /// another site (the app) or types an address.
     pub async fn get(&self, url: &str) -> reqwest::Response {
-        self.http.get(url).send().await.unwrap()
+        let site = if url.starts_with(&self.app_url) { "none" } else { "cross-site" };
+        self.http
+            .get(url)
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .send()
+            .await
+            .unwrap()
     }
 
+    /// A form post from one of the server's own pages, with the headers Chromium sends with
+    /// it: `Origin` and fetch metadata (tests of other browsers set their own).
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.app_url)).form(form).send().await.unwrap()
+        let url = Url::parse(&self.app_url).unwrap();
+        self.http
+            .post(format!("{}{path}", self.app_url))
+            .header("origin", url.origin().ascii_serialization())
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-user", "?1")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Follows a relative or absolute `Location` on this server.
@@ -250,9 +273,9 @@ impl Browser {
                 return loc;
             }
             let html = r.text().await.unwrap();
-            r = if html.contains("/login\">") {
+            r = if html.contains("name=\"password\"") {
                 self.submit_login(&html, email, PASSWORD).await
-            } else if html.contains("/consent\">") {
+            } else if html.contains("name=\"decision\"") {
                 self.submit_consent(&html, decision, None).await
             } else {
                 panic!("unexpected page: {html}");

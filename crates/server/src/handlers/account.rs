@@ -2,14 +2,13 @@
 //! The account pages of a later issue call it; it needs the session cookie, and every change
 //! needs the CSRF token it hands out in an `X-CSRF-Token` header.
 
-use super::authorize::{current_session, SESSION_COOKIE};
 use crate::admin::{self, AdminError};
+use crate::browser::{self, Refusal};
 use crate::error::{no_store, AppError, AppResult};
 use crate::state::AppState;
-use crate::web;
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::model::{PersonalToken, Session};
@@ -32,37 +31,23 @@ impl From<AdminError> for AppError {
     }
 }
 
-/// The session and its cookie, or 401.
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<(Session, String)> {
-    let session = current_session(state, headers).await?;
-    let cookie = web::cookie(headers, &state.cookie_name(SESSION_COOKIE)).map(str::to_owned);
-    match (session, cookie) {
-        (Some(s), Some(c)) => Ok((s, c)),
-        _ => Err(api(StatusCode::UNAUTHORIZED, "login_required", "sign in first")),
-    }
+/// The session, or 401.
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<Session> {
+    browser::current_session(state, headers).await?.ok_or_else(|| api(StatusCode::UNAUTHORIZED, "login_required", "sign in first"))
 }
 
-/// The CSRF token of a session: a MAC of its cookie.
-fn csrf_token(state: &AppState, session_cookie: &str) -> String {
-    state.hasher().derive(b"account-csrf", session_cookie.as_bytes())
-}
-
-/// Every change needs the session's CSRF token in `X-CSRF-Token` and no foreign `Origin`
-/// (SECURITY.md AZ-12). A custom header cannot be sent cross-site without CORS, which
+/// Every change passes the checks of the pages' forms (`browser::check_post`), with the CSRF
+/// token in `X-CSRF-Token`: a custom header cannot be sent cross-site without CORS, which
 /// Latchkey never grants.
-fn check_csrf(state: &AppState, headers: &HeaderMap, session_cookie: &str) -> AppResult<()> {
-    let forbidden = || api(StatusCode::FORBIDDEN, "csrf_failed", "send the csrf_token of GET /account/api/personal-tokens in X-CSRF-Token");
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        if origin != state.issuer_origin() {
-            return Err(forbidden());
-        }
-    }
-    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).ok_or_else(forbidden)?;
-    if latchkey_core::secret::ct_str_eq(sent, &csrf_token(state, session_cookie)) {
-        Ok(())
-    } else {
-        Err(forbidden())
-    }
+fn check_csrf(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    browser::check_post(state, headers, sent).map_err(|refusal| {
+        let description = match refusal {
+            Refusal::Token => "send the csrf_token of GET /account/api/personal-tokens in X-CSRF-Token".to_owned(),
+            other => format!("this change was sent from another site ({other})"),
+        };
+        api(StatusCode::FORBIDDEN, "csrf_failed", description)
+    })
 }
 
 fn describe(t: &PersonalToken) -> Value {
@@ -78,10 +63,12 @@ fn describe(t: &PersonalToken) -> Value {
 }
 
 pub(crate) async fn personal_tokens_get(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let (session, cookie) = signed_in(&state, &headers).await?;
+    let session = signed_in(&state, &headers).await?;
     let tokens = state.store().list_personal_tokens(state.tenant_id(), session.user_id).await?;
-    let body = json!({"csrf_token": csrf_token(&state, &cookie), "tokens": tokens.iter().map(describe).collect::<Vec<_>>()});
-    Ok(no_store(axum::Json(body).into_response()))
+    let (browser, new_cookie) = browser::ensure_browser(&state, &headers);
+    let csrf = browser::csrf_token(&state, &headers, &browser);
+    let body = json!({"csrf_token": csrf, "tokens": tokens.iter().map(describe).collect::<Vec<_>>()});
+    Ok(browser::with_browser_cookie(&state, no_store(axum::Json(body).into_response()), new_cookie))
 }
 
 #[derive(Deserialize)]
@@ -101,8 +88,8 @@ enum ScopeField {
 }
 
 pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
-    let (session, cookie) = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers, &cookie)?;
+    let session = signed_in(&state, &headers).await?;
+    check_csrf(&state, &headers)?;
     let new: NewToken = serde_json::from_slice(&body).map_err(|e| {
         api(StatusCode::BAD_REQUEST, "invalid_request", format!("the body must be JSON with name, scope and optionally expires_in: {e}"))
     })?;
@@ -119,8 +106,8 @@ pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, 
 /// For a change to one token: the session, its CSRF token, and the token, which must be the
 /// signed-in user's own (another user's is "not found").
 async fn own_token_to_change(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<PersonalToken> {
-    let (session, cookie) = signed_in(state, headers).await?;
-    check_csrf(state, headers, &cookie)?;
+    let session = signed_in(state, headers).await?;
+    check_csrf(state, headers)?;
     let not_found = || api(StatusCode::NOT_FOUND, "not_found", "no such personal token");
     let id: Uuid = id.parse().map_err(|_| not_found())?;
     match state.store().find_personal_token(state.tenant_id(), id).await? {

@@ -1,30 +1,28 @@
 //! The authorization endpoint (RFC 6749 §3.1, §4.1; OpenID Connect Core §3.1.2) and the
 //! interaction that carries a request through sign-in and consent.
 
+use super::login::{sign_in_page, SignIn};
+use crate::browser;
 use crate::error::{as_page, AppError, AppResult};
-use crate::pages::{self, ConsentPage, LoginPage};
+use crate::pages::{self, ConsentPage};
 use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::RawQuery;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, RedirectError};
-use latchkey_core::model::{AuthCode, Client, Grant, Interaction, Session, User};
+use latchkey_core::model::{AuthCode, Client, Grant, Interaction, User};
 use latchkey_core::params::Params;
 use latchkey_core::scope;
-use latchkey_core::secret::{SecretHash, SecretKind};
+use latchkey_core::secret::SecretKind;
 use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
-pub(crate) const BROWSER_COOKIE: &str = "lk_browser";
-pub(crate) const SESSION_COOKIE: &str = "lk_session";
 /// How long a pending authorization request waits for the user.
 const INTERACTION_TTL: i64 = 30 * 60;
-pub(crate) const SESSION_TTL: i64 = 14 * 24 * 3600;
-const BROWSER_TTL: i64 = 365 * 24 * 3600;
 
 pub(crate) async fn authorize_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = Params::from_urlencoded(query.as_deref().unwrap_or_default());
@@ -102,25 +100,6 @@ fn redirect_error(state: &AppState, req: &AuthorizationRequest, code: ErrorCode,
     error_redirect(state, &e, after_post)
 }
 
-/// The hash of the browser's session cookie, if it sent one.
-fn session_cookie_hash(state: &AppState, headers: &HeaderMap) -> Option<SecretHash> {
-    web::cookie(headers, &state.cookie_name(SESSION_COOKIE)).map(|cookie| state.hasher().hash(cookie))
-}
-
-/// The browser's live session, if any.
-pub(crate) async fn current_session(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
-    let Some(hash) = session_cookie_hash(state, headers) else { return Ok(None) };
-    let session = state.store().find_session(state.tenant_id(), hash).await?;
-    Ok(session.filter(|s| s.expires_at > state.now()))
-}
-
-/// The browser's live session and its user, read together.
-async fn current_session_user(state: &AppState, headers: &HeaderMap) -> AppResult<Option<(Session, User)>> {
-    let Some(hash) = session_cookie_hash(state, headers) else { return Ok(None) };
-    let found = state.store().find_session_with_user(state.tenant_id(), hash).await?;
-    Ok(found.filter(|(s, _)| s.expires_at > state.now()))
-}
-
 /// Finds an interaction and checks that this browser started it and that it is still fresh.
 pub(crate) async fn find_interaction(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<Interaction> {
     let expired = || {
@@ -131,7 +110,7 @@ pub(crate) async fn find_interaction(state: &AppState, headers: &HeaderMap, id: 
         )
     };
     let id: Uuid = id.parse().map_err(|_| expired())?;
-    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).ok_or_else(expired)?;
+    let browser = browser::browser_cookie(state, headers).ok_or_else(expired)?;
     let interaction = state.store().find_interaction(state.tenant_id(), id).await?.ok_or_else(expired)?;
     if !interaction.browser_hash.ct_eq(&state.hasher().hash(browser)) || interaction.expires_at <= state.now() {
         return Err(expired());
@@ -150,7 +129,7 @@ pub(crate) async fn proceed(
     after_post: bool,
 ) -> AppResult<Response> {
     let now = state.now();
-    let signed_in = current_session_user(state, headers).await?;
+    let signed_in = browser::current_user(state, headers).await?;
     let fresh_login = match (&interaction, &signed_in) {
         (Some(i), Some((s, _))) => i.login.is_some_and(|(u, at)| u == s.user_id && at == s.auth_time),
         _ => false,
@@ -162,21 +141,10 @@ pub(crate) async fn proceed(
             if req.prompt.none {
                 return Ok(redirect_error(state, req, ErrorCode::LoginRequired, "login_required: the user is not signed in", after_post));
             }
-            let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
-            let browser = browser_cookie
-                .as_deref()
-                .or_else(|| web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)))
-                .unwrap_or_default()
-                .to_owned();
-            let page = LoginPage {
-                base: &state.base_path,
-                client_name: &client.name,
-                interaction: interaction.id.to_string(),
-                csrf: &state.csrf_token(&browser),
-                email: req.login_hint.as_deref().unwrap_or_default(),
-                error: None,
-            };
-            return Ok(with_browser_cookie(state, pages::render(StatusCode::OK, &page), browser_cookie));
+            let (interaction, browser, new_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
+            let purpose = SignIn::App { client_name: &client.name, interaction: interaction.id };
+            let page = sign_in_page(state, headers, &purpose, &browser, req.login_hint.as_deref().unwrap_or_default(), None);
+            return Ok(browser::with_browser_cookie(state, page, new_cookie));
         }
     };
     let grant = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
@@ -190,11 +158,10 @@ pub(crate) async fn proceed(
                 after_post,
             ));
         }
-        let (interaction, browser_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
-        let browser =
-            browser_cookie.as_deref().or_else(|| web::cookie(headers, &state.cookie_name(BROWSER_COOKIE))).unwrap_or_default().to_owned();
-        let page = consent_page(state, client, req, &user, grant.as_ref(), interaction.id, &state.csrf_token(&browser)).await?;
-        return Ok(with_browser_cookie(state, page, browser_cookie));
+        let (interaction, browser, new_cookie) = ensure_interaction(state, headers, interaction, raw_request).await?;
+        let csrf = browser::csrf_token(state, headers, &browser);
+        let page = consent_page(state, headers, client, req, &user, grant.as_ref(), interaction.id, &csrf).await?;
+        return Ok(browser::with_browser_cookie(state, page, new_cookie));
     }
     let Some(grant) = grant else {
         return Err(AppError::Internal("consent not needed without a grant".into()));
@@ -206,23 +173,17 @@ pub(crate) async fn proceed(
 }
 
 /// Reuses the interaction in progress or starts one bound to this browser. Returns the
-/// browser cookie to set when the browser had none.
+/// browser's binding cookie, and the cookie to set when the browser had none.
 async fn ensure_interaction(
     state: &AppState,
     headers: &HeaderMap,
     existing: Option<Interaction>,
     raw_request: String,
-) -> AppResult<(Interaction, Option<String>)> {
+) -> AppResult<(Interaction, String, Option<String>)> {
+    let (browser, new_cookie) = browser::ensure_browser(state, headers);
     if let Some(i) = existing {
-        return Ok((i, None));
+        return Ok((i, browser, new_cookie));
     }
-    let (browser, new_cookie) = match web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)) {
-        Some(b) if b.starts_with(SecretKind::Browser.prefix()) => (b.to_owned(), None),
-        _ => {
-            let b = new_secret(SecretKind::Browser, &mut rand::thread_rng()).expose().to_owned();
-            (b.clone(), Some(b))
-        }
-    };
     let now = state.now();
     let interaction = Interaction {
         id: Uuid::new_v4(),
@@ -234,21 +195,13 @@ async fn ensure_interaction(
         expires_at: now + INTERACTION_TTL,
     };
     state.store().insert_interaction(&interaction).await?;
-    Ok((interaction, new_cookie))
+    Ok((interaction, browser, new_cookie))
 }
 
-fn with_browser_cookie(state: &AppState, mut r: Response, cookie: Option<String>) -> Response {
-    if let Some(c) = cookie {
-        r.headers_mut().append(
-            header::SET_COOKIE,
-            web::set_cookie(&state.cookie_name(BROWSER_COOKIE), &c, BROWSER_TTL, state.secure_cookies, &state.path("/")),
-        );
-    }
-    r
-}
-
+#[allow(clippy::too_many_arguments)]
 async fn consent_page(
     state: &AppState,
+    headers: &HeaderMap,
     client: &Client,
     req: &AuthorizationRequest,
     user: &User,
@@ -259,7 +212,7 @@ async fn consent_page(
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
     let preselected = grant.and_then(|g| g.business_id).or(user.default_business_id).or_else(|| businesses.first().map(|b| b.id));
     let page = ConsentPage {
-        base: &state.base_path,
+        layout: browser::layout(state, headers, Some(user), ""),
         client_name: &client.name,
         developer: &client.developer,
         user_email: &user.email,
@@ -309,47 +262,4 @@ pub(crate) async fn issue_code(
     }
     pairs.push(("iss", &state.issuer));
     Ok(web::redirect(&authorize::redirect_with(&req.redirect_uri, &pairs), after_post))
-}
-
-/// Checks what every form post of the sign-in pages must carry: the browser cookie, the CSRF
-/// token derived from it, and no foreign `Origin` (SECURITY.md AZ-12).
-pub(crate) fn check_form(state: &AppState, headers: &HeaderMap, form: &Params) -> AppResult<()> {
-    let forbidden = || {
-        AppError::page(
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "This form was not sent from this site, or it has expired. Go back and try again.",
-        )
-    };
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        if origin != state.issuer_origin() {
-            return Err(forbidden());
-        }
-    }
-    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).ok_or_else(forbidden)?;
-    let sent = form.get("csrf").ok().flatten().ok_or_else(forbidden)?;
-    if !latchkey_core::secret::ct_str_eq(sent, &state.csrf_token(browser)) {
-        return Err(forbidden());
-    }
-    Ok(())
-}
-
-pub(crate) fn login_page_again(
-    state: &AppState,
-    headers: &HeaderMap,
-    client_name: &str,
-    interaction: Uuid,
-    email: &str,
-    error: &str,
-) -> Response {
-    let browser = web::cookie(headers, &state.cookie_name(BROWSER_COOKIE)).unwrap_or_default();
-    let page = LoginPage {
-        base: &state.base_path,
-        client_name,
-        interaction: interaction.to_string(),
-        csrf: &state.csrf_token(browser),
-        email,
-        error: Some(error),
-    };
-    pages::render(StatusCode::OK, &page)
 }

@@ -1,6 +1,7 @@
 //! The consent form: Allow or Deny, and the business the app may act for.
 
-use super::authorize::{check_form, current_session, error_redirect, find_interaction, issue_code, load_request};
+use super::authorize::{error_redirect, find_interaction, issue_code, load_request};
+use crate::browser::{check_form, current_session};
 use crate::error::{as_page, AppError, AppResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};

@@ -133,7 +133,7 @@ async fn consent_is_remembered_unless_prompt_consent() {
     // prompt=consent asks again.
     let r = b.get(&authorize_url(&app, &c, "scope=email&prompt=consent")).await;
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("action=\"/consent\""));
+    assert!(r.text().await.unwrap().contains("action=\"/consent?interaction="));
 }
 
 /// OpenID Connect Core §3.1.2.1: prompt=login and max_age make the user sign in again.
@@ -146,7 +146,7 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
     b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
     let page = |r: reqwest::Response| async move { r.text().await.unwrap() };
     let html = page(b.get(&authorize_url(&app, &c, "prompt=login")).await).await;
-    assert!(html.contains("action=\"/login\""));
+    assert!(html.contains("action=\"/login?interaction="));
     // After signing in within this request, it completes without asking a third time.
     let r = b.submit_login(&html, "ada@example.com", PASSWORD).await;
     let r = b.follow(&r).await;
@@ -157,7 +157,7 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
     let r = b.get(&authorize_url(&app, &c, "max_age=10000")).await;
     assert_eq!(r.status(), 302, "a recent sign-in satisfies max_age=10000");
     let html = page(b.get(&authorize_url(&app, &c, "max_age=60")).await).await;
-    assert!(html.contains("action=\"/login\""), "an older sign-in does not satisfy max_age=60");
+    assert!(html.contains("action=\"/login?interaction="), "an older sign-in does not satisfy max_age=60");
     let r = b.get(&authorize_url(&app, &c, "max_age=60&prompt=none&state=s")).await;
     assert_eq!(query_param(&location(&r).unwrap(), "error").as_deref(), Some("login_required"));
 }
@@ -205,6 +205,67 @@ async fn forms_without_csrf_or_from_another_origin_are_refused() {
     assert_eq!(b.post_form("/login", &good).await.status(), 303);
 }
 
+/// The form check agrees with what browsers send (Fetch, "append a request `Origin` header";
+/// OWASP's CSRF cheat sheet, fetch metadata): no form that Chromium, Firefox or Safari posts
+/// from the sign-in page is refused, and a post from another site still is. Before, a
+/// `no-referrer` policy made every browser send `Origin: null`, which was refused.
+#[tokio::test]
+async fn origin_checks_agree_with_how_browsers_send_origin() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let origin = app.issuer.clone();
+    let same_origin: &[(&str, &str)] =
+        &[("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document"), ("sec-fetch-user", "?1")];
+    let with_origin = |extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![("origin", origin.clone())];
+        h.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        h
+    };
+    let accepted: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("Chromium and Firefox", with_origin(same_origin)),
+        (
+            "Safari 16.4 and later",
+            with_origin(&[("sec-fetch-site", "same-origin"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")]),
+        ),
+        ("an older browser without fetch metadata", with_origin(&[])),
+        ("a browser under a no-referrer policy", {
+            let mut h = vec![("origin", "null".to_owned())];
+            h.extend(same_origin.iter().map(|(k, v)| (*k, v.to_string())));
+            h
+        }),
+        ("a browser that sends no Origin", vec![]),
+        ("a bookmark or typed address", vec![("sec-fetch-site", "none".to_owned())]),
+    ];
+    let refused: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("a cross-site form", vec![("origin", "https://evil.example".into()), ("sec-fetch-site", "cross-site".into())]),
+        ("a sandboxed cross-site frame", vec![("origin", "null".into()), ("sec-fetch-site", "cross-site".into())]),
+        ("a sibling site", vec![("origin", "https://other.example.test".into()), ("sec-fetch-site", "same-site".into())]),
+        ("a cross-site form in an older browser", vec![("origin", "https://evil.example".into())]),
+    ];
+    for (who, headers, want) in accepted.into_iter().map(|(w, h)| (w, h, 303)).chain(refused.into_iter().map(|(w, h)| (w, h, 403))) {
+        // A fresh browser and interaction per case, so that each post is a first sign-in.
+        let b = app.browser();
+        let html = b.get(&authorize_url(&app, &c, "")).await.text().await.unwrap();
+        let form = [
+            ("interaction", latchkey_testkit::field(&html, "interaction").unwrap()),
+            ("csrf", latchkey_testkit::field(&html, "csrf").unwrap()),
+            ("email", "ada@example.com".to_owned()),
+            ("password", PASSWORD.to_owned()),
+        ];
+        let mut req = b.http.post(app.url("/login")).form(&form);
+        for (k, v) in &headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), want, "{who}: {headers:?}");
+        if want == 403 {
+            let page = r.text().await.unwrap();
+            assert!(page.contains("another website"), "{who}: the page says what happened: {page}");
+        }
+    }
+}
+
 /// SECURITY.md AZ-10, AZ-11, AZ-06: framing, referrer and CORS headers.
 #[tokio::test]
 async fn pages_carry_the_security_headers() {
@@ -214,7 +275,9 @@ async fn pages_carry_the_security_headers() {
     let h = r.headers();
     assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
     assert_eq!(h["x-frame-options"], "DENY");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    // No referrer to any other origin (RFC 9700 §4.2.4); the pages' own posts keep their
+    // Origin (see `origin_checks_agree_with_how_browsers_send_origin`).
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert!(h.get("access-control-allow-origin").is_none());
     let cookie = h["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
@@ -322,7 +385,7 @@ async fn public_loopback_clients_are_always_asked() {
     assert!(query_param(&loc, "code").is_some());
     let again = b.get(&authorize_url(&app, &c, &format!("{pkce}&redirect_uri=http%3A%2F%2F127.0.0.1%3A5555%2Fcb"))).await;
     assert_eq!(again.status(), 200, "asked again, not redirected");
-    assert!(again.text().await.unwrap().contains("action=\"/consent\""));
+    assert!(again.text().await.unwrap().contains("action=\"/consent?interaction="));
     let silent = b.get(&authorize_url(&app, &c, &format!("{pkce}&prompt=none&state=s"))).await;
     assert_eq!(query_param(&location(&silent).unwrap(), "error").as_deref(), Some("consent_required"));
 }
@@ -336,7 +399,7 @@ async fn consent_form_cannot_skip_a_required_sign_in() {
     let b = app.browser();
     b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
     let login_page = b.get(&authorize_url(&app, &c, "prompt=login&state=2")).await.text().await.unwrap();
-    assert!(login_page.contains("action=\"/login\""));
+    assert!(login_page.contains("action=\"/login?interaction="));
     // Posting the consent form with the login page's fields, without signing in:
     let r = b.submit_consent(&login_page, "allow", None).await;
     assert_eq!(r.status(), 303);
