@@ -6,6 +6,7 @@
 mod account;
 mod authorize;
 mod discovery;
+mod hostile;
 mod housekeeping;
 mod inputs;
 mod jwt;
