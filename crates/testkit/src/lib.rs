@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+pub mod chromium;
 pub mod race;
 
 pub use backend::{Backend, TestDatabase};

@@ -28,6 +28,7 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+mod demo;
 mod nodes;
 
 #[tokio::test]

@@ -347,7 +347,7 @@ impl Fixtures {
             let html = r.text().await.unwrap();
             let interaction = field(&html, "interaction").unwrap_or_else(|| panic!("a sign-in or consent page: {html}"));
             let csrf = field(&html, "csrf").expect("a csrf field");
-            r = if html.contains("/login\">") {
+            r = if html.contains("name=\"password\"") {
                 let form = [("interaction", interaction.as_str()), ("csrf", csrf.as_str()), ("email", SIGNED_IN), ("password", PASSWORD)];
                 self.post_form(app, "/login", &form).await
             } else {
