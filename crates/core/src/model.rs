@@ -160,6 +160,33 @@ pub struct Grant {
     pub created_at: UnixTime,
 }
 
+/// A grant as its user sees it on the account pages: with the app's name and developer, the
+/// business it acts for, and when the app last got tokens under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSummary {
+    pub grant: Grant,
+    pub client_name: String,
+    pub developer: String,
+    pub business_name: Option<String>,
+    /// When a token was last issued under the grant (a code redeemed, a refresh), as long as
+    /// housekeeping has kept a trace of it.
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// An entry of a tenant's scope catalogue: what a scope means in words (consent and account
+/// pages), and whether a person may put it on a personal access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeEntry {
+    pub tenant: TenantId,
+    /// A scope token (RFC 6749 §3.3).
+    pub name: String,
+    /// The sentence pages show for it ("Read your business's orders").
+    pub description: String,
+    /// Whether personal access tokens may carry it.
+    pub personal: bool,
+    pub created_at: UnixTime,
+}
+
 /// An authorization code, stored by hash until it is redeemed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthCode {

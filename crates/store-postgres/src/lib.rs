@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use conns::{on_conn, Conns};
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
-    TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_revoked_jtis.sql"),
     include_str!("../migrations/0003_housekeeping_indexes.sql"),
     include_str!("../migrations/0004_rotated_secret_keys.sql"),
+    include_str!("../migrations/0005_account.sql"),
 ];
 
 /// The first half of the advisory lock key that serializes migrations ("Lkey"); the second
@@ -560,6 +561,25 @@ impl Store for PgStore {
         .map(drop)
     }
 
+    async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool> {
+        let keep = keep.as_ref().map(key);
+        let n = self
+            .write_count(|| {
+                sqlx::query(
+                    "WITH changed AS (UPDATE users SET password_hash = $1 WHERE tenant_id = $2 AND id = $3 RETURNING id),
+                     ended AS (DELETE FROM sessions WHERE tenant_id = $2 AND user_id IN (SELECT id FROM changed)
+                               AND hash IS DISTINCT FROM $4)
+                     SELECT count(*) FROM changed",
+                )
+                .bind(password_hash)
+                .bind(tenant.0)
+                .bind(user)
+                .bind(keep)
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
         self.write(|| {
             sqlx::query("INSERT INTO businesses (tenant_id, id, name, created_at) VALUES ($1, $2, $3, $4)")
@@ -612,7 +632,8 @@ impl Store for PgStore {
         self.write_count(|| {
             sqlx::query(
                 "WITH revoked AS (UPDATE families SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND business_id = $4 AND revoked_at IS NULL RETURNING 1),
-                 dropped AS (DELETE FROM grants WHERE tenant_id = $2 AND user_id = $3 AND business_id = $4)
+                 dropped AS (DELETE FROM grants WHERE tenant_id = $2 AND user_id = $3 AND business_id = $4),
+                 unredeemed AS (DELETE FROM codes WHERE tenant_id = $2 AND user_id = $3 AND business_id = $4 AND consumed_at IS NULL)
                  SELECT count(*) FROM revoked",
             )
             .bind(now)
@@ -998,6 +1019,76 @@ impl Store for PgStore {
             })
             .await?;
         grant_from_row(&row)
+    }
+
+    async fn list_user_grants(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<GrantSummary>> {
+        let rows = on_conn!(self.conns, |c| sqlx::query(
+            r#"SELECT g.tenant_id, g.id, g.user_id, g.client_id, g.business_id, g.scope, g.created_at,
+                      c.name AS client_name, c.developer, b.name AS business_name,
+                      (SELECT MAX(t.created_at) FROM families f JOIN tokens t ON t.tenant_id = f.tenant_id AND t.family_id = f.id
+                        WHERE f.tenant_id = g.tenant_id AND f.grant_id = g.id) AS last_used_at
+               FROM grants g
+               JOIN clients c ON c.tenant_id = g.tenant_id AND c.client_id = g.client_id
+               LEFT JOIN businesses b ON b.tenant_id = g.tenant_id AND b.id = g.business_id
+               WHERE g.tenant_id = $1 AND g.user_id = $2 ORDER BY c.name COLLATE "C", g.created_at"#,
+        )
+        .bind(tenant.0)
+        .bind(user)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
+        rows.iter().map(grant_summary_from_row).collect()
+    }
+
+    async fn revoke_grant(&self, tenant: TenantId, user: Uuid, grant: Uuid, now: UnixTime) -> StoreResult<bool> {
+        let n = self
+            .write_count(|| {
+                sqlx::query(
+                    "WITH dropped AS (DELETE FROM grants WHERE tenant_id = $1 AND id = $2 AND user_id = $3 RETURNING id),
+                     revoked AS (UPDATE families SET revoked_at = $4 WHERE tenant_id = $1 AND grant_id IN (SELECT id FROM dropped)
+                                 AND revoked_at IS NULL),
+                     unredeemed AS (DELETE FROM codes WHERE tenant_id = $1 AND grant_id IN (SELECT id FROM dropped))
+                     SELECT count(*) FROM dropped",
+                )
+                .bind(tenant.0)
+                .bind(grant)
+                .bind(user)
+                .bind(now)
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>> {
+        let rows = on_conn!(self.conns, |c| sqlx::query(
+            r#"SELECT tenant_id, name, description, personal, created_at FROM scopes WHERE tenant_id = $1 ORDER BY name COLLATE "C""#
+        )
+        .bind(tenant.0)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
+        rows.iter().map(scope_entry_from_row).collect()
+    }
+
+    async fn upsert_scope(&self, e: &ScopeEntry) -> StoreResult<()> {
+        self.write(|| {
+            sqlx::query(
+                "INSERT INTO scopes (tenant_id, name, description, personal, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, name) DO UPDATE SET description = excluded.description, personal = excluded.personal",
+            )
+            .bind(e.tenant.0)
+            .bind(&e.name)
+            .bind(&e.description)
+            .bind(e.personal)
+            .bind(e.created_at)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn delete_scope(&self, tenant: TenantId, name: &str) -> StoreResult<bool> {
+        let n = self.write(|| sqlx::query("DELETE FROM scopes WHERE tenant_id = $1 AND name = $2").bind(tenant.0).bind(name)).await?;
+        Ok(n > 0)
     }
 
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {

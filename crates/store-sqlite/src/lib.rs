@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use clients::ClientCache;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
-    TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_revoked_jtis.sql"),
     include_str!("../migrations/0004_housekeeping_indexes.sql"),
     include_str!("../migrations/0005_client_generation.sql"),
+    include_str!("../migrations/0006_account.sql"),
 ];
 
 /// How long a connection waits for a lock held by another process (another node on the same
@@ -637,6 +638,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool> {
+        check_text([password_hash])?;
+        let (t, u, hash) = (tenant.0.to_string(), user.to_string(), password_hash.to_owned());
+        self.write(move |c| {
+            let found = exec(c, "UPDATE users SET password_hash = ? WHERE tenant_id = ? AND id = ?", params![hash, t, u])? > 0;
+            if found {
+                let keep = keep.map(|k| k.0.to_vec());
+                exec(c, "DELETE FROM sessions WHERE tenant_id = ? AND user_id = ? AND hash IS NOT ?", params![t, u, keep])?;
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
         b.check_texts()?;
         let b = b.clone();
@@ -696,6 +711,8 @@ impl Store for SqliteStore {
                 params![now, t, u, b],
             )?;
             exec(c, "DELETE FROM grants WHERE tenant_id = ? AND user_id = ? AND business_id = ?", [&t, &u, &b])?;
+            // A code not yet redeemed would otherwise bring the access back.
+            exec(c, "DELETE FROM codes WHERE tenant_id = ? AND user_id = ? AND business_id = ? AND consumed_at IS NULL", [&t, &u, &b])?;
             Ok(revoked)
         })
         .await
@@ -1088,6 +1105,70 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn list_user_grants(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<GrantSummary>> {
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT g.tenant_id, g.id, g.user_id, g.client_id, g.business_id, g.scope, g.created_at,
+                        c.name AS client_name, c.developer, b.name AS business_name,
+                        (SELECT MAX(t.created_at) FROM families f JOIN tokens t ON t.tenant_id = f.tenant_id AND t.family_id = f.id
+                          WHERE f.tenant_id = g.tenant_id AND f.grant_id = g.id) AS last_used_at
+                 FROM grants g
+                 JOIN clients c ON c.tenant_id = g.tenant_id AND c.client_id = g.client_id
+                 LEFT JOIN businesses b ON b.tenant_id = g.tenant_id AND b.id = g.business_id
+                 WHERE g.tenant_id = ? AND g.user_id = ? ORDER BY c.name, g.created_at",
+                [tenant.0.to_string(), user.to_string()],
+                grant_summary_from_row,
+            )
+        })
+    }
+
+    async fn revoke_grant(&self, tenant: TenantId, user: Uuid, grant: Uuid, now: UnixTime) -> StoreResult<bool> {
+        let (t, u, g) = (tenant.0.to_string(), user.to_string(), grant.to_string());
+        self.write(move |c| {
+            if exec(c, "DELETE FROM grants WHERE tenant_id = ? AND id = ? AND user_id = ?", [&t, &g, &u])? == 0 {
+                return Ok(false);
+            }
+            exec(c, "UPDATE families SET revoked_at = ? WHERE tenant_id = ? AND grant_id = ? AND revoked_at IS NULL", params![now, t, g])?;
+            exec(c, "DELETE FROM codes WHERE tenant_id = ? AND grant_id = ?", [&t, &g])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>> {
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT tenant_id, name, description, personal, created_at FROM scopes WHERE tenant_id = ? ORDER BY name",
+                [tenant.0.to_string()],
+                scope_entry_from_row,
+            )
+        })
+    }
+
+    async fn upsert_scope(&self, e: &ScopeEntry) -> StoreResult<()> {
+        e.check_texts()?;
+        let e = e.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO scopes (tenant_id, name, description, personal, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (tenant_id, name) DO UPDATE SET description = excluded.description, personal = excluded.personal",
+                params![e.tenant.0.to_string(), e.name, e.description, e.personal, e.created_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn delete_scope(&self, tenant: TenantId, name: &str) -> StoreResult<bool> {
+        check_text([name])?;
+        let name = name.to_owned();
+        self.write(move |c| exec(c, "DELETE FROM scopes WHERE tenant_id = ? AND name = ?", [tenant.0.to_string(), name]).map(|n| n > 0))
+            .await
     }
 
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {

@@ -2,8 +2,8 @@
 
 use crate::fault;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
-    TenantId, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantSummary, GrantType, Interaction, PersonalToken, ScopeEntry, Session, SigningAlg,
+    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -139,6 +139,26 @@ pub(crate) fn user_from_row(r: &Cols<'_, '_>) -> StoreResult<User> {
         name: get(r, "name")?,
         password_hash: get(r, "password_hash")?,
         default_business_id: opt_uuid(r, "default_business_id")?,
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) fn grant_summary_from_row(r: &Cols<'_, '_>) -> StoreResult<GrantSummary> {
+    Ok(GrantSummary {
+        grant: grant_from_row(r)?,
+        client_name: get(r, "client_name")?,
+        developer: get(r, "developer")?,
+        business_name: get(r, "business_name")?,
+        last_used_at: get(r, "last_used_at")?,
+    })
+}
+
+pub(crate) fn scope_entry_from_row(r: &Cols<'_, '_>) -> StoreResult<ScopeEntry> {
+    Ok(ScopeEntry {
+        tenant: tenant_col(r)?,
+        name: get(r, "name")?,
+        description: get(r, "description")?,
+        personal: get(r, "personal")?,
         created_at: get(r, "created_at")?,
     })
 }

@@ -17,8 +17,8 @@
 
 use crate::{Cleanup, RedeemOutcome, RotateOutcome, SealedReplay, SharedStore, StoreError};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, Session, SigningAlg, SigningKeyRecord, Tenant,
-    TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, ScopeEntry, Session, SigningAlg, SigningKeyRecord,
+    Tenant, TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -64,6 +64,9 @@ macro_rules! conformance_tests {
             settings_first_writer_wins,
             concurrent_writes_fail_alone,
             text_with_a_nul_is_refused,
+            grants_are_listed_and_revoked_with_everything_issued_under_them,
+            a_password_change_ends_the_other_sessions,
+            scope_catalogue,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -109,6 +112,9 @@ where
     settings_first_writer_wins(make().await).await;
     concurrent_writes_fail_alone(make().await).await;
     text_with_a_nul_is_refused(make().await).await;
+    grants_are_listed_and_revoked_with_everything_issued_under_them(make().await).await;
+    a_password_change_ends_the_other_sessions(make().await).await;
+    scope_catalogue(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1245,4 +1251,91 @@ pub async fn text_with_a_nul_is_refused(store: SharedStore) {
     assert_eq!(store.list_users(w.tenant).await.unwrap().len(), 1);
     assert_eq!(store.list_clients(w.tenant).await.unwrap().len(), 1);
     issue(&store, &w, 20).await;
+}
+
+/// A user's grants come with their app, developer and business, and when the app last got
+/// tokens; revoking one ends every family issued under it and its unredeemed codes at once,
+/// and only its own user can.
+pub async fn grants_are_listed_and_revoked_with_everything_issued_under_them(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let shop = business(w.tenant, "Shop");
+    store.insert_business(&shop).await.unwrap();
+    let g = store.upsert_grant(&grant(w.tenant, w.user.id, &w.client.client_id, Some(shop.id), "openid offline_access")).await.unwrap();
+    assert_eq!(g.id, w.grant.id, "one grant per user and app");
+    let before = store.list_user_grants(w.tenant, w.user.id).await.unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!((before[0].client_name.as_str(), before[0].developer.as_str()), ("App app", "Acme"));
+    assert_eq!(before[0].business_name.as_deref(), Some("Shop"));
+    assert_eq!(before[0].last_used_at, None, "no token yet");
+
+    let issued = issue(&store, &w, 10).await;
+    let pending = code(w.tenant, h(20), w.user.id, &w.client.client_id, w.grant.id);
+    store.insert_code(&pending).await.unwrap();
+    let listed = store.list_user_grants(w.tenant, w.user.id).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(NOW));
+    assert_eq!(listed[0].grant.scope, scope("openid offline_access"));
+
+    let stranger = user(w.tenant, "mallory@acme.example");
+    store.insert_user(&stranger).await.unwrap();
+    assert!(!store.revoke_grant(w.tenant, stranger.id, w.grant.id, NOW + 1).await.unwrap(), "not the stranger's grant");
+    assert!(view(&store, w.tenant, issued.refresh.hash).await.family.revoked_at.is_none());
+
+    assert!(store.revoke_grant(w.tenant, w.user.id, w.grant.id, NOW + 1).await.unwrap());
+    assert_eq!(view(&store, w.tenant, issued.access.hash).await.family.revoked_at, Some(NOW + 1));
+    assert!(store.find_code(w.tenant, pending.hash).await.unwrap().is_none(), "an unredeemed code would bring it back");
+    assert!(store.find_grant(w.tenant, w.user.id, &w.client.client_id).await.unwrap().is_none());
+    assert!(store.list_user_grants(w.tenant, w.user.id).await.unwrap().is_empty());
+    assert!(!store.revoke_grant(w.tenant, w.user.id, w.grant.id, NOW + 2).await.unwrap(), "already gone");
+}
+
+/// A new password replaces the old hash and signs out every other session of the user.
+pub async fn a_password_change_ends_the_other_sessions(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let other = user(w.tenant, "bob@acme.example");
+    store.insert_user(&other).await.unwrap();
+    let session = |hash: SecretHash, user: Uuid| Session {
+        hash,
+        tenant: w.tenant,
+        user_id: user,
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at: NOW + 600,
+    };
+    for (n, u) in [(1, w.user.id), (2, w.user.id), (3, w.user.id), (4, other.id)] {
+        store.insert_session(&session(h(n), u)).await.unwrap();
+    }
+    assert!(store.update_user_password(w.tenant, w.user.id, "$argon2id$new", Some(h(2))).await.unwrap());
+    assert_eq!(store.find_user(w.tenant, w.user.id).await.unwrap().unwrap().password_hash, "$argon2id$new");
+    assert!(store.find_session(w.tenant, h(1)).await.unwrap().is_none());
+    assert!(store.find_session(w.tenant, h(2)).await.unwrap().is_some(), "the session that changed it stays");
+    assert!(store.find_session(w.tenant, h(3)).await.unwrap().is_none());
+    assert!(store.find_session(w.tenant, h(4)).await.unwrap().is_some(), "another user's session stays");
+    assert!(store.update_user_password(w.tenant, other.id, "$argon2id$x", None).await.unwrap());
+    assert!(store.find_session(w.tenant, h(4)).await.unwrap().is_none(), "without a session to keep, all end");
+    assert!(!store.update_user_password(w.tenant, Uuid::new_v4(), "$argon2id$x", None).await.unwrap());
+}
+
+/// The scope catalogue: entries by name, replaced in place, per tenant.
+pub async fn scope_catalogue(store: SharedStore) {
+    let a = tenant(&store, "a").await;
+    let b = tenant(&store, "b").await;
+    let entry = |tenant: TenantId, name: &str, description: &str, personal: bool| ScopeEntry {
+        tenant,
+        name: name.to_owned(),
+        description: description.to_owned(),
+        personal,
+        created_at: NOW,
+    };
+    store.upsert_scope(&entry(a, "orders:read", "Read your orders", true)).await.unwrap();
+    store.upsert_scope(&entry(a, "business/orders:write", "Change your business's orders", false)).await.unwrap();
+    store.upsert_scope(&entry(b, "orders:read", "Other words", false)).await.unwrap();
+    let names: Vec<String> = store.list_scopes(a).await.unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["business/orders:write", "orders:read"]);
+    store.upsert_scope(&entry(a, "orders:read", "See your orders", false)).await.unwrap();
+    let listed = store.list_scopes(a).await.unwrap();
+    assert_eq!(listed[1], entry(a, "orders:read", "See your orders", false));
+    assert!(store.delete_scope(a, "orders:read").await.unwrap());
+    assert!(!store.delete_scope(a, "orders:read").await.unwrap());
+    assert_eq!(store.list_scopes(a).await.unwrap().len(), 1);
+    assert_eq!(store.list_scopes(b).await.unwrap()[0].description, "Other words", "tenants do not share a catalogue");
 }

@@ -10,8 +10,8 @@ pub mod conformance;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, Interaction, PersonalToken, PersonalTokenEvent, Session, SigningKeyRecord, Tenant, TenantId,
-    TokenRecord, TokenView, User,
+    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -125,6 +125,12 @@ impl Texts for Interaction {
     }
 }
 
+impl Texts for ScopeEntry {
+    fn texts(&self) -> Vec<&str> {
+        vec![&self.name, &self.description]
+    }
+}
+
 impl Texts for PersonalToken {
     fn texts(&self) -> Vec<&str> {
         vec![&self.name]
@@ -197,6 +203,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the user and everything that belongs to them (grants, codes, tokens, sessions).
     async fn delete_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<bool>;
     async fn update_user_default_business(&self, tenant: TenantId, user: Uuid, business: Option<Uuid>) -> StoreResult<()>;
+    /// Sets a user's password hash and ends every session of theirs but `keep` (a password
+    /// change signs out the other browsers). False if the user is unknown.
+    async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool>;
 
     // Businesses.
     async fn insert_business(&self, business: &Business) -> StoreResult<()>;
@@ -271,6 +280,19 @@ pub trait Store: Send + Sync + 'static {
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>>;
     /// Records a grant, replacing an earlier grant of the same user to the same client.
     async fn upsert_grant(&self, grant: &Grant) -> StoreResult<Grant>;
+    /// A user's grants with their apps and businesses, by app name.
+    async fn list_user_grants(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<GrantSummary>>;
+    /// Ends a grant of `user` at once: its families are revoked (every access and refresh
+    /// token issued under it), its unredeemed codes and the grant itself deleted. False, and
+    /// nothing changed, when the user has no such grant.
+    async fn revoke_grant(&self, tenant: TenantId, user: Uuid, grant: Uuid, now: UnixTime) -> StoreResult<bool>;
+
+    // The scope catalogue.
+    /// The tenant's stored catalogue entries, by name.
+    async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>>;
+    /// Adds an entry or replaces the description and personal flag of an existing one.
+    async fn upsert_scope(&self, entry: &ScopeEntry) -> StoreResult<()>;
+    async fn delete_scope(&self, tenant: TenantId, name: &str) -> StoreResult<bool>;
 
     // Codes.
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;

@@ -271,7 +271,7 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     let stores: Vec<PgStore> = opens.into_iter().map(|r| r.unwrap()).collect();
     let tenant = stores[0].ensure_tenant("default", NOW).await.unwrap();
     for store in &stores {
-        assert_eq!(store.schema_version().await.unwrap(), 4);
+        assert_eq!(store.schema_version().await.unwrap(), 5);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     for store in &stores {
@@ -279,13 +279,13 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     }
     for _ in 0..2 {
         let store = PgStore::open(&schema.url).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 4);
+        assert_eq!(store.schema_version().await.unwrap(), 5);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     let mut conn = schema.connect().await;
     let versions: Vec<i32> =
         sqlx::query_scalar("SELECT version FROM latchkey_schema_version ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4], "each migration is recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4, 5], "each migration is recorded once");
 }
 
 /// Version 2 stops storing a client's own JWT access tokens: the ones version 1 stored and
@@ -345,7 +345,7 @@ async fn client_tokens_revoked_in_version_1_stay_revoked() {
         }
     }
     let store = PgStore::open(&schema.url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let tenant = TenantId(tenant);
     assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
     assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
@@ -410,7 +410,7 @@ async fn secret_hashes_from_version_3_are_rotated_and_still_found() {
         .unwrap();
     }
     let store = PgStore::open(&schema.url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let tenant = TenantId(tenant);
     let view = store.find_token(tenant, SecretHash(token)).await.unwrap().expect("the token is found by its hash");
     assert_eq!(view.token.hash, SecretHash(token));
@@ -439,10 +439,10 @@ async fn a_newer_schema_is_refused() {
     let schema = Schema::new().await;
     PgStore::open(&schema.url).await.unwrap().close().await;
     let mut conn = schema.connect().await;
-    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (5, 0)").await.unwrap();
+    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (6, 0)").await.unwrap();
     match PgStore::open(&schema.url).await {
         Err(StoreError::Corrupt(msg)) => {
-            assert!(msg.contains("version 5, newer than this latchkey (4)"), "{msg}");
+            assert!(msg.contains("version 6, newer than this latchkey (5)"), "{msg}");
             assert!(msg.contains(&schema.name), "the message names the schema: {msg}");
         }
         other => panic!("expected Corrupt, got {other:?}"),

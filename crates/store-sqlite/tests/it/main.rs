@@ -31,7 +31,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 26, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 29, "run_all must make one store per case");
 }
 
 #[tokio::test]
@@ -41,7 +41,7 @@ async fn open_creates_and_migrates_the_file() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
     assert!(path.exists(), "open must create the database file");
-    assert_eq!(store.pragma("user_version").await.unwrap(), "5", "the schema must be at the latest version");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "6", "the schema must be at the latest version");
     // The schema is usable right away.
     let tenant = store.ensure_tenant("default", 1).await.unwrap();
     assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
@@ -68,7 +68,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
     };
     for _ in 0..2 {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-        assert_eq!(store.pragma("user_version").await.unwrap(), "5");
+        assert_eq!(store.pragma("user_version").await.unwrap(), "6");
         assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
         assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
     }
@@ -87,7 +87,7 @@ async fn a_version_1_database_is_upgraded() {
             .unwrap();
     }
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-    assert_eq!(store.pragma("user_version").await.unwrap(), "5");
+    assert_eq!(store.pragma("user_version").await.unwrap(), "6");
     let tenant = store.find_tenant_by_name("default").await.unwrap().expect("the old tenant is kept");
     assert_eq!(tenant.id.0.to_string(), "6f1c1d8e-0000-4000-8000-000000000001");
     assert_eq!(store.ensure_setting("master_key_check", "k").await.unwrap(), "k");
