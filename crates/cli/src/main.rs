@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::grant::{AccessTokenFormat, ClientTokenSettings, RefreshPolicy};
 use latchkey_core::model::SigningAlg;
+use latchkey_server::account::{self, Actor};
 use latchkey_server::admin::{self, NewClient, NewUser};
+use latchkey_server::catalogue;
 use latchkey_server::runtime::{Runtime, SystemClock};
 use latchkey_server::{Application, BuildOptions, Settings};
 use serde_json::json;
@@ -53,6 +55,10 @@ enum Command {
     /// Manage users' personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage the scope catalogue: what each scope means in words, and whether personal
+    /// access tokens may carry it.
+    #[command(subcommand)]
+    Scope(ScopeCommand),
     /// Manage the signing keys of id_tokens and JWT access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -168,6 +174,35 @@ enum TokenCommand {
     Regenerate { id: String },
     /// Revoke a token.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ScopeCommand {
+    /// Add a scope to the catalogue (or give a built-in one other words).
+    Create {
+        /// The scope, such as business/orders:read.
+        name: String,
+        /// The sentence the consent and account pages show for it.
+        #[arg(long)]
+        description: String,
+        /// Let people put it on their personal access tokens.
+        #[arg(long)]
+        personal: bool,
+    },
+    /// List the catalogue, built-in scopes included.
+    List,
+    /// Change a scope's sentence or whether personal tokens may carry it.
+    Update {
+        name: String,
+        /// The new sentence.
+        #[arg(long)]
+        description: Option<String>,
+        /// Whether personal access tokens may carry it (true or false).
+        #[arg(long)]
+        personal: Option<bool>,
+    },
+    /// Remove a scope from the catalogue (a built-in one reads as built in again).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -364,6 +399,7 @@ async fn main() -> Result<()> {
         Command::Client(cmd) => client(&cli, cmd).await,
         Command::Business(cmd) => business(&cli, cmd).await,
         Command::Token(cmd) => token(&cli, cmd).await,
+        Command::Scope(cmd) => scope(&cli, cmd).await,
         Command::Keys(cmd) => keys(&cli, cmd).await,
         Command::Tenant(cmd) => tenant(&cli, cmd).await,
     }
@@ -527,6 +563,35 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
     Ok(())
 }
 
+async fn scope(cli: &Cli, cmd: &ScopeCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    let entry = |e: &latchkey_core::model::ScopeEntry| json!({"name": e.name, "description": e.description, "personal": e.personal});
+    let line = |e: &latchkey_core::model::ScopeEntry| {
+        format!("{}  {}  {}", e.name, if e.personal { "personal tokens: yes" } else { "personal tokens: no " }, e.description)
+    };
+    match cmd {
+        ScopeCommand::Create { name, description, personal } => {
+            let e = catalogue::create(&rt, name, description, *personal).await?;
+            print(cli, entry(&e), || format!("added {}", line(&e)));
+        }
+        ScopeCommand::List => {
+            let all = catalogue::entries(&rt).await?;
+            print(cli, json!({"scopes": all.iter().map(entry).collect::<Vec<_>>()}), || {
+                all.iter().map(line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        ScopeCommand::Update { name, description, personal } => {
+            let e = catalogue::update(&rt, name, description.as_deref(), *personal).await?;
+            print(cli, entry(&e), || format!("updated {}", line(&e)));
+        }
+        ScopeCommand::Delete { name } => {
+            catalogue::delete(&rt, name).await?;
+            print(cli, json!({"name": name, "deleted": true}), || format!("removed {name} from the catalogue"));
+        }
+    }
+    Ok(())
+}
+
 async fn business(cli: &Cli, cmd: &BusinessCommand) -> Result<()> {
     let rt = open(cli).await?;
     let member = |b: &latchkey_core::model::Business, u: &latchkey_core::model::User| json!({"business_id": b.id, "user_id": u.id});
@@ -563,7 +628,8 @@ async fn token(cli: &Cli, cmd: &TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Create { user, name, scopes, expires_in } => {
             let u = admin::find_user(&rt, user).await?;
-            let (t, secret) = admin::create_personal_token(&rt, u.id, name, scopes, *expires_in).await?;
+            let new = account::NewPersonalToken { name: name.clone(), scopes: scopes.clone(), expires_in: *expires_in };
+            let (t, secret) = account::create_personal_token(&rt, Actor::Operator, u.id, new).await?;
             print(cli, json!({"id": t.id, "token": secret.expose(), "expires_at": t.expires_at}), || {
                 format!("id:    {}\ntoken: {}\n\nThe token is shown only now; store it safely.", t.id, secret.expose())
             });
@@ -598,14 +664,14 @@ async fn token(cli: &Cli, cmd: &TokenCommand) -> Result<()> {
         }
         TokenCommand::Regenerate { id } => {
             let id = parse_id(id)?;
-            let secret = admin::regenerate_personal_token(&rt, id).await?;
+            let (_, secret) = account::regenerate_personal_token(&rt, Actor::Operator, id).await?;
             print(cli, json!({"id": id, "token": secret.expose()}), || {
                 format!("id:    {id}\ntoken: {}\n\nThe old secret no longer works.", secret.expose())
             });
         }
         TokenCommand::Revoke { id } => {
             let id = parse_id(id)?;
-            admin::revoke_personal_token(&rt, id).await?;
+            account::revoke_personal_token(&rt, Actor::Operator, id).await?;
             print(cli, json!({"id": id, "revoked": true}), || format!("revoked token {id}"));
         }
     }

@@ -22,6 +22,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("{0} already exists")]
     Exists(String),
+    /// One field of a form or request is wrong; `message` says how, to a person.
+    #[error("{field}: {message}")]
+    Field { field: &'static str, message: String },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -261,6 +264,11 @@ pub async fn seed_demo(rt: &Runtime, issuer: &str) -> AdminResult<DemoInfo> {
         },
     )
     .await?;
+    // The demo's API scope, in words, and on offer for personal tokens.
+    let orders = "business/orders:read";
+    if !rt.store.list_scopes(rt.tenant.id).await?.iter().any(|e| e.name == orders) {
+        crate::catalogue::create(rt, orders, "Read your business's orders", true).await?;
+    }
     let client_secret = secret.map(|s| s.expose().to_owned()).unwrap_or_default();
     Ok(DemoInfo { client_id: client.client_id, client_secret, redirect_uri })
 }
@@ -328,64 +336,6 @@ pub async fn set_default_business(rt: &Runtime, business: &str, user: &str) -> A
     }
     rt.store.update_user_default_business(rt.tenant.id, u.id, Some(b.id)).await?;
     Ok((b, u))
-}
-
-/// How long a personal token lives unless asked otherwise, and at most (SECURITY.md 1.L).
-pub const PERSONAL_TOKEN_DEFAULT_LIFETIME: i64 = 90 * 24 * 3600;
-pub const PERSONAL_TOKEN_MAX_LIFETIME: i64 = 366 * 24 * 3600;
-
-/// Creates a personal access token for a user; the secret is returned once.
-pub async fn create_personal_token(
-    rt: &Runtime,
-    user: Uuid,
-    name: &str,
-    scopes: &[String],
-    expires_in: Option<i64>,
-) -> AdminResult<(latchkey_core::model::PersonalToken, Secret)> {
-    let name = check_name("token name", name)?;
-    let scope = ScopeSet::from_tokens(scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
-        .map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
-    if scope.is_empty() {
-        return Err(AdminError::Invalid("a personal token needs at least one --scope".into()));
-    }
-    let lifetime = expires_in.unwrap_or(PERSONAL_TOKEN_DEFAULT_LIFETIME);
-    if !(60..=PERSONAL_TOKEN_MAX_LIFETIME).contains(&lifetime) {
-        return Err(AdminError::Invalid(format!("expires_in must be between 60 and {PERSONAL_TOKEN_MAX_LIFETIME} seconds")));
-    }
-    let secret = new_secret(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
-    let now = rt.now();
-    let token = latchkey_core::model::PersonalToken {
-        id: Uuid::new_v4(),
-        tenant: rt.tenant.id,
-        user_id: user,
-        name,
-        hash: rt.hasher.hash(secret.expose()),
-        scope,
-        created_at: now,
-        expires_at: now + lifetime,
-        last_used_at: None,
-        revoked_at: None,
-    };
-    rt.store.insert_personal_token(&token).await?;
-    Ok((token, secret))
-}
-
-/// A new secret for the same token record (name, scopes, expiry and audit trail stay).
-pub async fn regenerate_personal_token(rt: &Runtime, id: Uuid) -> AdminResult<Secret> {
-    let secret = new_secret(SecretKind::PersonalAccessToken, &mut rand::rngs::OsRng);
-    if rt.store.update_personal_token_secret(rt.tenant.id, id, rt.hasher.hash(secret.expose()), rt.now()).await? {
-        Ok(secret)
-    } else {
-        Err(AdminError::NotFound(format!("live personal token {id}")))
-    }
-}
-
-pub async fn revoke_personal_token(rt: &Runtime, id: Uuid) -> AdminResult<()> {
-    if rt.store.revoke_personal_token(rt.tenant.id, id, rt.now()).await? {
-        Ok(())
-    } else {
-        Err(AdminError::NotFound(format!("live personal token {id}")))
-    }
 }
 
 /// Checks an issuer: an absolute http(s) URL without query or fragment (RFC 8414 §2).

@@ -20,9 +20,10 @@ pub enum AppError {
     /// the request carried no token at all (§3.1).
     #[error("bearer token refused: {description}")]
     Bearer { status: StatusCode, error: Option<&'static str>, description: &'static str },
-    /// A JSON API error for the signed-in user's own API (`{"error", "error_description"}`).
+    /// A JSON API error for the signed-in user's own API (`{"error", "error_description"}`,
+    /// and `field` when one field of the request is wrong).
     #[error("{error}: {description}")]
-    Api { status: StatusCode, error: &'static str, description: String },
+    Api { status: StatusCode, error: &'static str, description: String, field: Option<&'static str> },
     /// Refused without looking, because the caller used up its attempts (SECURITY.md TE-04):
     /// 429 with `Retry-After` (RFC 6585 §4) and the protocol error as the JSON body.
     #[error("too many attempts: {error}")]
@@ -101,8 +102,12 @@ impl IntoResponse for AppError {
                 }
                 no_store(r)
             }
-            AppError::Api { status, error, description } => {
-                no_store((status, axum::Json(serde_json::json!({"error": error, "error_description": description}))).into_response())
+            AppError::Api { status, error, description, field } => {
+                let mut body = serde_json::json!({"error": error, "error_description": description});
+                if let Some(f) = field {
+                    body["field"] = serde_json::json!(f);
+                }
+                no_store((status, axum::Json(body)).into_response())
             }
             // Input that slipped past its grammar and that no store can hold: the caller's
             // mistake, a 400 (DESIGN.md principle 5), never a 500.

@@ -3,10 +3,12 @@
 //! Architecture invariant: only this crate knows HTTP. Handlers parse, call the core's rules
 //! and the store, and map errors in one place (`error.rs`).
 
+pub mod account;
 pub mod admin;
 mod auth;
 mod bearer;
 mod browser;
+pub mod catalogue;
 pub mod config;
 pub mod error;
 mod handlers;

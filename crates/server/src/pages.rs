@@ -84,6 +84,155 @@ pub struct DemoCallbackPage<'a> {
     pub error_description: Option<&'a str>,
 }
 
+/// A moment as pages show it: in words ("3 days ago"), with the exact time for
+/// `<time datetime>` and its tooltip (UI.md).
+pub struct When {
+    pub words: String,
+    /// RFC 3339, UTC.
+    pub exact: String,
+}
+
+impl When {
+    pub fn new(now: i64, at: i64) -> Self {
+        let exact = time::OffsetDateTime::from_unix_timestamp(at)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        Self { words: in_words(now, at), exact }
+    }
+}
+
+/// "just now", "5 minutes ago", "in 3 days".
+fn in_words(now: i64, at: i64) -> String {
+    let d = at - now;
+    let n = d.abs();
+    let (count, unit) = match n {
+        0..=59 => return "just now".into(),
+        60..=3_599 => (n / 60, "minute"),
+        3_600..=86_399 => (n / 3_600, "hour"),
+        // Days up to two months: "in 30 days" says what a token's expiry was chosen as.
+        86_400..=5_183_999 => (n / 86_400, "day"),
+        5_184_000..=31_535_999 => (n / 2_592_000, "month"),
+        _ => (n / 31_536_000, "year"),
+    };
+    let unit = if count == 1 { unit.to_owned() } else { format!("{unit}s") };
+    if d < 0 {
+        format!("{count} {unit} ago")
+    } else {
+        format!("in {count} {unit}")
+    }
+}
+
+/// A scope as pages show it: the sentence of the catalogue, the raw name in small type.
+pub struct ScopeLine {
+    pub words: String,
+    pub name: String,
+}
+
+/// A field's error, for the form that shows it next to the field.
+pub struct FieldErrors(pub Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account/profile.html")]
+pub struct ProfilePage<'a> {
+    pub layout: Layout<'a>,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub businesses: Vec<String>,
+    pub csrf: &'a str,
+    pub errors: FieldErrors,
+    pub notice: Option<&'a str>,
+}
+
+/// A personal token in the list.
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<ScopeLine>,
+    pub created: When,
+    pub expires: When,
+    pub last_used: Option<When>,
+    /// "Active", "Expired" or "Revoked".
+    pub status: &'static str,
+    pub active: bool,
+}
+
+/// A scope a person may put on a token, and whether the form has it ticked.
+pub struct ScopeChoice {
+    pub line: ScopeLine,
+    pub checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account/tokens.html")]
+pub struct TokensPage<'a> {
+    pub layout: Layout<'a>,
+    pub tokens: Vec<TokenRow>,
+    pub choices: Vec<ScopeChoice>,
+    /// (days, label, selected)
+    pub lifetimes: Vec<(i64, String, bool)>,
+    pub name: &'a str,
+    pub csrf: &'a str,
+    pub errors: FieldErrors,
+    pub notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "account/token_secret.html")]
+pub struct TokenSecretPage<'a> {
+    pub layout: Layout<'a>,
+    /// "created" or "regenerated".
+    pub what: &'a str,
+    pub name: &'a str,
+    pub secret: &'a str,
+    pub expires: When,
+}
+
+#[derive(Template)]
+#[template(path = "account/confirm.html")]
+pub struct ConfirmPage<'a> {
+    pub layout: Layout<'a>,
+    pub title: &'a str,
+    pub message: String,
+    pub action: String,
+    pub button: &'a str,
+    pub cancel: String,
+    pub csrf: &'a str,
+}
+
+/// An authorized app in the list.
+pub struct AppRow {
+    pub grant: String,
+    pub name: String,
+    pub developer: String,
+    pub scopes: Vec<ScopeLine>,
+    pub granted: When,
+    pub last_used: Option<When>,
+}
+
+#[derive(Template)]
+#[template(path = "account/apps.html")]
+pub struct AppsPage<'a> {
+    pub layout: Layout<'a>,
+    /// (business name, its apps)
+    pub groups: Vec<(String, Vec<AppRow>)>,
+    pub notice: Option<&'a str>,
+}
+
 /// Renders a page with the given status. Pages are never cached (UI.md: every HTML answer
 /// carries `Cache-Control: no-store`): they hold a person's data and single-use form tokens.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {

@@ -1,7 +1,7 @@
 //! Building and running the server: bind (port 0 works), load keys, serve until a signal.
 
 use crate::config::Config;
-use crate::handlers::{account, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
+use crate::handlers::{account_api, account_pages, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
 use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
 use crate::state::{AppState, DemoInfo};
 use crate::tenants::{Registry, Shared};
@@ -191,9 +191,19 @@ pub fn router() -> Router {
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata))
         .route("/.well-known/jwks.json", get(discovery::jwks))
-        .route("/account/api/personal-tokens", get(account::personal_tokens_get).post(account::personal_tokens_post))
-        .route("/account/api/personal-tokens/{id}/regenerate", post(account::personal_token_regenerate))
-        .route("/account/api/personal-tokens/{id}/revoke", post(account::personal_token_revoke))
+        .route("/account", get(account_pages::profile_get))
+        .route("/account/password", post(account_pages::password_post))
+        .route("/account/developer-settings", get(account_pages::tokens_get).post(account_pages::tokens_post))
+        .route(
+            "/account/developer-settings/{id}/regenerate",
+            get(account_pages::token_regenerate_get).post(account_pages::token_regenerate_post),
+        )
+        .route("/account/developer-settings/{id}/revoke", get(account_pages::token_revoke_get).post(account_pages::token_revoke_post))
+        .route("/account/authorized-applications", get(account_pages::apps_get))
+        .route("/account/authorized-applications/{id}/revoke", get(account_pages::app_revoke_get).post(account_pages::app_revoke_post))
+        .route("/account/api/personal-tokens", get(account_api::personal_tokens_get).post(account_api::personal_tokens_post))
+        .route("/account/api/personal-tokens/{id}/regenerate", post(account_api::personal_token_regenerate))
+        .route("/account/api/personal-tokens/{id}/revoke", post(account_api::personal_token_revoke))
         .route("/healthz", get(misc::healthz))
         .route("/readyz", get(misc::readyz))
         .route("/assets/latchkey.css", get(misc::stylesheet))

@@ -153,13 +153,15 @@ impl Chromium {
         self.cmd(reqwest::Method::GET, "/title", json!({})).await.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The form control whose `<label>` reads `label` (whitespace folded), as a WebDriver
-    /// element reference.
+    /// The form control whose `<label>` reads `label` (whitespace folded), or begins with it
+    /// (a scope's label is its sentence, then its raw name), as a WebDriver element reference.
     async fn control(&self, label: &str) -> Value {
         let found = self
             .script(
                 "const want = arguments[0];
-                 const l = [...document.querySelectorAll('label')].find(l => l.textContent.trim().replace(/\\s+/g, ' ') === want);
+                 const text = l => l.textContent.trim().replace(/\\s+/g, ' ');
+                 const labels = [...document.querySelectorAll('label')];
+                 const l = labels.find(l => text(l) === want) || labels.find(l => text(l).startsWith(want + ' '));
                  return l ? l.control : null;",
                 json!([label]),
             )

@@ -3,6 +3,7 @@
 
 use super::login::{sign_in_page, SignIn};
 use crate::browser;
+use crate::catalogue;
 use crate::error::{as_page, AppError, AppResult};
 use crate::pages::{self, ConsentPage};
 use crate::runtime::new_secret;
@@ -15,7 +16,6 @@ use axum::Extension;
 use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, RedirectError};
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, User};
 use latchkey_core::params::Params;
-use latchkey_core::scope;
 use latchkey_core::secret::SecretKind;
 use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
@@ -210,6 +210,7 @@ async fn consent_page(
     csrf: &str,
 ) -> AppResult<Response> {
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
+    let catalogue = catalogue::entries(&state.rt).await?;
     let preselected = grant.and_then(|g| g.business_id).or(user.default_business_id).or_else(|| businesses.first().map(|b| b.id));
     let page = ConsentPage {
         layout: browser::layout(state, headers, Some(user), ""),
@@ -218,7 +219,7 @@ async fn consent_page(
         user_email: &user.email,
         interaction: interaction.to_string(),
         csrf,
-        scopes: req.scope.iter().map(|s| (scope::describe(s), s.to_owned())).collect(),
+        scopes: req.scope.iter().map(|s| (catalogue::describe(&catalogue, s), s.to_owned())).collect(),
         businesses: businesses.iter().map(|b| (b.id.to_string(), b.name.clone(), Some(b.id) == preselected)).collect(),
     };
     Ok(pages::render(StatusCode::OK, &page))

@@ -1,6 +1,7 @@
 //! One module per endpoint family; each handler is named for what it serves.
 
-pub(crate) mod account;
+pub(crate) mod account_api;
+pub(crate) mod account_pages;
 pub(crate) mod authorize;
 pub(crate) mod consent;
 pub(crate) mod discovery;

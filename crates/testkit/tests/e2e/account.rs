@@ -18,6 +18,7 @@ async fn the_signed_in_user_manages_their_tokens() {
     let app = spawn_app().await;
     app.user("ada@example.com", &[]).await;
     app.user("bob@example.com", &[]).await;
+    latchkey_server::catalogue::create(&app.rt, "orders:read", "Read your orders", true).await.unwrap();
     assert_eq!(app.http().get(app.url(API)).send().await.unwrap().status(), 401, "no session, no API");
 
     let ada = signed_in(&app, "ada@example.com").await;
@@ -69,4 +70,55 @@ async fn the_signed_in_user_manages_their_tokens() {
     assert_eq!(app.http().get(app.url("/oauth/userinfo")).bearer_auth(fresh).send().await.unwrap().status(), 401);
     let listing: Value = ada.get(&app.url(API)).await.json().await.unwrap();
     assert!(listing["tokens"][0]["revoked_at"].is_i64());
+}
+
+/// A person may only put on a token what the tenant's scope catalogue lets personal tokens
+/// carry; names, scopes and bodies are checked with a JSON error that names the field, and
+/// nothing is saved on error. Before, `admin`, 5,000 scopes, a NUL in the name and a
+/// `text/plain` body were all accepted.
+#[tokio::test]
+async fn the_token_api_accepts_only_the_catalogue_and_says_which_field_is_wrong() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    latchkey_server::catalogue::create(&app.rt, "business/orders:read", "Read your business's orders", true).await.unwrap();
+    latchkey_server::catalogue::create(&app.rt, "business/orders:write", "Change your business's orders", false).await.unwrap();
+    let ada = signed_in(&app, "ada@example.com").await;
+    let listing: Value = ada.get(&app.url(API)).await.json().await.unwrap();
+    let offered: Vec<&str> = listing["scopes"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(offered, ["business/orders:read", "email", "openid", "profile"], "what personal tokens may carry");
+    let csrf = listing["csrf_token"].as_str().unwrap().to_owned();
+    let post = |body: Value| ada.http.post(app.url(API)).header("X-CSRF-Token", &csrf).json(&body).send();
+
+    let many: Vec<String> = (0..5000).map(|i| format!("s{i}")).collect();
+    for (body, field) in [
+        (json!({"name": "x", "scope": "admin"}), "scope"),
+        (json!({"name": "x", "scope": "business/orders:write"}), "scope"),
+        (json!({"name": "x", "scope": "openid offline_access"}), "scope"),
+        (json!({"name": "x", "scope": many}), "scope"),
+        (json!({"name": "x", "scope": []}), "scope"),
+        (json!({"name": "a\u{0}b", "scope": "openid"}), "name"),
+        (json!({"name": "", "scope": "openid"}), "name"),
+        (json!({"name": "x".repeat(101), "scope": "openid"}), "name"),
+        (json!({"name": "x", "scope": "openid", "expires_in": 400 * 86_400}), "expires_in"),
+    ] {
+        let r = post(body.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!((answer["error"].as_str(), answer["field"].as_str()), (Some("invalid_request"), Some(field)), "{body}: {answer}");
+    }
+    let r = ada
+        .http
+        .post(app.url(API))
+        .header("X-CSRF-Token", &csrf)
+        .header("content-type", "text/plain")
+        .body(r#"{"name": "x", "scope": "openid"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415, "only JSON");
+    let listing: Value = ada.get(&app.url(API)).await.json().await.unwrap();
+    assert_eq!(listing["tokens"], json!([]), "nothing was saved");
+
+    let r = post(json!({"name": "Orders export", "scope": ["business/orders:read", "openid"]})).await.unwrap();
+    assert_eq!(r.status(), 201);
 }

@@ -418,7 +418,7 @@ impl Fixtures {
             .browser
             .post(app.url(API))
             .header("X-CSRF-Token", &self.account_csrf)
-            .json(&json!({"name": "Hostile fixture", "scope": ["openid", "orders:read"], "expires_in": 3600}))
+            .json(&json!({"name": "Hostile fixture", "scope": ["openid", "email"], "expires_in": 3600}))
             .send()
             .await
             .unwrap();

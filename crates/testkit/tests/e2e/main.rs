@@ -12,6 +12,7 @@ mod inputs;
 mod jwt;
 mod keys;
 mod oidc;
+mod pages;
 mod password;
 mod races;
 mod resource;

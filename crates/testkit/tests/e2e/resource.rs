@@ -162,7 +162,9 @@ async fn personal_tokens_expire_for_resource_servers() {
     let app = spawn_app().await;
     let user = app.user("ada@example.com", &[]).await;
     let rs = app.client("openid").await;
-    let (_, secret) = latchkey_server::admin::create_personal_token(&app.rt, user.id, "short", &["openid".into()], Some(60)).await.unwrap();
+    let new = latchkey_server::account::NewPersonalToken { name: "short".into(), scopes: vec!["openid".into()], expires_in: Some(60) };
+    let (_, secret) =
+        latchkey_server::account::create_personal_token(&app.rt, latchkey_server::account::Actor::Operator, user.id, new).await.unwrap();
     let pat = secret.expose().to_owned();
     assert_eq!(userinfo(&app, &pat).await.status(), 200);
     let (_, body) = introspect(&app, &rs, &pat).await;

@@ -1,14 +1,17 @@
-//! The signed-in user's own JSON API: personal access tokens (YouCan's "Developer Settings").
-//! The account pages of a later issue call it; it needs the session cookie, and every change
-//! needs the CSRF token it hands out in an `X-CSRF-Token` header.
+//! The signed-in user's own JSON API: personal access tokens (YouCan's "Developer Settings"),
+//! for scripts; the account pages do the same through the same operations (`crate::account`).
+//! It needs the session cookie, and every change the CSRF token that `GET` hands out, in an
+//! `X-CSRF-Token` header.
 
-use crate::admin::{self, AdminError};
+use crate::account::{self, Actor, NewPersonalToken};
+use crate::admin::AdminError;
 use crate::browser::{self, Refusal};
+use crate::catalogue;
 use crate::error::{no_store, AppError, AppResult};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::Path;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Path, Request};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::model::{PersonalToken, Session};
@@ -17,13 +20,16 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn api(status: StatusCode, error: &'static str, description: impl Into<String>) -> AppError {
-    AppError::Api { status, error, description: description.into() }
+    AppError::Api { status, error, description: description.into(), field: None }
 }
 
 impl From<AdminError> for AppError {
     fn from(e: AdminError) -> Self {
         match e {
             AdminError::Invalid(d) => api(StatusCode::BAD_REQUEST, "invalid_request", d),
+            AdminError::Field { field, message } => {
+                AppError::Api { status: StatusCode::BAD_REQUEST, error: "invalid_request", description: message, field: Some(field) }
+            }
             AdminError::NotFound(d) => api(StatusCode::NOT_FOUND, "not_found", format!("{d} not found")),
             AdminError::Exists(d) => api(StatusCode::CONFLICT, "conflict", format!("{d} already exists")),
             AdminError::Store(e) => AppError::Store(e),
@@ -50,6 +56,28 @@ fn check_csrf(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
     })
 }
 
+/// A JSON body: `Content-Type: application/json`, within the body limit, or a JSON error.
+pub(crate) struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        if !json {
+            return Err(api(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", "send the body as application/json"));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|_| api(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "the body is too large (at most 64 KiB)"))
+    }
+}
+
 fn describe(t: &PersonalToken) -> Value {
     json!({
         "id": t.id,
@@ -65,9 +93,15 @@ fn describe(t: &PersonalToken) -> Value {
 pub(crate) async fn personal_tokens_get(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let session = signed_in(&state, &headers).await?;
     let tokens = state.store().list_personal_tokens(state.tenant_id(), session.user_id).await?;
+    let scopes: Vec<Value> = catalogue::entries(&state.rt)
+        .await?
+        .into_iter()
+        .filter(|e| e.personal)
+        .map(|e| json!({"name": e.name, "description": e.description}))
+        .collect();
     let (browser, new_cookie) = browser::ensure_browser(&state, &headers);
     let csrf = browser::csrf_token(&state, &headers, &browser);
-    let body = json!({"csrf_token": csrf, "tokens": tokens.iter().map(describe).collect::<Vec<_>>()});
+    let body = json!({"csrf_token": csrf, "scopes": scopes, "tokens": tokens.iter().map(describe).collect::<Vec<_>>()});
     Ok(browser::with_browser_cookie(&state, no_store(axum::Json(body).into_response()), new_cookie))
 }
 
@@ -87,33 +121,29 @@ enum ScopeField {
     Many(Vec<String>),
 }
 
-pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, headers: HeaderMap, body: Bytes) -> AppResult<Response> {
+pub(crate) async fn personal_tokens_post(Extension(state): Extension<AppState>, headers: HeaderMap, body: JsonBody) -> AppResult<Response> {
     let session = signed_in(&state, &headers).await?;
     check_csrf(&state, &headers)?;
-    let new: NewToken = serde_json::from_slice(&body).map_err(|e| {
+    let new: NewToken = serde_json::from_slice(&body.0).map_err(|e| {
         api(StatusCode::BAD_REQUEST, "invalid_request", format!("the body must be JSON with name, scope and optionally expires_in: {e}"))
     })?;
     let scopes = match new.scope {
         ScopeField::One(s) => vec![s],
         ScopeField::Many(v) => v,
     };
-    let (token, secret) = admin::create_personal_token(&state.rt, session.user_id, &new.name, &scopes, new.expires_in).await?;
+    let new = NewPersonalToken { name: new.name, scopes, expires_in: new.expires_in };
+    let (token, secret) = account::create_personal_token(&state.rt, Actor::User(session.user_id), session.user_id, new).await?;
     let mut body = describe(&token);
     body["token"] = json!(secret.expose());
     Ok(no_store((StatusCode::CREATED, axum::Json(body)).into_response()))
 }
 
-/// For a change to one token: the session, its CSRF token, and the token, which must be the
-/// signed-in user's own (another user's is "not found").
-async fn own_token_to_change(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<PersonalToken> {
+/// The session and the token id of a change to one token (another user's is "not found").
+async fn change(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<(Actor, Uuid)> {
     let session = signed_in(state, headers).await?;
     check_csrf(state, headers)?;
-    let not_found = || api(StatusCode::NOT_FOUND, "not_found", "no such personal token");
-    let id: Uuid = id.parse().map_err(|_| not_found())?;
-    match state.store().find_personal_token(state.tenant_id(), id).await? {
-        Some(t) if t.user_id == session.user_id => Ok(t),
-        _ => Err(not_found()),
-    }
+    let id = id.parse().map_err(|_| api(StatusCode::NOT_FOUND, "not_found", "no such personal token"))?;
+    Ok((Actor::User(session.user_id), id))
 }
 
 pub(crate) async fn personal_token_regenerate(
@@ -121,8 +151,8 @@ pub(crate) async fn personal_token_regenerate(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let token = own_token_to_change(&state, &headers, &id).await?;
-    let secret = admin::regenerate_personal_token(&state.rt, token.id).await?;
+    let (actor, id) = change(&state, &headers, &id).await?;
+    let (token, secret) = account::regenerate_personal_token(&state.rt, actor, id).await?;
     let mut body = describe(&token);
     body["token"] = json!(secret.expose());
     Ok(no_store(axum::Json(body).into_response()))
@@ -133,7 +163,7 @@ pub(crate) async fn personal_token_revoke(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let token = own_token_to_change(&state, &headers, &id).await?;
-    admin::revoke_personal_token(&state.rt, token.id).await?;
+    let (actor, id) = change(&state, &headers, &id).await?;
+    let token = account::revoke_personal_token(&state.rt, actor, id).await?;
     Ok(no_store(axum::Json(json!({"id": token.id, "revoked": true})).into_response()))
 }
