@@ -52,8 +52,10 @@ impl Application {
         };
         let passwords = crate::passwords::PasswordChecker::start()
             .map_err(|e| StartupError::Invalid(format!("cannot start the password threads: {e}")))?;
+        // RFC 6797: a server reached over https tells browsers to come back only over https.
+        let https = default_issuer.starts_with("https://");
         let registry = Arc::new(Registry::build(Shared { config, rt, default_issuer, passwords, demo }).await?);
-        Ok(Self { listener, router: router(), addr, registry })
+        Ok(Self { listener, router: router(https), addr, registry })
     }
 
     pub fn port(&self) -> u16 {
@@ -171,7 +173,9 @@ fn with_tenant(mut req: Request, (state, prefix): (AppState, usize)) -> Result<R
     Ok(req)
 }
 
-pub fn router() -> Router {
+/// The routes of every tenant. `https`: the server's issuer is https, so every answer carries
+/// `Strict-Transport-Security`.
+pub fn router(https: bool) -> Router {
     let router = Router::new()
         .route("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
@@ -212,7 +216,7 @@ pub fn router() -> Router {
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))
-        .layer(tower::util::MapResponseLayer::new(web::security_headers));
+        .layer(tower::util::MapResponseLayer::new(if https { web::security_headers_https } else { web::security_headers }));
     // A line per request and per response is for debugging (`LATCHKEY_LOG=info,tower_http=debug`,
     // or `debug`: a directive for `tower_http::trace` or above), so the layer that writes them is
     // only there when they are asked for: idle, it still took about 1.5% of the CPU of each

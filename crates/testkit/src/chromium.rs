@@ -256,6 +256,24 @@ impl Chromium {
         panic!("no new page 10 s after a click, on {}", self.url().await);
     }
 
+    /// Lets the page use the clipboard, as a person allows it, so that a copy button can be
+    /// tested.
+    pub async fn allow_clipboard(&self) {
+        self.cdp("Browser.grantPermissions", json!({"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})).await;
+    }
+
+    /// What the clipboard holds (after [`Chromium::allow_clipboard`]).
+    pub async fn clipboard(&self) -> String {
+        let text = self
+            .post(
+                "/execute/async",
+                json!({"script": "const done = arguments[arguments.length - 1];
+                    navigator.clipboard.readText().then(done, e => done('clipboard error: ' + e));", "args": []}),
+            )
+            .await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Emulates a viewport `width` × `height` (a phone's is mobile, with touch).
     async fn viewport(&self, width: u32, height: u32) {
         self.cdp(

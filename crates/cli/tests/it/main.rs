@@ -368,3 +368,29 @@ async fn tenants_and_the_tenant_flag() {
     let loc = latchkey_testkit::location(&r).expect("a redirect with an error");
     assert_eq!(latchkey_testkit::query_param(&loc, "error").as_deref(), Some("invalid_request"), "state is required in this tenant");
 }
+
+/// The scope catalogue through the CLI: what the consent page says of a scope, and whether a
+/// person may put it on a personal token.
+#[tokio::test]
+async fn the_scope_catalogue_is_managed_with_the_cli() {
+    let app = spawn_app().await;
+    let listed = json(&latchkey(&app, &["--json", "scope", "list"], ""));
+    let names: Vec<&str> = listed["scopes"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["email", "offline_access", "openid", "profile"], "the built-in scopes");
+    let created = json(&latchkey(
+        &app,
+        &["--json", "scope", "create", "business/orders:read", "--description", "Read your orders", "--personal"],
+        "",
+    ));
+    assert_eq!(created["personal"], true);
+    assert!(!latchkey(&app, &["scope", "create", "business/orders:read", "--description", "Again"], "").status.success(), "exists");
+    assert!(!latchkey(&app, &["scope", "create", "two words", "--description", "x"], "").status.success(), "one scope");
+    assert!(!latchkey(&app, &["scope", "create", "x", "--description", "a\nb"], "").status.success(), "printable words");
+    let updated = json(&latchkey(&app, &["--json", "scope", "update", "business/orders:read", "--personal", "false"], ""));
+    assert_eq!((updated["personal"].as_bool(), updated["description"].as_str()), (Some(false), Some("Read your orders")));
+    json(&latchkey(&app, &["--json", "scope", "update", "openid", "--description", "Know who you are"], ""));
+    let entries = latchkey_server::catalogue::entries(&app.rt).await.unwrap();
+    assert_eq!(latchkey_server::catalogue::describe(&entries, "openid"), "Know who you are", "a built-in scope in other words");
+    assert_eq!(json(&latchkey(&app, &["--json", "scope", "delete", "business/orders:read"], ""))["deleted"], true);
+    assert!(!latchkey(&app, &["scope", "delete", "business/orders:read"], "").status.success());
+}

@@ -285,6 +285,32 @@ async fn pages_carry_the_security_headers() {
     assert!(!html.contains("http://") && !html.contains("https://"), "no third-party resources or links");
 }
 
+/// UI.md: pages and redirects that carry a code are never cached; a server on https tells
+/// browsers to stay on https (RFC 6797), and one on http does not.
+#[tokio::test]
+async fn pages_and_code_redirects_are_not_cached_and_https_servers_send_hsts() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    let b = app.browser();
+    let page = b.get(&authorize_url(&app, &c, "state=1")).await;
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert!(page.headers().get("strict-transport-security").is_none(), "not on http");
+    let loc = b.sign_in_and_consent(&authorize_url(&app, &c, "state=1"), "ada@example.com", "allow").await;
+    assert!(loc.contains("code="));
+    let again = b.get(&authorize_url(&app, &c, "state=2")).await;
+    assert_eq!(again.status(), 302, "consent remembered: a redirect with a code");
+    assert_eq!(again.headers()["cache-control"], "no-store");
+    for path in ["/", "/login", "/nope"] {
+        let r = b.get(&app.url(path)).await;
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+    }
+
+    let https = spawn_app_with(Settings { issuer: Some("https://auth.example.test".into()), ..Default::default() }).await;
+    let r = reqwest::get(format!("http://127.0.0.1:{}/.well-known/openid-configuration", https.port)).await.unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+}
+
 #[tokio::test]
 async fn post_to_the_authorization_endpoint_works_and_answers_303() {
     let app = spawn_app().await;

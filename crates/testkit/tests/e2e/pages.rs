@@ -54,6 +54,9 @@ async fn a_person_manages_personal_access_tokens_in_the_browser() {
     browser.check_page("token-created").await;
     let first = browser.value("Your token").await;
     assert!(first.starts_with("lk_pat_"), "{first}");
+    browser.allow_clipboard().await;
+    browser.click("Copy token").await;
+    assert_eq!(browser.clipboard().await, first, "the copy button copies the token");
     assert_eq!(userinfo_status(&app, &first).await, 200, "the token works");
     browser.click("Done").await;
     let listing = browser.text().await;
@@ -204,6 +207,11 @@ async fn a_person_changes_their_password_signs_out_and_meets_the_other_pages() {
     browser.goto(&app.url("/account")).await;
     assert_eq!(browser.title().await, "Sign in · Latchkey", "signed out for good");
     sign_in(&browser, &app, "ada@example.com", "a much longer password").await;
+
+    // A form's address opened in the address bar is a page too, not an empty 405.
+    browser.goto(&app.url("/logout")).await;
+    assert_eq!(browser.title().await, "This page cannot be used this way · Latchkey");
+    browser.check_page("method-not-allowed").await;
 
     // An address nobody serves is a page too.
     browser.goto(&app.url("/no/such/page")).await;
