@@ -10,38 +10,27 @@
 
 AXE_CORE_VERSION=4.14.1
 
+# Installs Debian packages when we are root and apt-get exists; otherwise says what is missing.
+install_packages() {
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "== installing $* (Debian packages)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+    else
+        echo "missing: install the Debian packages $*" >&2
+        return 1
+    fi
+}
+
 ensure_browser() {
     if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-            echo "== installing Chromium and ChromeDriver (Debian packages chromium, chromium-driver)"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
-                || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
-        else
-            echo "Chromium is not installed: install the Debian packages chromium and chromium-driver" >&2
-            return 1
-        fi
+        install_packages chromium chromium-driver
     fi
-    if ! command -v curl >/dev/null; then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-            echo "== installing curl (Debian package curl)"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >/dev/null
-        else
-            echo "curl is not installed" >&2
-            return 1
-        fi
-    fi
+    command -v curl >/dev/null || install_packages curl
+    command -v npm >/dev/null || install_packages npm
     local dir=target/browser
     local axe="$dir/node_modules/axe-core/axe.min.js"
     if [[ ! -f $axe ]] || ! grep -q "axe v$AXE_CORE_VERSION" "$axe"; then
-        if ! command -v npm >/dev/null; then
-            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-                echo "== installing npm (Debian package npm)"
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null
-            else
-                echo "npm is not installed: install Node.js and npm" >&2
-                return 1
-            fi
-        fi
         echo "== installing axe-core $AXE_CORE_VERSION into $dir"
         mkdir -p "$dir"
         npm install --silent --no-save --no-audit --no-fund --prefix "$dir" "axe-core@$AXE_CORE_VERSION" >/dev/null
