@@ -71,7 +71,9 @@ enum Command {
 enum TenantCommand {
     /// Create a tenant reached through ISSUER's host and path.
     Create {
+        /// The tenant's name: 1 to 40 of a-z, 0-9 and -.
         name: String,
+        /// The tenant's issuer URL; its host and path lead requests to the tenant.
         #[arg(long)]
         issuer: String,
         #[command(flatten)]
@@ -80,10 +82,15 @@ enum TenantCommand {
     /// List tenants.
     List,
     /// Show one tenant.
-    Show { name: String },
+    Show {
+        /// The tenant's name.
+        name: String,
+    },
     /// Change a tenant's issuer or settings (only the flags given change).
     Update {
+        /// The tenant's name.
         name: String,
+        /// A new issuer URL.
         #[arg(long)]
         issuer: Option<String>,
         #[command(flatten)]
@@ -156,6 +163,7 @@ enum TokenCommand {
         /// The user (id or email).
         #[arg(long)]
         user: String,
+        /// What the token is for, as its owner will read it.
         #[arg(long)]
         name: String,
         /// A scope of the token (repeatable; at least one).
@@ -167,13 +175,20 @@ enum TokenCommand {
     },
     /// List a user's personal access tokens.
     List {
+        /// The user (id or email).
         #[arg(long)]
         user: String,
     },
     /// Give a token a new secret; name, scopes, expiry and history stay.
-    Regenerate { id: String },
+    Regenerate {
+        /// The token's id.
+        id: String,
+    },
     /// Revoke a token.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +208,7 @@ enum ScopeCommand {
     List,
     /// Change a scope's sentence or whether personal tokens may carry it.
     Update {
+        /// The scope.
         name: String,
         /// The new sentence.
         #[arg(long)]
@@ -202,13 +218,17 @@ enum ScopeCommand {
         personal: Option<bool>,
     },
     /// Remove a scope from the catalogue (a built-in one reads as built in again).
-    Delete { name: String },
+    Delete {
+        /// The scope.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum BusinessCommand {
     /// Create a business.
     Create {
+        /// The business's name, unique in the tenant.
         #[arg(long)]
         name: String,
     },
@@ -216,7 +236,9 @@ enum BusinessCommand {
     List,
     /// Add a user (by id or email) to a business (by id or name).
     AddMember {
+        /// The business (by id or name).
         business: String,
+        /// The user (by id or email).
         #[arg(long)]
         user: String,
         /// Make it the user's default business.
@@ -225,13 +247,17 @@ enum BusinessCommand {
     },
     /// Remove a user from a business.
     RemoveMember {
+        /// The business (by id or name).
         business: String,
+        /// The user (by id or email).
         #[arg(long)]
         user: String,
     },
     /// Make a business the user's default.
     SetDefault {
+        /// The business (by id or name).
         business: String,
+        /// The user (by id or email).
         #[arg(long)]
         user: String,
     },
@@ -306,8 +332,10 @@ impl TokenSettingsArgs {
 enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create {
+        /// The user's email address, with which they sign in.
         #[arg(long)]
         email: String,
+        /// The user's name, as pages and id_tokens show it.
         #[arg(long)]
         name: String,
         /// Read the password from standard input (required: passwords never go on the command line).
@@ -320,9 +348,15 @@ enum UserCommand {
     /// List users.
     List,
     /// Show one user (by id or email).
-    Show { user: String },
+    Show {
+        /// The user's id or email.
+        user: String,
+    },
     /// Delete a user (by id or email) with their grants and tokens.
-    Delete { user: String },
+    Delete {
+        /// The user's id or email.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -330,13 +364,15 @@ enum UserCommand {
 enum ClientCommand {
     /// Register a client; prints its client_id and, once, its client_secret.
     Create {
+        /// The app's name, shown on the consent page.
         #[arg(long)]
         name: String,
         /// Who built the app, shown on the consent page.
         #[arg(long)]
         developer: Option<String>,
-        /// A redirect URI (repeatable).
-        #[arg(long = "redirect-uri", required = true)]
+        /// A redirect URI (repeatable; needed for the authorization code grant, not for a
+        /// client that only uses client_credentials or password).
+        #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         /// A scope the client may request (repeatable; default: openid profile email offline_access).
         #[arg(long = "scope")]
@@ -356,11 +392,20 @@ enum ClientCommand {
     /// List clients.
     List,
     /// Show one client.
-    Show { client_id: String },
+    Show {
+        /// The client's client_id.
+        client_id: String,
+    },
     /// Delete a client with every grant and token issued to it.
-    Delete { client_id: String },
+    Delete {
+        /// The client's client_id.
+        client_id: String,
+    },
     /// Replace a confidential client's secret; the old one stops working at once.
-    RotateSecret { client_id: String },
+    RotateSecret {
+        /// The client's client_id.
+        client_id: String,
+    },
 }
 
 fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> Result<latchkey_server::Config> {
@@ -385,7 +430,9 @@ async fn main() -> Result<()> {
         let default = if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn,sqlx=warn" } else { "warn" };
         tracing_subscriber::EnvFilter::new(default)
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: a log file or a journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     match &cli.command {
         Command::Serve(args) => serve(&cli, args).await,
@@ -447,9 +494,18 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// A Unix time as people read it (UTC, RFC 3339); `--json` keeps the number.
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// The database of the admin commands: it must exist (only `serve` and `migrate` create one).
 async fn open(cli: &Cli) -> Result<Runtime> {
     let config = settings(cli, None)?;
-    Ok(Runtime::open(&config, Arc::new(SystemClock)).await?.for_tenant(cli.tenant.as_deref()).await?)
+    Ok(Runtime::open_existing(&config, Arc::new(SystemClock)).await?.for_tenant(cli.tenant.as_deref()).await?)
 }
 
 fn user_json(u: &latchkey_core::model::User) -> serde_json::Value {
@@ -706,8 +762,8 @@ async fn keys(cli: &Cli, cmd: &KeysCommand) -> Result<()> {
                                 k.kid,
                                 k.alg.as_str(),
                                 status(k),
-                                k.activates_at,
-                                k.retires_at.map_or("-".to_owned(), |t| t.to_string())
+                                date(k.activates_at),
+                                k.retires_at.map_or("-".to_owned(), date)
                             )
                         })
                         .collect::<Vec<_>>()
@@ -795,4 +851,33 @@ async fn tenant(cli: &Cli, cmd: &TenantCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and every flag says what it is in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "latchkey", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }

@@ -143,9 +143,6 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
         Some(d) => check_name("developer name", d)?,
         None => "an unnamed developer".into(),
     };
-    if new.redirect_uris.is_empty() {
-        return Err(AdminError::Invalid("a client needs at least one --redirect-uri".into()));
-    }
     for uri in &new.redirect_uris {
         redirect::validate_registration(uri).map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
     }
@@ -166,6 +163,13 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     }
     if grant_types.is_empty() {
         grant_types = GrantType::DEFAULT.to_vec();
+    }
+    // RFC 6749 §3.1.2.2: a client of the authorization code grant registers its redirect
+    // URIs; one that acts only for itself (client_credentials, password) has none.
+    if new.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(AdminError::Invalid(
+            "a client of the authorization code grant needs at least one --redirect-uri (a machine-to-machine client: --grant-type client_credentials)".into(),
+        ));
     }
     if new.public && grant_types.contains(&GrantType::ClientCredentials) {
         return Err(AdminError::Invalid("a public client cannot use client_credentials (OAuth 2.1 §4.2)".into()));

@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path}: {source}")]
+    // A cause is the error's `source()`, never also part of its message: whoever prints the
+    // chain (anyhow at the CLI's exit, `error_chain` in logs) prints each cause once.
+    #[error("cannot read the configuration file {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("the configuration file {path} is invalid: {source}")]
+    #[error("the configuration file {path} is invalid")]
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("invalid setting {name}: {reason}")]
     Invalid { name: &'static str, reason: String },

@@ -41,7 +41,7 @@ impl AppError {
 }
 
 /// Writes the error and its whole `source()` chain, for logs.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

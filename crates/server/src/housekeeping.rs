@@ -67,13 +67,15 @@ async fn pass(state: &AppState) {
         Err(e) => Err(e),
     };
     if let Err(e) = rotated {
-        tracing::warn!(tenant = %rt.tenant.name, error = %e, "scheduled signing key rotation failed; it is tried again at the next interval");
+        tracing::warn!(tenant = %rt.tenant.name, error = %crate::error::error_chain(&e), "scheduled signing key rotation failed; it is tried again at the next interval");
     }
     match run_once(rt, state.config.guessing.window).await {
         Ok(c) if c.total() > 0 => {
             tracing::info!(tenant = %rt.tenant.name, removed = c.total(), tokens = c.tokens, codes = c.codes, families = c.families, "housekeeping")
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(tenant = %rt.tenant.name, error = %e, "housekeeping failed; it runs again at the next interval"),
+        Err(e) => {
+            tracing::warn!(tenant = %rt.tenant.name, error = %crate::error::error_chain(&e), "housekeeping failed; it runs again at the next interval")
+        }
     }
 }

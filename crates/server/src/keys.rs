@@ -130,7 +130,7 @@ impl Keys {
             }
             Ok(_) => ring,
             Err(e) => {
-                tracing::warn!(error = %e, "reloading the signing keys failed; keeping the loaded ones");
+                tracing::warn!(error = %crate::error::error_chain(&e), "reloading the signing keys failed; keeping the loaded ones");
                 ring
             }
         }

@@ -16,15 +16,16 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("storage: {0}")]
+    // A cause is the `source()`, never also in the message (see `ConfigError`).
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("master key: {0}")]
     MasterKey(String),
-    #[error("signing keys: {0}")]
+    #[error("signing keys")]
     Keys(#[from] jose::JoseError),
     #[error("{0}")]
     Invalid(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind { addr: String, source: std::io::Error },
 }
 
@@ -157,6 +158,21 @@ impl Runtime {
         }
         let tenant = store.ensure_tenant(DEFAULT_TENANT, clock.now()).await?;
         Ok(Self { hasher: master.secret_hasher(), store, tenant, master, clock })
+    }
+
+    /// [`Runtime::open`] for a database that must exist already: the admin commands work on a
+    /// server's database, and a mistyped `--database` must say so, not make an empty one with a
+    /// new master key. (`serve` and `migrate` create it.)
+    pub async fn open_existing(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        if let Database::Sqlite(path) = &config.database {
+            if !path.exists() {
+                return Err(StartupError::Invalid(format!(
+                    "there is no database at {}: check --database, or create it with `latchkey serve` or `latchkey migrate`",
+                    path.display()
+                )));
+            }
+        }
+        Self::open(config, clock).await
     }
 
     pub fn now(&self) -> UnixTime {

@@ -129,7 +129,7 @@ impl Registry {
                     }
                     table = fresh;
                 }
-                Err(e) => tracing::warn!(error = %e, "reloading the tenants failed; keeping the loaded ones"),
+                Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "reloading the tenants failed; keeping the loaded ones"),
             }
         }
         Self::find(&table, host, path)

@@ -116,7 +116,7 @@ impl TestApp {
     }
 
     pub async fn client_with(&self, new: NewClient) -> TestClient {
-        let redirect_uri = new.redirect_uris[0].clone();
+        let redirect_uri = new.redirect_uris.first().cloned().unwrap_or_default();
         let (c, secret) = admin::create_client(&self.rt, new).await.unwrap();
         TestClient { client_id: c.client_id, secret: secret.map(|s| s.expose().to_owned()), redirect_uri }
     }

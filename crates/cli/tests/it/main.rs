@@ -394,3 +394,89 @@ async fn the_scope_catalogue_is_managed_with_the_cli() {
     assert_eq!(json(&latchkey(&app, &["--json", "scope", "delete", "business/orders:read"], ""))["deleted"], true);
     assert!(!latchkey(&app, &["scope", "delete", "business/orders:read"], "").status.success());
 }
+
+/// Papercuts found by trying the README as a newcomer (issue 25 §5).
+mod papercuts {
+    use super::*;
+
+    fn bare(args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .env_remove("LATCHKEY_DATABASE_URL")
+            .env_remove("LATCHKEY_MASTER_KEY")
+            .env_remove("LATCHKEY_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A machine-to-machine client has no redirect URI, and gets client_credentials tokens.
+    #[tokio::test]
+    async fn a_machine_to_machine_client_needs_no_redirect_uri() {
+        let app = spawn_app().await;
+        let created =
+            json(&latchkey(&app, &["--json", "client", "create", "--name", "Nightly job", "--grant-type", "client_credentials"], ""));
+        let (id, secret) = (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
+        let r = app
+            .http()
+            .post(app.url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let no_uri = latchkey(&app, &["client", "create", "--name", "Web app"], "");
+        assert!(!no_uri.status.success(), "the code grant still needs a redirect URI");
+        assert!(String::from_utf8_lossy(&no_uri.stderr).contains("--redirect-uri"));
+    }
+
+    /// Only `serve` and `migrate` create a database; an admin command on a mistyped path says
+    /// so instead of making an empty one with a new master key.
+    #[test]
+    fn admin_commands_never_create_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = dir.path().join("typo.db");
+        let out = bare(&["--database", typo.to_str().unwrap(), "user", "list"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("there is no database at"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!typo.exists() && !dir.path().join("typo.db.key").exists(), "nothing was created");
+        let out = bare(&["--database", typo.to_str().unwrap(), "migrate"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(bare(&["--database", typo.to_str().unwrap(), "user", "list"]).status.success());
+    }
+
+    /// An error says each cause once, and logs written to a file or a pipe carry no colour
+    /// codes.
+    #[test]
+    fn errors_say_each_cause_once_without_colour_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("l.db");
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        let out = bare(&["--database", db.to_str().unwrap(), "serve", "--listen", &addr]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+        assert!(!err.contains('\u{1b}'), "no ANSI colour codes in a pipe: {err:?}");
+
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, "listen = [unterminated\n").unwrap();
+        let out = bare(&["--config", config.to_str().unwrap(), "--database", db.to_str().unwrap(), "user", "list"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("TOML parse error").count(), 1, "{err}");
+    }
+
+    /// `keys list` shows dates; `--json` keeps the Unix times.
+    #[tokio::test]
+    async fn keys_list_shows_dates() {
+        let app = spawn_app().await;
+        let out = latchkey(&app, &["keys", "list"], "");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("activates 20"), "a date such as 2026-12-05T...: {text}");
+        assert!(text.contains('T') && text.contains('Z'), "{text}");
+        let listed = json(&latchkey(&app, &["--json", "keys", "list"], ""));
+        assert!(listed["keys"][0]["activates_at"].is_i64());
+    }
+}
