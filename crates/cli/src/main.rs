@@ -59,6 +59,9 @@ enum Command {
     /// access tokens may carry it.
     #[command(subcommand)]
     Scope(ScopeCommand),
+    /// See and end the access users have given apps.
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// Manage the signing keys of id_tokens and JWT access tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -357,6 +360,32 @@ enum UserCommand {
         /// The user's id or email.
         user: String,
     },
+    /// Set a user's password, read from standard input; signs them out everywhere.
+    SetPassword {
+        /// The user's id or email.
+        user: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantCommand {
+    /// List the apps a user has authorized (their grants).
+    List {
+        /// The user (id or email).
+        #[arg(long)]
+        user: String,
+    },
+    /// End a grant: the app's access, with every token issued under it, at once.
+    Revoke {
+        /// The grant's id (from `grant list`).
+        grant: String,
+        /// The user (id or email) who gave it.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -447,6 +476,7 @@ async fn main() -> Result<()> {
         Command::Business(cmd) => business(&cli, cmd).await,
         Command::Token(cmd) => token(&cli, cmd).await,
         Command::Scope(cmd) => scope(&cli, cmd).await,
+        Command::Grant(cmd) => grant(&cli, cmd).await,
         Command::Keys(cmd) => keys(&cli, cmd).await,
         Command::Tenant(cmd) => tenant(&cli, cmd).await,
     }
@@ -494,6 +524,13 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
+/// The password given on standard input, without its line ending.
+fn read_password() -> Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 /// A Unix time as people read it (UTC, RFC 3339); `--json` keeps the number.
 fn date(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
@@ -516,9 +553,7 @@ async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
     let rt = open(cli).await?;
     match cmd {
         UserCommand::Create { email, name, password_stdin: _, businesses } => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let password = read_password()?;
             let u = admin::create_user(&rt, NewUser { email: email.clone(), name: name.clone(), password, businesses: businesses.clone() })
                 .await?;
             print(cli, json!({"id": u.id}), || format!("created user {} ({})", u.email, u.id));
@@ -543,6 +578,12 @@ async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             let u = admin::find_user(&rt, user).await?;
             rt.store.delete_user(rt.tenant.id, u.id).await?;
             print(cli, json!({"id": u.id, "deleted": true}), || format!("deleted user {}", u.email));
+        }
+        UserCommand::SetPassword { user, password_stdin: _ } => {
+            let u = admin::find_user(&rt, user).await?;
+            let password = read_password()?;
+            account::set_password(&rt, &u, &password, &password, None).await?;
+            print(cli, json!({"id": u.id, "password_set": true}), || format!("set the password of {}; their sessions are ended", u.email));
         }
     }
     Ok(())
@@ -614,6 +655,47 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
             print(cli, json!({"client_id": client_id, "client_secret": s.expose()}), || {
                 format!("client_id:     {client_id}\nclient_secret: {}\n\nThe old secret no longer works.", s.expose())
             });
+        }
+    }
+    Ok(())
+}
+
+async fn grant(cli: &Cli, cmd: &GrantCommand) -> Result<()> {
+    let rt = open(cli).await?;
+    match cmd {
+        GrantCommand::List { user } => {
+            let u = admin::find_user(&rt, user).await?;
+            let grants = account::authorized_apps(&rt, u.id).await?;
+            print(
+                cli,
+                json!({"grants": grants.iter().map(|g| json!({
+                    "id": g.grant.id, "client_id": g.grant.client_id, "client_name": g.client_name,
+                    "business_id": g.grant.business_id, "business_name": g.business_name, "scope": g.grant.scope.to_string(),
+                    "created_at": g.grant.created_at, "last_used_at": g.last_used_at,
+                })).collect::<Vec<_>>()}),
+                || {
+                    grants
+                        .iter()
+                        .map(|g| {
+                            let business = g.business_name.as_deref().unwrap_or("-");
+                            format!(
+                                "{}  {}  for {business}  [{}]  since {}",
+                                g.grant.id,
+                                g.client_name,
+                                g.grant.scope,
+                                date(g.grant.created_at)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        GrantCommand::Revoke { grant, user } => {
+            let u = admin::find_user(&rt, user).await?;
+            let id = grant.parse::<uuid::Uuid>().with_context(|| format!("{grant} is not a grant id"))?;
+            account::revoke_app(&rt, Actor::Operator, u.id, id).await?;
+            print(cli, json!({"id": id, "revoked": true}), || format!("revoked grant {id} of {}", u.email));
         }
     }
     Ok(())

@@ -468,6 +468,38 @@ mod papercuts {
         assert_eq!(err.matches("TOML parse error").count(), 1, "{err}");
     }
 
+    /// The commands an operator reaches for: a user's password, and the apps a user authorized.
+    #[tokio::test]
+    async fn an_operator_sets_a_password_and_ends_a_users_grants() {
+        let app = spawn_app().await;
+        app.user("ada@example.com", &["Ada's Shop"]).await;
+        let c = app.client("openid offline_access").await;
+        let tokens = app.tokens_for(&c, "ada@example.com", "openid offline_access").await;
+
+        let listed = json(&latchkey(&app, &["--json", "grant", "list", "--user", "ada@example.com"], ""));
+        let grants = listed["grants"].as_array().unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!((grants[0]["client_name"].as_str(), grants[0]["business_name"].as_str()), (Some("Test App"), Some("Ada's Shop")));
+        let id = grants[0]["id"].as_str().unwrap().to_owned();
+        assert!(!latchkey(&app, &["grant", "revoke", &id, "--user", "nobody@example.com"], "").status.success());
+        assert_eq!(json(&latchkey(&app, &["--json", "grant", "revoke", &id, "--user", "ada@example.com"], ""))["revoked"], true);
+        let r = app
+            .http()
+            .post(app.url("/oauth/token"))
+            .basic_auth(&c.client_id, c.secret.as_deref())
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "the grant's refresh token is dead");
+
+        assert!(!latchkey(&app, &["user", "set-password", "ada@example.com", "--password-stdin"], "short\n").status.success());
+        json(&latchkey(&app, &["--json", "user", "set-password", "ada@example.com", "--password-stdin"], "a brand new password\n"));
+        let b = app.browser();
+        let html = b.get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={}", c.client_id))).await.text().await.unwrap();
+        assert_eq!(b.submit_login(&html, "ada@example.com", "a brand new password").await.status(), 303);
+    }
+
     /// `keys list` shows dates; `--json` keeps the Unix times.
     #[tokio::test]
     async fn keys_list_shows_dates() {
