@@ -124,6 +124,9 @@ impl tower::Service<Request> for RouteTenant {
 
     fn call(&mut self, req: Request) -> Routed {
         use futures::future::Either;
+        if let Some(refused) = malformed(&req) {
+            return Either::Right(Box::pin(std::future::ready(Ok(refused))));
+        }
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
         if let Some(found) = self.registry.resolve_loaded(host, req.uri().path()) {
             return match with_tenant(req, found) {
@@ -144,6 +147,28 @@ impl tower::Service<Request> for RouteTenant {
             }
         }))
     }
+}
+
+/// Refuses what HTTP itself forbids, before any tenant or handler sees it:
+/// - RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+///   HTTP/1.1 request message that lacks a Host header field and to any request message that
+///   contains more than one Host header field line";
+/// - RFC 9110 §5.3: `Authorization` is not a list, so two of them cannot be combined; which
+///   credentials would count is ambiguous, on every endpoint.
+fn malformed(req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let reason = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => "host_repeated: the request carries more than one Host header",
+        (None, None) if req.version() == axum::http::Version::HTTP_11 => "host_missing: an HTTP/1.1 request must carry a Host header",
+        _ if headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some() => {
+            "authorization_repeated: the request carries more than one Authorization header"
+        }
+        _ => return None,
+    };
+    tracing::info!(reason, "request refused");
+    let body = serde_json::json!({"error": "invalid_request", "error_description": reason});
+    Some(crate::error::no_store((StatusCode::BAD_REQUEST, axum::Json(body)).into_response()))
 }
 
 /// A path that is no longer a path once the tenant's prefix is taken off.

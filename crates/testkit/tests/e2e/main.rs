@@ -6,6 +6,7 @@
 mod account;
 mod authorize;
 mod discovery;
+mod edges;
 mod hostile;
 mod housekeeping;
 mod inputs;
