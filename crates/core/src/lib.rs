@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod authorize;
+pub mod business;
 pub mod claims;
 pub mod client_auth;
 pub mod error;

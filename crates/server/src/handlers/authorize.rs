@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, RedirectError};
+use latchkey_core::business::business_for;
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, User};
 use latchkey_core::params::Params;
 use latchkey_core::secret::SecretKind;
@@ -211,7 +212,8 @@ async fn consent_page(
 ) -> AppResult<Response> {
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
     let catalogue = catalogue::entries(&state.rt).await?;
-    let preselected = grant.and_then(|g| g.business_id).or(user.default_business_id).or_else(|| businesses.first().map(|b| b.id));
+    let member_of: Vec<Uuid> = businesses.iter().map(|b| b.id).collect();
+    let preselected = business_for(&member_of, grant.and_then(|g| g.business_id), user.default_business_id);
     let page = ConsentPage {
         layout: browser::layout(state, headers, Some(user), ""),
         client_name: &client.name,

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use latchkey_core::authorize::{self, RedirectError};
+use latchkey_core::business::business_for;
 use latchkey_core::model::Grant;
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
@@ -59,6 +60,7 @@ async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult
         }
         Some("allow") => {
             let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
+            let existing = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
             let business_id = match form.get("business_id").ok().flatten() {
                 Some(b) => {
                     let id: Option<Uuid> = b.parse().ok();
@@ -70,10 +72,10 @@ async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult
                     }
                 }
                 None => {
-                    user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id))
+                    let member_of: Vec<Uuid> = businesses.iter().map(|b| b.id).collect();
+                    business_for(&member_of, existing.as_ref().and_then(|g| g.business_id), user.default_business_id)
                 }
             };
-            let existing = state.store().find_grant(state.tenant_id(), user.id, &client.client_id).await?;
             // The grant covers what was consented before for the same business, plus this.
             let scope = match &existing {
                 Some(g) if g.business_id == business_id => ScopeSet::from_tokens(g.scope.iter().chain(req.scope.iter()))?,

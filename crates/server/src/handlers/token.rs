@@ -8,6 +8,7 @@ use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use latchkey_core::business::business_for;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
@@ -251,8 +252,8 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let now = state.now();
     let user = verified.user();
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
-    let business_id =
-        user.default_business_id.filter(|d| businesses.iter().any(|b| b.id == *d)).or_else(|| businesses.first().map(|b| b.id));
+    let member_of: Vec<Uuid> = businesses.iter().map(|b| b.id).collect();
+    let business_id = business_for(&member_of, None, user.default_business_id);
     let family = Family {
         id: state.new_family_id(),
         tenant: state.tenant_id(),

@@ -432,3 +432,22 @@ async fn consent_form_cannot_skip_a_required_sign_in() {
     let loc = location(&r).unwrap();
     assert!(loc.starts_with("/oauth/authorize/continue"), "back to sign-in, no code: {loc}");
 }
+
+/// One rule chooses the business an authorization acts for (`core::business::business_for`):
+/// a default business the person no longer belongs to is never preselected on the consent
+/// page (it was, while the token endpoint and the consent form skipped it).
+#[tokio::test]
+async fn the_consent_page_preselects_only_a_business_the_person_belongs_to() {
+    let app = spawn_app().await;
+    let ada = app.user("ada@example.com", &["Ada's Shop", "Ada's Cafe"]).await;
+    let elsewhere = latchkey_server::admin::create_business(&app.rt, "Not Ada's").await.unwrap();
+    app.rt.store.update_user_default_business(app.rt.tenant.id, ada.id, Some(elsewhere.id)).await.unwrap();
+    let c = app.client("openid").await;
+    let b = app.browser();
+    let login = b.get(&authorize_url(&app, &c, "state=1")).await.text().await.unwrap();
+    let r = b.submit_login(&login, "ada@example.com", PASSWORD).await;
+    let consent = b.follow(&r).await.text().await.unwrap();
+    let shop = latchkey_server::admin::find_business(&app.rt, "Ada's Shop").await.unwrap();
+    assert_eq!(consent.matches(" checked").count(), 1, "exactly one business is preselected: {consent}");
+    assert!(consent.contains(&format!("value=\"{}\" checked", shop.id)), "the first business Ada joined");
+}
