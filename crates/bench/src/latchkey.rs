@@ -35,7 +35,7 @@ const HEALTH: &str = "/healthz";
 const HOUSEKEEPING_INTERVAL: &str = "2";
 /// The password checks of the benchmark must not run into the online guessing limits (10 per
 /// account per 15 minutes by default), so the budgets are raised for the whole run.
-const CONFIG: &str = "# Written by latchkey-bench.\n[guessing]\naccount_budget = 1000000000\nclient_budget = 1000000000\n";
+const CONFIG: &str = "# Written by latchkey-bench.\n[guessing]\naccount_budget = 1000000000\naccount_total_budget = 1000000000\nclient_budget = 1000000000\n";
 
 pub(crate) struct LatchkeyTarget {
     binary: PathBuf,

@@ -93,7 +93,7 @@ fn too_many_failures(retry_after: i64) -> AppError {
 }
 
 /// The address the request came from: the peer, or what trusted proxies say it is.
-fn client_address(state: &AppState, peer: Peer, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_address(state: &AppState, peer: Peer, headers: &HeaderMap) -> IpAddr {
     let Some(peer) = peer.0 else { return IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
     address::client_address(peer, &forwarded, &state.config.trusted_proxies)
@@ -142,8 +142,9 @@ pub(crate) enum CredentialFailure {
 #[must_use = "a right password must be settled, or it stays counted as a failed attempt"]
 pub(crate) struct Verified {
     user: User,
-    account_key: String,
-    client_key: Option<String>,
+    /// The source's own budget, then (for a source the account does not know) the account's
+    /// total.
+    budgets: Vec<guessing::Budget>,
 }
 
 impl Verified {
@@ -151,62 +152,48 @@ impl Verified {
         &self.user
     }
 
-    /// Clears the account's failures and gives back the client's attempt, sent to the store at
-    /// the same time as `writes`, so that the SQLite writer commits them all in one batch:
-    /// a password grant costs one `fsync` less (it had three durable commits: the attempt
-    /// counted, its settling, its tokens). The counts settle even if `writes` fails: the
-    /// password was right.
+    /// Forgets the source's failures (it proved itself) and gives back its attempt on the
+    /// account's total, sent to the store at the same time as `writes`, so that the SQLite
+    /// writer commits them all in one batch: a password grant costs one `fsync` less (it had
+    /// three durable commits: the attempt counted, its settling, its tokens). The counts
+    /// settle even if `writes` fails: the password was right.
     pub(crate) async fn settle_with<T>(self, state: &AppState, writes: impl Future<Output = AppResult<T>>) -> AppResult<T> {
         let (store, tenant) = (state.store(), state.tenant_id());
-        let settle = async {
-            let release_client = async {
-                match &self.client_key {
-                    Some(key) => store.release_attempt(tenant, key).await,
-                    None => Ok(()),
-                }
-            };
-            tokio::try_join!(store.clear_attempts(tenant, &self.account_key), release_client).map_err(AppError::from)
-        };
-        let (_, out) = tokio::try_join!(settle, writes)?;
+        let settle = futures::future::try_join_all(self.budgets.iter().enumerate().map(|(i, b)| async move {
+            if i == 0 {
+                store.clear_attempts(tenant, &b.key).await
+            } else {
+                store.release_attempt(tenant, &b.key).await
+            }
+        }));
+        let (_, out) = tokio::try_join!(async { settle.await.map_err(AppError::from) }, writes)?;
         Ok(out)
     }
 }
 
-/// Checks `email` and `password`, counting the attempt against the account and, for the
-/// password grant, against the client. A right password comes back unsettled: see [`Verified`].
+/// Checks `email` and `password`, counting the attempt against the budgets of its `source`
+/// (`core::guessing`: the source's own, and the account's total for a source the account does
+/// not know). A right password comes back unsettled: see [`Verified`].
 pub(crate) async fn check_password(
     state: &AppState,
     email: &str,
     password: String,
-    client_id: Option<&str>,
+    source: guessing::Source<'_>,
 ) -> AppResult<Result<Verified, CredentialFailure>> {
     let policy = state.config.guessing;
     let (store, tenant, now) = (state.store(), state.tenant_id(), state.now());
-    let client_key = client_id.map(guessing::client_key);
-    let account_key = guessing::account_key(email);
-    // Both attempts are counted at once, so that the SQLite writer commits them together (one
-    // `fsync` instead of two). An attempt refused on either budget is checked by nobody, so it
-    // takes back what it counted on the other (a refusal may briefly show one attempt more to
-    // a parallel one, which can only refuse it too: never more checks than the budgets,
-    // SECURITY.md PW-02, RFC 6819 §4.3.5).
-    let record_client = async {
-        match &client_key {
-            Some(key) => store.record_attempt(tenant, key, now, policy.window).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let (client_count, account_count) = tokio::try_join!(record_client, store.record_attempt(tenant, &account_key, now, policy.window))?;
-    if let Some(Err(retry_after)) = client_count.map(|c| c.verdict(policy.client_budget, policy.window, now)) {
-        store.release_attempt(tenant, &account_key).await?;
-        tracing::warn!(client = client_id.unwrap_or_default(), "password grant throttled for the client");
-        return Ok(Err(CredentialFailure::TooManyAttempts { retry_after }));
-    }
-    if let Err(retry_after) = account_count.verdict(policy.account_budget, policy.window, now) {
-        if let Some(key) = &client_key {
-            // Nothing was checked, so the client's budget is not charged.
-            store.release_attempt(tenant, key).await?;
-        }
-        tracing::warn!("sign-in throttled for an account");
+    let budgets = guessing::budgets(&policy, email, source);
+    // Every budget is counted at once, so that the SQLite writer commits them together (one
+    // `fsync`). An attempt refused on any budget is checked by nobody, so it takes back what it
+    // counted on the others (a refusal may briefly show one attempt more to a parallel one,
+    // which can only refuse it too: never more checks than the budgets, SECURITY.md PW-02,
+    // RFC 6819 §4.3.5).
+    let counts = futures::future::try_join_all(budgets.iter().map(|b| store.record_attempt(tenant, &b.key, now, policy.window))).await?;
+    let verdicts: Vec<Result<(), i64>> = budgets.iter().zip(&counts).map(|(b, c)| c.verdict(b.size, policy.window, now)).collect();
+    if let Some(retry_after) = verdicts.iter().filter_map(|v| v.err()).max() {
+        let charged = budgets.iter().zip(&verdicts).filter(|(_, v)| v.is_ok()).map(|(b, _)| store.release_attempt(tenant, &b.key));
+        futures::future::try_join_all(charged).await?;
+        tracing::warn!(source = ?source, "password attempts throttled for a source of an account");
         return Ok(Err(CredentialFailure::TooManyAttempts { retry_after }));
     }
     let user = store.find_user_by_email(tenant, &email.trim().to_lowercase()).await?;
@@ -216,7 +203,7 @@ pub(crate) async fn check_password(
     let ok =
         state.passwords.verify(password, stored).await.ok_or_else(|| AppError::Internal("the password threads have stopped".into()))?;
     match (ok, user) {
-        (true, Some(user)) => Ok(Ok(Verified { user, account_key, client_key })),
+        (true, Some(user)) => Ok(Ok(Verified { user, budgets })),
         _ => Ok(Err(CredentialFailure::Invalid)),
     }
 }

@@ -191,3 +191,54 @@ pub(crate) fn layout<'a>(
     };
     crate::pages::Layout { base: &state.base_path, site: state.site_name(), user: user.map(|u| u.name.as_str()), csrf, current }
 }
+
+/// The device cookie (OWASP, "Slow Down Online Guessing Attacks with Device Cookies"): a
+/// browser that has signed in to an account keeps a budget of password attempts of its own,
+/// which nobody else's guesses use up (`core::guessing`).
+pub(crate) const DEVICE_COOKIE: &str = "lk_device";
+const DEVICE_TTL: i64 = 365 * 24 * 3600;
+
+fn device_mac(state: &AppState, id: &str, email: &str) -> String {
+    state.hasher().derive(b"device", format!("{id}:{email}").as_bytes())
+}
+
+/// Where a password attempt from this browser comes from: a browser that has signed in to
+/// `email` before (its device cookie names the account, under the server's MAC), or an
+/// address.
+pub(crate) enum PasswordSource {
+    Known(String),
+    Address(std::net::IpAddr),
+}
+
+impl PasswordSource {
+    pub(crate) fn of(state: &AppState, headers: &HeaderMap, peer: crate::web::Peer, email: &str) -> Self {
+        let known = web::cookie(headers, &state.cookie_name(DEVICE_COOKIE))
+            .and_then(|v| v.split_once('.'))
+            .filter(|(id, mac)| ct_str_eq(mac, &device_mac(state, id, email)))
+            .map(|(id, _)| id.to_owned());
+        match known {
+            Some(id) => Self::Known(id),
+            None => Self::Address(crate::auth::client_address(state, peer, headers)),
+        }
+    }
+
+    pub(crate) fn as_source(&self) -> latchkey_core::guessing::Source<'_> {
+        match self {
+            Self::Known(device) => latchkey_core::guessing::Source::KnownBrowser { device },
+            Self::Address(address) => latchkey_core::guessing::Source::Browser { address: *address },
+        }
+    }
+}
+
+/// Remembers this browser for `email` after a sign-in (a new id each time).
+pub(crate) fn set_device_cookie(state: &AppState, r: &mut Response, email: &str) {
+    use base64::Engine;
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
+    let value = format!("{id}.{}", device_mac(state, &id, email));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        web::set_cookie(&state.cookie_name(DEVICE_COOKIE), &value, DEVICE_TTL, state.secure_cookies, &state.path("/")),
+    );
+}

@@ -41,6 +41,7 @@ pub struct LifetimeSettings {
 #[serde(deny_unknown_fields)]
 pub struct GuessingSettings {
     pub account_budget: Option<i64>,
+    pub account_total_budget: Option<i64>,
     pub client_budget: Option<i64>,
     pub window: Option<i64>,
     pub client_secret_budget: Option<i64>,
@@ -172,7 +173,16 @@ impl Settings {
             trusted_proxies
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
-        overlay_fields!(self.guessing, top.guessing, account_budget, client_budget, window, client_secret_budget, client_secret_window);
+        overlay_fields!(
+            self.guessing,
+            top.guessing,
+            account_budget,
+            account_total_budget,
+            client_budget,
+            window,
+            client_secret_budget,
+            client_secret_window
+        );
         self
     }
 
@@ -237,12 +247,13 @@ impl Settings {
         let g = GuessingPolicy::default();
         let guessing = GuessingPolicy {
             account_budget: self.guessing.account_budget.unwrap_or(g.account_budget),
+            account_total_budget: self.guessing.account_total_budget.unwrap_or(g.account_total_budget),
             client_budget: self.guessing.client_budget.unwrap_or(g.client_budget),
             window: self.guessing.window.unwrap_or(g.window),
             client_secret_budget: self.guessing.client_secret_budget.unwrap_or(g.client_secret_budget),
             client_secret_window: self.guessing.client_secret_window.unwrap_or(g.client_secret_window),
         };
-        let budgets = [guessing.account_budget, guessing.client_budget, guessing.client_secret_budget];
+        let budgets = [guessing.account_budget, guessing.account_total_budget, guessing.client_budget, guessing.client_secret_budget];
         if budgets.iter().any(|b| *b < 1) || ![guessing.window, guessing.client_secret_window].iter().all(|w| (1..=86_400).contains(w)) {
             return Err(invalid("guessing", "budgets must be at least 1 and the windows between 1 and 86400 seconds"));
         }

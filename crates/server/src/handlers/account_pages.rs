@@ -14,7 +14,7 @@ use crate::pages::{
     self, AppRow, AppsPage, ConfirmPage, FieldErrors, ProfilePage, ScopeChoice, ScopeLine, TokenRow, TokenSecretPage, TokensPage, When,
 };
 use crate::state::AppState;
-use crate::web::{self, PageForm};
+use crate::web::{self, PageForm, Peer};
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -105,16 +105,22 @@ async fn profile(state: &AppState, headers: &HeaderMap, errors: FieldErrors, not
     Ok(pages::render(status, &page))
 }
 
-pub(crate) async fn password_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
-    as_page(password(&state, &headers, &form).await)
+pub(crate) async fn password_post(
+    Extension(state): Extension<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> Response {
+    as_page(password(&state, peer, &headers, &form).await)
 }
 
-async fn password(state: &AppState, headers: &HeaderMap, form: &Params) -> AppResult<Response> {
+async fn password(state: &AppState, peer: Peer, headers: &HeaderMap, form: &Params) -> AppResult<Response> {
     check_form(state, headers, form)?;
     let (session, user) = signed_in!(state, headers, "/account");
     let get = |k: &str| form.get(k).ok().flatten().unwrap_or_default();
     // The current password is checked as a sign-in is, behind the same guessing limits.
-    match check_password(state, &user.email, get("current_password").to_owned(), None).await? {
+    let source = browser::PasswordSource::of(state, headers, peer, &user.email);
+    match check_password(state, &user.email, get("current_password").to_owned(), source.as_source()).await? {
         Ok(verified) => verified.settle_with(state, async { AppResult::Ok(()) }).await?,
         Err(CredentialFailure::Invalid) => {
             return profile(state, headers, FieldErrors(vec![("current_password", "This is not your current password.".into())]), None)

@@ -9,7 +9,7 @@ use crate::error::{as_page, AppResult};
 use crate::pages::{self, LoginPage};
 use crate::runtime::new_secret;
 use crate::state::AppState;
-use crate::web::{self, PageForm};
+use crate::web::{self, PageForm, Peer};
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -79,11 +79,16 @@ pub(crate) async fn login_get(Extension(state): Extension<AppState>, headers: He
     browser::with_browser_cookie(&state, page, new_cookie)
 }
 
-pub(crate) async fn login_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
-    as_page(login(state, headers, form).await)
+pub(crate) async fn login_post(
+    Extension(state): Extension<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> Response {
+    as_page(login(state, peer, headers, form).await)
 }
 
-async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<Response> {
+async fn login(state: AppState, peer: Peer, headers: HeaderMap, form: Params) -> AppResult<Response> {
     check_form(&state, &headers, &form)?;
     // An app's sign-in carries its interaction; the account's, where to go on to.
     let app = match form.get("interaction").ok().flatten() {
@@ -115,7 +120,8 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     };
     let pw = form.get("password").ok().flatten().unwrap_or_default().to_owned();
 
-    let verified = match check_password(&state, &email, pw, None).await? {
+    let source = browser::PasswordSource::of(&state, &headers, peer, &email);
+    let verified = match check_password(&state, &email, pw, source.as_source()).await? {
         Ok(v) => v,
         Err(CredentialFailure::Invalid) => {
             tracing::info!("sign-in failed");
@@ -165,6 +171,7 @@ async fn login(state: AppState, headers: HeaderMap, form: Params) -> AppResult<R
     };
     let mut r = web::redirect(&to, true);
     browser::set_session_cookie(&state, &mut r, secret.expose());
+    browser::set_device_cookie(&state, &mut r, &email);
     Ok(r)
 }
 

@@ -235,7 +235,8 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let username = text::username(username).map_err(malformed)?;
     let password = text::password(password).map_err(malformed)?;
     let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
-    let verified = match check_password(state, username, password.to_owned(), Some(&client.client_id)).await? {
+    let source = latchkey_core::guessing::Source::Client { client_id: &client.client_id };
+    let verified = match check_password(state, username, password.to_owned(), source).await? {
         Ok(verified) => verified,
         Err(CredentialFailure::Invalid) => {
             return Err(OAuthError::invalid_grant("invalid_credentials: the username or password is incorrect").into())

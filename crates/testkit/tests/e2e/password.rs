@@ -170,37 +170,93 @@ async fn parallel_guessing_stays_within_the_budget() {
     let r = grant_response(&app, &c, "victim@example.com", PASSWORD).await;
     let retry_after: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&retry_after), "Retry-After {retry_after} within the window");
+    // The lock is aimed at the guesser (this client, for this account): the owner still signs
+    // in on the form.
     let client = app.client("openid").await;
     let browser = app.browser();
     let html =
         browser.get(&app.url(&format!("/oauth/authorize?response_type=code&client_id={}", client.client_id))).await.text().await.unwrap();
-    let page = browser.submit_login(&html, "victim@example.com", PASSWORD).await.text().await.unwrap();
-    assert!(page.contains("Too many attempts"), "the sign-in form shares the protection");
+    assert_eq!(browser.submit_login(&html, "victim@example.com", PASSWORD).await.status(), 303, "the form is another source");
     app.clock.advance(15 * 60);
     assert_eq!(grant(&app, &c, "victim@example.com", PASSWORD).await.0, 200, "the lock ends with the window");
 }
 
-/// The per-client budget: one client spraying many accounts is stopped; other clients are not.
+/// The password grant counts per client and account: one abusive user of an app cannot lock
+/// the app's other users out (before, 200 failures of one client locked every user of it),
+/// nor lock themselves out of the sign-in form. Other clients are not affected.
 #[tokio::test]
-async fn a_client_spraying_accounts_is_stopped() {
+async fn one_abuser_cannot_lock_an_apps_users_out() {
     let app = app_with_client_budget(5).await;
-    app.user("hub@example.com", &[]).await;
-    let sprayer = yoc_client(&app).await;
+    app.user("alice@example.com", &[]).await;
+    app.user("bob@example.com", &[]).await;
+    let shared = yoc_client(&app).await;
     let other = yoc_client(&app).await;
-    for i in 0..5 {
-        let (_, b) = grant(&app, &sprayer, &format!("user{i}@example.com"), "guess").await;
+    for _ in 0..5 {
+        let (_, b) = grant(&app, &shared, "alice@example.com", "guess").await;
         assert!(b["error_description"].as_str().unwrap().starts_with("invalid_credentials"));
     }
-    let (s, b) = grant(&app, &sprayer, "user9@example.com", "guess").await;
-    assert_eq!(s, 429);
-    assert!(b["error_description"].as_str().unwrap().starts_with("too_many_attempts"), "{b}");
-    // Both budgets are counted at once; an attempt the client's budget refuses checks nothing,
-    // so it gives back what it counted against the account: more of them than the account's
-    // budget (10) leave the account open.
-    for _ in 0..12 {
-        assert_eq!(grant(&app, &sprayer, "hub@example.com", "guess").await.0, 429);
+    let (s, b) = grant(&app, &shared, "alice@example.com", PASSWORD).await;
+    assert_eq!(s, 429, "alice, through this client, waits: {b}");
+    assert_eq!(grant(&app, &shared, "bob@example.com", PASSWORD).await.0, 200, "bob, through the same client, does not");
+    assert_eq!(grant(&app, &other, "alice@example.com", PASSWORD).await.0, 200, "nor alice through another client");
+    // Refused attempts check nothing and give back what they counted on the account's total:
+    // many of them leave the account open.
+    for _ in 0..120 {
+        assert_eq!(grant(&app, &shared, "alice@example.com", "guess").await.0, 429);
     }
-    assert_eq!(grant(&app, &other, "hub@example.com", PASSWORD).await.0, 200, "other clients are not affected");
+    assert_eq!(grant(&app, &other, "alice@example.com", PASSWORD).await.0, 200);
+}
+
+/// SECURITY.md PW-02 with device cookies (OWASP): anyone who knows an email can use up the
+/// attempts of unknown browsers and of their own address, never those of a browser the owner
+/// has signed in with; a known browser's own budget holds against parallel guesses too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_never_lock_the_owner_out_of_a_known_browser() {
+    let settings = latchkey_server::Settings {
+        guessing: latchkey_server::config::GuessingSettings { account_total_budget: Some(20), ..Default::default() },
+        ..Default::default()
+    };
+    let app = latchkey_testkit::spawn_app_with(settings).await;
+    app.user("owner@example.com", &[]).await;
+    let client = app.client("openid").await;
+    let authorize = app.url(&format!("/oauth/authorize?response_type=code&client_id={}", client.client_id));
+    let owner = app.browser();
+    owner.sign_in_and_consent(&authorize, "owner@example.com", "allow").await;
+
+    // The attacker: fresh browsers (no device cookie) on the form, then apps' password grants
+    // from everywhere, until the account's total for unknown sources is used up.
+    let attacker = app.browser();
+    let mut throttled = false;
+    for _ in 0..12 {
+        let html = attacker.get(&authorize).await.text().await.unwrap();
+        let page = attacker.submit_login(&html, "owner@example.com", "guess").await.text().await.unwrap();
+        throttled |= page.contains("Too many attempts");
+    }
+    assert!(throttled, "the attacker's address is stopped after its budget (10)");
+    for _ in 0..3 {
+        let c = yoc_client(&app).await;
+        for _ in 0..5 {
+            grant(&app, &c, "owner@example.com", "guess").await;
+        }
+    }
+    let c = yoc_client(&app).await;
+    let (s, _) = grant(&app, &c, "owner@example.com", PASSWORD).await;
+    assert_eq!(s, 429, "every unknown source waits once the account's total is used up");
+    let stranger = app.browser();
+    let html = stranger.get(&authorize).await.text().await.unwrap();
+    let page = stranger.submit_login(&html, "owner@example.com", PASSWORD).await.text().await.unwrap();
+    assert!(page.contains("Too many attempts"), "an unknown browser waits too");
+
+    // The owner's browser signs in at once, with a forced new sign-in.
+    let html = owner.get(&format!("{authorize}&prompt=login")).await.text().await.unwrap();
+    assert_eq!(owner.submit_login(&html, "owner@example.com", PASSWORD).await.status(), 303, "the known browser is never locked out");
+
+    // Parallel guesses from the known browser get exactly its budget of checks.
+    let html = owner.get(&format!("{authorize}&prompt=login")).await.text().await.unwrap();
+    let pages =
+        join_all((0..30).map(|_| async { owner.submit_login(&html, "owner@example.com", "guess").await.text().await.unwrap() })).await;
+    let checked = pages.iter().filter(|p| p.contains("The email or password is incorrect.")).count();
+    assert_eq!(checked, 10, "exactly the known browser's budget of guesses was checked");
 }
 
 /// A right password settles its attempt, in the same commit as what the sign-in writes: it
