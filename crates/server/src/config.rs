@@ -2,6 +2,7 @@
 //! environment variables and command-line flags, then validated into a `Config` before
 //! anything binds.
 
+use crate::serve::ConnLimits;
 use latchkey_core::address::IpRange;
 use latchkey_core::grant::{AccessTokenFormat, Lifetimes, RefreshPolicy};
 use latchkey_core::guessing::GuessingPolicy;
@@ -48,6 +49,16 @@ pub struct GuessingSettings {
     pub client_secret_window: Option<i64>,
 }
 
+/// Connection limits (`serve.rs`), as written in the file: seconds, and a count.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub header_timeout: Option<u64>,
+    pub body_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+}
+
 /// Every setting, all optional; `None` means "the default".
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +103,8 @@ pub struct Settings {
     pub lifetimes: LifetimeSettings,
     #[serde(default)]
     pub guessing: GuessingSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
 }
 
 macro_rules! overlay_fields {
@@ -173,6 +186,7 @@ impl Settings {
             trusted_proxies
         );
         overlay_fields!(self.lifetimes, top.lifetimes, access_token, refresh_token, refresh_token_idle, code, id_token);
+        overlay_fields!(self.http, top.http, header_timeout, body_timeout, idle_timeout, max_connections);
         overlay_fields!(
             self.guessing,
             top.guessing,
@@ -270,6 +284,18 @@ impl Settings {
                 RefreshPolicy::parse(p).ok_or_else(|| invalid("refresh_token_policy", format!("{p:?}: use always or offline_access")))?
             }
         };
+        let d = ConnLimits::default();
+        let secs = |v: Option<u64>, default: std::time::Duration| v.map_or(default, std::time::Duration::from_secs);
+        let http = ConnLimits {
+            header_timeout: secs(self.http.header_timeout, d.header_timeout),
+            body_timeout: secs(self.http.body_timeout, d.body_timeout),
+            idle_timeout: secs(self.http.idle_timeout, d.idle_timeout),
+            max_connections: self.http.max_connections.unwrap_or(d.max_connections),
+        };
+        let timeouts = [http.header_timeout, http.body_timeout, http.idle_timeout];
+        if timeouts.iter().any(|t| !(1..=3_600).contains(&t.as_secs())) || http.max_connections < 16 {
+            return Err(invalid("http", "timeouts must be between 1 and 3600 seconds, and max_connections at least 16"));
+        }
         let refresh_token_replay_window = self.refresh_token_replay_window.unwrap_or(DEFAULT_REPLAY_WINDOW);
         check_replay_window(refresh_token_replay_window).map_err(|r| invalid("refresh_token_replay_window", r))?;
         Ok(Config {
@@ -290,6 +316,7 @@ impl Settings {
             require_state: self.require_state.unwrap_or(false),
             revocation_without_client_auth: self.revocation_without_client_auth.unwrap_or(false),
             access_token_format: AccessTokenFormat::default(),
+            http,
         })
     }
 }
@@ -401,6 +428,8 @@ pub struct Config {
     pub revocation_without_client_auth: bool,
     /// The access token format of clients that name none.
     pub access_token_format: AccessTokenFormat,
+    /// Timeouts and the connection bound (`serve.rs`).
+    pub http: ConnLimits,
 }
 
 impl Config {

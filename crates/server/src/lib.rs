@@ -17,6 +17,7 @@ pub mod keys;
 pub mod pages;
 pub mod passwords;
 pub mod runtime;
+pub mod serve;
 pub mod startup;
 pub mod state;
 mod tenants;

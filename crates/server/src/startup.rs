@@ -11,7 +11,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use axum::ServiceExt;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,9 +86,8 @@ impl Application {
             (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
         // The tenant is chosen (and its path prefix removed) before routing.
         let app = RouteTenant { registry: Arc::clone(&self.registry), inner: self.router };
-        // Connect info gives handlers the peer address (client-secret lockout, SECURITY.md TE-04).
-        let service = ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-        let served = axum::serve(self.listener, service).with_graceful_shutdown(shutdown_signal()).await;
+        let limits = self.registry.default_state().config.http.fitted();
+        let served = crate::serve::serve(self.listener, app, limits, shutdown_signal()).await;
         if let Some(h) = housekeeping {
             h.abort();
         }
@@ -105,7 +103,7 @@ impl Application {
 /// boxed and moved behind another one. Only a request that finds the tenants due for a reload
 /// takes the boxed, async way.
 #[derive(Clone)]
-struct RouteTenant {
+pub(crate) struct RouteTenant {
     registry: Arc<Registry>,
     inner: Router,
 }
