@@ -297,7 +297,7 @@ impl Target for LatchkeyTarget {
             let html = a.text();
             let interaction = html_field(&html, "interaction").context("no interaction field on the page")?;
             let csrf = html_field(&html, "csrf").context("no csrf field on the page")?;
-            a = if html.contains("/login\"") {
+            a = if html.contains("name=\"password\"") {
                 let path = seed.endpoint.path("/login")?;
                 browser
                     .post_form(
@@ -305,7 +305,7 @@ impl Target for LatchkeyTarget {
                         &[("interaction", &interaction), ("csrf", &csrf), ("email", &seed.email), ("password", &seed.password)],
                     )
                     .await?
-            } else if html.contains("/consent\"") {
+            } else if html.contains("name=\"decision\"") {
                 let path = seed.endpoint.path("/consent")?;
                 let mut form = vec![("interaction", interaction.as_str()), ("csrf", csrf.as_str()), ("decision", "allow")];
                 let business = html_field(&html, "business_id");

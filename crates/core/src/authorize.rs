@@ -112,7 +112,7 @@ pub fn validate(
     let fail = |error: OAuthError| RedirectError { redirect_uri: redirect_uri.clone(), state: state.clone(), error };
 
     let checked = (|| {
-        // RFC 6749 Appendix A.5: state is VSCHAR; SECURITY.md AZ-16: and bounded.
+        // RFC 6749 Appendix A.5: state is VSCHAR; docs/security.md AZ-16: and bounded.
         let state = params.get("state")?.map(text::state).transpose().map_err(malformed)?;
         if policy.require_state && state.is_none() {
             return Err(OAuthError::invalid_request("state_missing: this server requires state"));
@@ -209,7 +209,7 @@ pub fn needs_consent(client: &Client, req: &AuthorizationRequest, existing: Opti
     if req.prompt.consent || req.prompt.select_account {
         return true;
     }
-    // RFC 8252 §8.6 and RFC 6819 §5.2.4.1 (SECURITY.md AZ-18): a public client on a loopback
+    // RFC 8252 §8.6 and RFC 6819 §5.2.4.1 (docs/security.md AZ-18): a public client on a loopback
     // or private-use redirect URI can be impersonated by any local app, so its requests are
     // never approved without the user.
     if client.is_public() && !req.redirect_uri.starts_with("https://") {
@@ -266,9 +266,9 @@ mod tests {
 
     fn check(c: &Client, query: &str) -> Result<AuthorizationRequest, String> {
         let p = Params::from_urlencoded(query);
-        let (uri, explicit) = resolve_redirect(c, &p).map_err(|e| format!("page {}", e.0.description))?;
+        let (uri, explicit) = resolve_redirect(c, &p).map_err(|e| format!("page {}", e.0.reason))?;
         validate(c, uri, explicit, &p, AuthorizePolicy::default())
-            .map_err(|e| format!("redirect {} {} state={:?}", e.error.code, e.error.description.split(':').next().unwrap_or(""), e.state))
+            .map_err(|e| format!("redirect {} {} state={:?}", e.error.code, e.error.reason, e.state))
     }
 
     const CH: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -327,7 +327,7 @@ mod tests {
         let c = client(false, &["https://a.example/cb"]);
         let p = Params::from_urlencoded("response_type=code");
         let e = validate(&c, "https://a.example/cb".into(), false, &p, AuthorizePolicy { require_state: true }).unwrap_err();
-        assert!(e.error.description.starts_with("state_missing"));
+        assert!(e.error.reason.starts_with("state_missing"));
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl ClientCredentials {
     }
 
     /// Checks the credentials against the registered client. The secret comparison runs in
-    /// constant time on the keyed hashes (SECURITY.md TE-05).
+    /// constant time on the keyed hashes (docs/security.md TE-05).
     pub fn authenticate(&self, client: &Client, hasher: &SecretHasher) -> Result<(), OAuthError> {
         match (self, &client.secret_hash) {
             (Self::Basic { secret, .. } | Self::Post { secret, .. }, Some(stored)) => {

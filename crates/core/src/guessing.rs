@@ -1,4 +1,4 @@
-//! Online guessing protection for passwords (RFC 6819 §4.4.3.6, §5.1.4.2.3; SECURITY.md PW-02).
+//! Online guessing protection for passwords (RFC 6819 §4.4.3.6, §5.1.4.2.3; docs/security.md PW-02).
 //!
 //! Attempts are counted before the password is checked, in one atomic step of the store, so a
 //! burst of parallel guesses cannot get more checks than the budget (the race Keycloak fixed
@@ -17,7 +17,7 @@
 //! count against a larger budget per account, which bounds a guesser spread over many
 //! addresses; a known browser is never held by it. A right password gives back its attempts.
 //!
-//! Client secrets (SECURITY.md TE-04, RFC 6819 §4.3.5) are counted differently: only failures
+//! Client secrets (docs/security.md TE-04, RFC 6819 §4.3.5) are counted differently: only failures
 //! count, per client and network address, so that a stranger who knows a client_id (they are
 //! public) can lock out only their own address, never the client's own servers.
 

@@ -18,6 +18,7 @@ pub mod params;
 pub mod password;
 pub mod pkce;
 pub mod redirect;
+pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod text;

@@ -86,7 +86,7 @@ pub enum GrantType {
     RefreshToken,
     ClientCredentials,
     /// RFC 6749 §4.3 (YOC). RFC 9700 §2.4 says it MUST NOT be used; Latchkey ships it off by
-    /// default, for confidential clients registered for it (SECURITY.md PW-01).
+    /// default, for confidential clients registered for it (docs/security.md PW-01).
     Password,
 }
 
@@ -229,6 +229,39 @@ pub struct Family {
     /// The refresh family ends here whatever the rotations (absolute lifetime).
     pub expires_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+}
+
+/// Who a family's tokens act for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyOwner {
+    /// The client itself (client_credentials): no user, no grant.
+    Client,
+    /// A user, through a consent (`grant`, from a code) or without one (the password grant).
+    User { user_id: Uuid, grant_id: Option<Uuid>, business_id: Option<Uuid>, auth_time: UnixTime },
+}
+
+impl Family {
+    /// A new family of `client_id`'s tokens, alive for `lifetime` seconds from `now`: the one
+    /// way every grant starts one.
+    pub fn new(id: Uuid, tenant: TenantId, client_id: &str, owner: FamilyOwner, scope: ScopeSet, now: UnixTime, lifetime: i64) -> Self {
+        let (user_id, grant_id, business_id, auth_time) = match owner {
+            FamilyOwner::Client => (None, None, None, now),
+            FamilyOwner::User { user_id, grant_id, business_id, auth_time } => (Some(user_id), grant_id, business_id, auth_time),
+        };
+        Self {
+            id,
+            tenant,
+            grant_id,
+            client_id: client_id.to_owned(),
+            user_id,
+            business_id,
+            scope,
+            auth_time,
+            created_at: now,
+            expires_at: now + lifetime,
+            revoked_at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

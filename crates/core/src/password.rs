@@ -1,7 +1,7 @@
 //! User passwords: Argon2id (RFC 9106) in PHC string format.
 //!
 //! These functions are CPU-heavy by design; the server calls them on its blocking pool, never
-//! on the async runtime (DESIGN.md principle 4).
+//! on the async runtime (docs/design.md principle 4).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 /// A unit of Argon2 working memory (1 KiB), for the buffers of [`verify_with_memory`].
@@ -62,7 +62,7 @@ pub const MAX_MEMORY_KIB: u32 = 64 * 1024;
 
 /// A hash with the parameters [`hash`] uses, of a password nobody knows (random bytes thrown
 /// away when it was made). A sign-in for an unknown account is checked against it, so that it
-/// costs the same as a wrong password (SECURITY.md PW-03); a match is still a failure, since
+/// costs the same as a wrong password (docs/security.md PW-03); a match is still a failure, since
 /// there is no account. A constant spares the server an Argon2 run at every start.
 pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$K8z1Xf4mY0b2Y1q3JZ1aLg$4w3N2x9U3m6Jx0k1m0q8l3b2nC3p0u1d7Q5r8s2t1vY";
 

@@ -100,7 +100,7 @@ mod tests {
             let got = match CodeChallenge::parse(*c, *m) {
                 Ok(None) => "ok-none".to_owned(),
                 Ok(Some(_)) => "ok-some".to_owned(),
-                Err(e) => e.description.split(':').next().unwrap().to_owned(),
+                Err(e) => e.reason.to_string(),
             };
             assert_eq!(&got, want, "challenge {c:?} method {m:?}");
         }
@@ -110,7 +110,7 @@ mod tests {
     fn verifier_rules() {
         let c = CodeChallenge::from_stored(CHALLENGE.to_owned());
         for bad in ["short", &"a".repeat(129), &format!("{VERIFIER}+")] {
-            assert!(c.verify(bad).unwrap_err().description.starts_with("pkce_verifier_malformed"), "{bad}");
+            assert!(c.verify(bad).unwrap_err().reason.starts_with("pkce_verifier_malformed"), "{bad}");
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::OAuthError;
 use url::{Host, Url};
 
-/// Checks a redirect URI at registration (SECURITY.md AZ-09).
+/// Checks a redirect URI at registration (docs/security.md AZ-09).
 ///
 /// - RFC 6749 §3.1.2: an absolute URI without a fragment.
 /// - RFC 9700 §2.6: `http` only for loopback (native apps, RFC 8252 §7.3).
@@ -106,7 +106,7 @@ mod tests {
     fn matching_is_exact_except_the_loopback_port() {
         let reg = vec!["https://c.example/cb".to_owned(), "http://127.0.0.1/cb".to_owned(), "http://[::1]:9/n".to_owned()];
         assert_eq!(match_registered(&reg, "https://c.example/cb"), Some("https://c.example/cb"));
-        // SECURITY.md AZ-01: every near miss is refused.
+        // docs/security.md AZ-01: every near miss is refused.
         for near in [
             "https://c.example/cb/",
             "https://C.example/cb",

@@ -6,7 +6,7 @@ use crate::OAuthError;
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// A set of scope tokens, kept sorted so that order never matters (SECURITY.md AZ-04).
+/// A set of scope tokens, kept sorted so that order never matters (docs/security.md AZ-04).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<String>);
 

@@ -1,6 +1,6 @@
 //! Server-generated secrets (codes, tokens, client secrets) and the keyed hash that stores them.
 //!
-//! DESIGN.md, principle 3: every server-generated secret carries 256 bits from a CSPRNG
+//! docs/design.md, principle 3: every server-generated secret carries 256 bits from a CSPRNG
 //! (OAuth 2.1 §7.2 asks for a guessing probability of at most 2^-160), so a fast keyed hash is
 //! enough to store it: no slow KDF on the token endpoint. Only the hash reaches the database
 //! (RFC 6819 §5.1.4.1.3).
@@ -107,7 +107,7 @@ impl SecretHash {
         <[u8; 32]>::try_from(b).ok().map(Self)
     }
 
-    /// Constant-time comparison (SECURITY.md TE-05).
+    /// Constant-time comparison (docs/security.md TE-05).
     pub fn ct_eq(&self, other: &SecretHash) -> bool {
         self.0.ct_eq(&other.0).into()
     }
@@ -189,7 +189,7 @@ fn ordering_bytes(secret: &str) -> Option<[u8; ORDER_LEN]> {
     }
 }
 
-/// Constant-time comparison of two strings (SECURITY.md TE-05).
+/// Constant-time comparison of two strings (docs/security.md TE-05).
 pub fn ct_str_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }

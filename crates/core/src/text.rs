@@ -60,7 +60,7 @@ pub fn is_printable(s: &str) -> bool {
 /// The longest `client_id` accepted. Latchkey's own are 32 characters; a chosen one (the
 /// demo's, an imported client's) may be longer, but not without bound.
 pub const MAX_CLIENT_ID: usize = 255;
-/// The longest `state` and `nonce` accepted (SECURITY.md AZ-16 asks for a cap).
+/// The longest `state` and `nonce` accepted (docs/security.md AZ-16 asks for a cap).
 pub const MAX_STATE: usize = 2048;
 /// The longest email address (RFC 5321 §4.5.3.1.3 limits a path to 256 octets, of which an
 /// address is at most 254).

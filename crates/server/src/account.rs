@@ -21,7 +21,7 @@ pub enum Actor {
     User(Uuid),
 }
 
-/// How long a personal token lives unless asked otherwise, and at most (SECURITY.md 1.L).
+/// How long a personal token lives unless asked otherwise, and at most (docs/security.md 1.L).
 pub const PERSONAL_TOKEN_DEFAULT_LIFETIME: i64 = 90 * 24 * 3600;
 pub const PERSONAL_TOKEN_MAX_LIFETIME: i64 = 366 * 24 * 3600;
 /// The lifetimes the pages offer, in days (the last is the maximum).

@@ -186,7 +186,7 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
             )));
         }
     }
-    // SECURITY.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
+    // docs/security.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
     new.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
     let secret = (!new.public).then(|| new_secret(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
     let client_id = new.client_id.unwrap_or_else(|| {

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, PoisonError};
 
-/// Client authentication (RFC 6749 §2.3) behind the lockout of SECURITY.md TE-04 (RFC 6819
+/// Client authentication (RFC 6749 §2.3) behind the lockout of docs/security.md TE-04 (RFC 6819
 /// §4.3.5, online guessing of client secrets).
 ///
 /// Only a wrong secret for a client that has one counts, per client and address, in the store
@@ -186,7 +186,7 @@ pub(crate) async fn check_password(
     // Every budget is counted at once, so that the SQLite writer commits them together (one
     // `fsync`). An attempt refused on any budget is checked by nobody, so it takes back what it
     // counted on the others (a refusal may briefly show one attempt more to a parallel one,
-    // which can only refuse it too: never more checks than the budgets, SECURITY.md PW-02,
+    // which can only refuse it too: never more checks than the budgets, docs/security.md PW-02,
     // RFC 6819 §4.3.5).
     let counts = futures::future::try_join_all(budgets.iter().map(|b| store.record_attempt(tenant, &b.key, now, policy.window))).await?;
     let verdicts: Vec<Result<(), i64>> = budgets.iter().zip(&counts).map(|(b, c)| c.verdict(b.size, policy.window, now)).collect();
@@ -198,7 +198,7 @@ pub(crate) async fn check_password(
     }
     let user = store.find_user_by_email(tenant, &email.trim().to_lowercase()).await?;
     // An unknown email is checked against a dummy hash, so both failures take the same time
-    // (SECURITY.md PW-03). Argon2id runs on the password threads, never on the async runtime.
+    // (docs/security.md PW-03). Argon2id runs on the password threads, never on the async runtime.
     let stored = user.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
     let ok =
         state.passwords.verify(password, stored).await.ok_or_else(|| AppError::Internal("the password threads have stopped".into()))?;

@@ -6,7 +6,7 @@
 //!   whose cookie hashes to its `browser_hash`, and the CSRF token derives from it;
 //! - `lk_session` is the signed-in session, stored by its hash.
 //!
-//! A change is accepted only from the server's own pages (SECURITY.md AZ-12; OWASP's
+//! A change is accepted only from the server's own pages (docs/security.md AZ-12; OWASP's
 //! Cross-Site Request Forgery Prevention Cheat Sheet):
 //! 1. Fetch metadata: a browser that sends `Sec-Fetch-Site` (Chromium, Firefox since 90,
 //!    Safari since 16.4) says whether the request came from a page of the same origin. Only

@@ -417,7 +417,7 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     pub refresh_policy: RefreshPolicy,
     pub guessing: GuessingPolicy,
-    /// Proxies whose `X-Forwarded-For` is believed (SECURITY.md TE-04 counts per address).
+    /// Proxies whose `X-Forwarded-For` is believed (docs/security.md TE-04 counts per address).
     pub trusted_proxies: Vec<IpRange>,
     /// Seconds between housekeeping passes; 0: never.
     pub housekeeping_interval: u64,

@@ -24,14 +24,15 @@ pub enum AppError {
     /// and `field` when one field of the request is wrong).
     #[error("{error}: {description}")]
     Api { status: StatusCode, error: &'static str, description: String, field: Option<&'static str> },
-    /// Refused without looking, because the caller used up its attempts (SECURITY.md TE-04):
+    /// Refused without looking, because the caller used up its attempts (docs/security.md TE-04):
     /// 429 with `Retry-After` (RFC 6585 §4) and the protocol error as the JSON body.
     #[error("too many attempts: {error}")]
     TooManyAttempts { retry_after: i64, error: OAuthError },
     #[error("storage failure")]
     Store(#[from] StoreError),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A fault of the server; its cause stays its `source()`, for the log's chain.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AppError {
@@ -69,7 +70,7 @@ pub fn oauth_json(e: &OAuthError) -> Response {
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
-    tracing::info!(error = %e.code, reason = %e.description, "request refused");
+    tracing::info!(error = %e.code, reason = %e.reason, "request refused");
     let body = ErrorResponse { error: e.code, error_description: e.safe_description(), error_uri: None };
     let mut r = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -110,7 +111,7 @@ impl IntoResponse for AppError {
                 no_store((status, axum::Json(body)).into_response())
             }
             // Input that slipped past its grammar and that no store can hold: the caller's
-            // mistake, a 400 (DESIGN.md principle 5), never a 500.
+            // mistake, a 400 (docs/design.md principle 5), never a 500.
             AppError::Store(StoreError::Invalid(what)) => oauth_json(&invalid_input(&what)),
             AppError::Store(StoreError::Unavailable(source)) => {
                 let id = uuid::Uuid::new_v4();

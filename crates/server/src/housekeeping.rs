@@ -1,5 +1,5 @@
 //! Housekeeping: the server removes expired codes, tokens, families, sessions, interactions
-//! and guessing counters on a schedule, so storage stays bounded (DESIGN.md, "Scale and
+//! and guessing counters on a schedule, so storage stays bounded (docs/design.md, "Scale and
 //! durability targets"). Every node may run it; each pass is idempotent and batched.
 
 use crate::keys;

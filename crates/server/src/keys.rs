@@ -3,7 +3,7 @@
 //! A key is published in the JWKS from the moment it is stored, but signs only from its
 //! `activates_at`, so relying parties that cache the JWKS have it before they see a token it
 //! signed. A superseded key stays published until every token it signed has expired
-//! (OpenID Connect Core §10.1.1; SECURITY.md OI-03). Every node reloads the ring from the
+//! (OpenID Connect Core §10.1.1; docs/security.md OI-03). Every node reloads the ring from the
 //! database every few seconds, so a rotation made anywhere (CLI, another node, the schedule)
 //! reaches all of them before the new key activates.
 

@@ -85,7 +85,7 @@ pub struct DemoCallbackPage<'a> {
 }
 
 /// A moment as pages show it: in words ("3 days ago"), with the exact time for
-/// `<time datetime>` and its tooltip (UI.md).
+/// `<time datetime>` and its tooltip (docs/pages.md).
 pub struct When {
     pub words: String,
     /// RFC 3339, UTC.
@@ -233,7 +233,7 @@ pub struct AppsPage<'a> {
     pub notice: Option<&'a str>,
 }
 
-/// Renders a page with the given status. Pages are never cached (UI.md: every HTML answer
+/// Renders a page with the given status. Pages are never cached (docs/pages.md: every HTML answer
 /// carries `Cache-Control: no-store`): they hold a person's data and single-use form tokens.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {

@@ -5,7 +5,7 @@
 //! thread's arena: resident memory grew by 19 MiB per pool thread ever used (hundreds of MB
 //! under a sign-in load). Here a fixed set of threads, one per core the process may run on,
 //! takes the checks from a queue, with buffers that are reused, so the memory for passwords is
-//! bounded by the number of cores. The checks never run on the async runtime (DESIGN.md
+//! bounded by the number of cores. The checks never run on the async runtime (docs/design.md
 //! principle 4).
 //!
 //! Reused buffers are freed once no check has needed one for [`IDLE`]: a server that signed

@@ -18,15 +18,15 @@
 use crate::startup::RouteTenant;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -84,15 +84,20 @@ fn open_files_limit() -> Option<usize> {
 }
 
 /// Where a connection stands, for its own clock and for eviction.
+///
+/// A request changes it with two atomic stores and no clock read: the connection's own task
+/// looks at it every `TICK` and counts how many ticks the same wait has lasted (a wait is one
+/// `phase` under one `turn`), so the timeouts hold to within a tick at no cost per request.
 #[derive(Debug)]
 struct ConnState {
-    /// Milliseconds since `epoch` when the current wait began: for a request's head (the
-    /// connection's start, or a kept-alive connection's first byte of the next head), or idle
-    /// (a kept-alive connection after its last answer).
-    since: AtomicU64,
-    /// `IDLE`, `HEAD` (waiting for a head whose first byte may have come) or `BUSY`.
-    phase: std::sync::atomic::AtomicU8,
-    epoch: Instant,
+    /// `HEAD` (waiting for a request's head: from the connection's start, or from the first
+    /// byte of the next head on a kept-alive connection), `IDLE` (a kept-alive connection
+    /// after its last answer) or `BUSY` (a request in progress).
+    phase: AtomicU8,
+    /// Changes with every change of phase, so that two waits in the same phase are told apart.
+    turn: AtomicU64,
+    /// Ticks the current wait has lasted (kept by the connection's task, read for eviction).
+    waited: AtomicU32,
     kill: Notify,
 }
 
@@ -101,13 +106,13 @@ const IDLE: u8 = 1;
 const BUSY: u8 = 2;
 
 impl ConnState {
-    fn new(epoch: Instant) -> Self {
-        Self { since: AtomicU64::new(ms(epoch)), phase: std::sync::atomic::AtomicU8::new(HEAD), epoch, kill: Notify::new() }
+    fn new() -> Self {
+        Self { phase: AtomicU8::new(HEAD), turn: AtomicU64::new(0), waited: AtomicU32::new(0), kill: Notify::new() }
     }
 
     fn enter(&self, phase: u8) {
-        self.since.store(ms(self.epoch), Ordering::Relaxed);
         self.phase.store(phase, Ordering::Relaxed);
+        self.turn.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bytes came in: on an idle connection, they are the next request's head.
@@ -116,20 +121,31 @@ impl ConnState {
             self.enter(HEAD);
         }
     }
+}
 
-    /// Whether the connection has waited longer than its phase allows.
-    fn overdue(&self, limits: &ConnLimits) -> bool {
-        let waited = Duration::from_millis(ms(self.epoch).saturating_sub(self.since.load(Ordering::Relaxed)));
-        match self.phase.load(Ordering::Relaxed) {
-            HEAD => waited > limits.header_timeout,
-            IDLE => waited > limits.idle_timeout,
+/// A connection's view of its own clock: the wait it saw at the last tick.
+struct Clock {
+    turn: u64,
+    ticks: u32,
+}
+
+impl Clock {
+    /// Counts a tick; true when the current wait has lasted longer than its phase allows.
+    fn overdue(&mut self, state: &ConnState, limits: &ConnLimits) -> bool {
+        let turn = state.turn.load(Ordering::Relaxed);
+        if turn == self.turn {
+            self.ticks = self.ticks.saturating_add(1);
+        } else {
+            (self.turn, self.ticks) = (turn, 0);
+        }
+        state.waited.store(self.ticks, Ordering::Relaxed);
+        let waited = TICK * self.ticks;
+        match state.phase.load(Ordering::Relaxed) {
+            HEAD => waited >= limits.header_timeout,
+            IDLE => waited >= limits.idle_timeout,
             _ => false,
         }
     }
-}
-
-fn ms(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The open connections, for the count and for eviction.
@@ -172,10 +188,11 @@ impl Registry {
 }
 
 impl Open {
-    /// Closes the connection that has waited longest without a request in progress.
+    /// Closes the connection that has waited longest without a request in progress (of equal
+    /// waits, the oldest connection).
     fn evict_one(&self) -> bool {
         let oldest =
-            self.conns.values().filter(|c| c.phase.load(Ordering::Relaxed) != BUSY).min_by_key(|c| c.since.load(Ordering::Relaxed));
+            self.conns.values().rev().filter(|c| c.phase.load(Ordering::Relaxed) != BUSY).max_by_key(|c| c.waited.load(Ordering::Relaxed));
         match oldest {
             Some(c) => {
                 c.kill.notify_one();
@@ -298,7 +315,6 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     let open = Arc::new(Registry::default());
     let (stop, stopping) = watch::channel(false);
-    let epoch = Instant::now();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -317,7 +333,7 @@ pub(crate) async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let state = Arc::new(ConnState::new(epoch));
+        let state = Arc::new(ConnState::new());
         let id = {
             let mut open = open.lock();
             if open.conns.len() >= limits.max_connections && !open.evict_one() {
@@ -335,12 +351,15 @@ pub(crate) async fn serve(
         let (open, mut stopping) = (Arc::clone(&open), stopping.clone());
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            // hyper's own timer covers a head that never completes, as a backstop; the
+            // No hyper timer: it would make and drop a timer for every request's head. The
             // connection's clock below applies the head and idle timeouts.
-            http.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout + limits.header_timeout);
+            http.header_read_timeout(None);
             let conn = http.serve_connection(TokioIo::new(Watched { stream, state: Arc::clone(&state) }), service);
             tokio::pin!(conn);
             let mut tick = tokio::time::interval(TICK);
+            // A late tick counts once: a busy runtime must not age every connection at once.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut clock = Clock { turn: 0, ticks: 0 };
             let mut draining = *stopping.borrow();
             if draining {
                 conn.as_mut().graceful_shutdown();
@@ -353,7 +372,7 @@ pub(crate) async fn serve(
                         draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                    _ = tick.tick() => if state.overdue(&limits) { break },
+                    _ = tick.tick() => if clock.overdue(&state, &limits) { break },
                 }
             }
             open.remove(id);

@@ -40,7 +40,7 @@ pub struct Inner {
     pub cookie_suffix: String,
     /// Where passwords are checked (threads with their own Argon2 memory).
     pub passwords: crate::passwords::PasswordChecker,
-    /// Client secrets locked out on this node (SECURITY.md TE-04).
+    /// Client secrets locked out on this node (docs/security.md TE-04).
     pub client_locks: crate::auth::ClientLocks,
     pub demo: Option<DemoInfo>,
 }

@@ -40,7 +40,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
 pub struct NotBearer;
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Secure` on https issuers
-/// (SECURITY.md AZ-12).
+/// (docs/security.md AZ-12).
 pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool, path: &str) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let v = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
@@ -48,7 +48,7 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool, path: &st
 }
 
 /// A redirect: 303 after a POST (RFC 9700 §4.12 forbids 307), 302 after a GET. Never cached:
-/// many carry a code, a `state` or an interaction (UI.md).
+/// many carry a code, a `state` or an interaction (docs/pages.md).
 pub fn redirect(location: &str, after_post: bool) -> Response {
     let status = if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
     match HeaderValue::from_str(location) {
@@ -124,7 +124,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthBody {
             let headers = std::mem::take(req.headers_mut());
             let body = body(req).await?;
             // Every member in order, repeats included, so that a repeated parameter is
-            // refused as in a form (OAuth 2.1 §3.2, SECURITY.md AZ-04).
+            // refused as in a form (OAuth 2.1 §3.2, docs/security.md AZ-04).
             let JsonPairs(members) = serde_json::from_slice(&body).map_err(|_| bad("json_malformed: the body must be one JSON object"))?;
             let mut pairs = Vec::with_capacity(members.len());
             for (k, v) in members {

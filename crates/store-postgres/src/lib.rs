@@ -1136,7 +1136,7 @@ impl Store for PgStore {
         f: &Family,
         tokens: &[TokenRecord],
     ) -> StoreResult<RedeemOutcome> {
-        // SECURITY.md AC-06: the family and tokens are inserted only if the conditional
+        // docs/security.md AC-06: the family and tokens are inserted only if the conditional
         // update consumed the code, all in one statement. A concurrent redemption waits for
         // the code's row lock, re-checks `consumed_at IS NULL` on the committed row, and
         // writes nothing.
@@ -1177,7 +1177,7 @@ impl Store for PgStore {
         tokens: &[TokenRecord],
         replay: Option<&SealedReplay>,
     ) -> StoreResult<RotateOutcome> {
-        // SECURITY.md RT-08: one statement, so a failure anywhere (a conflict, a lost
+        // docs/security.md RT-08: one statement, so a failure anywhere (a conflict, a lost
         // connection) rolls back the rotation too and the old token stays usable. Of
         // concurrent rotations, the first takes the row lock; the others re-check
         // `rotated_at IS NULL` on the committed row, match nothing and insert nothing.

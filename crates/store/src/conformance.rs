@@ -31,13 +31,13 @@ const NOW: UnixTime = 1_700_000_000;
 /// How many tasks race in the concurrency cases.
 const RACERS: u16 = 16;
 
-/// Expands to one `#[tokio::test]` per conformance case. `$make` names an async function (or a
-/// closure returning a future) whose output is `(SharedStore, G)`: a fresh, empty store and a
-/// guard (a temporary directory, a container) kept alive until the case ends.
+/// Calls `$then!` with the name of every conformance case: the one list of them, which both
+/// [`conformance_tests!`](crate::conformance_tests) and [`run_all`] read.
 #[macro_export]
-macro_rules! conformance_tests {
-    ($make:expr) => {
-        $crate::conformance_tests!(@cases $make;
+#[doc(hidden)]
+macro_rules! conformance_cases {
+    ($then:ident!($($args:tt)*)) => {
+        $crate::$then! {$($args)* ;
             tenants_ensure_is_idempotent,
             users_insert_find_and_email_lookup,
             users_duplicate_email_conflicts_within_a_tenant_only,
@@ -67,9 +67,19 @@ macro_rules! conformance_tests {
             grants_are_listed_and_revoked_with_everything_issued_under_them,
             a_password_change_ends_the_other_sessions,
             scope_catalogue,
-        );
+        }
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+}
+
+/// Expands to one `#[tokio::test]` per conformance case. `$make` names an async function (or a
+/// closure returning a future) whose output is `(SharedStore, G)`: a fresh, empty store and a
+/// guard (a temporary directory, a container) kept alive until the case ends.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_cases!(conformance_tests!(@cases $make));
+    };
+    (@cases $make:expr ; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -80,42 +90,35 @@ macro_rules! conformance_tests {
     };
 }
 
+/// Runs the cases named after `make`, in turn, each on a new store.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! conformance_run_all {
+    ($make:expr ; $($case:ident),* $(,)?) => {
+        $( $crate::conformance::$case($make().await).await; )*
+    };
+}
+
 /// Runs every case in turn, each on a new store from `make`.
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = SharedStore>,
 {
-    tenants_ensure_is_idempotent(make().await).await;
-    users_insert_find_and_email_lookup(make().await).await;
-    users_duplicate_email_conflicts_within_a_tenant_only(make().await).await;
-    users_list_and_delete_cascades(make().await).await;
-    tenant_isolation(make().await).await;
-    businesses_and_memberships(make().await).await;
-    clients_crud_and_secret_rotation(make().await).await;
-    clients_duplicate_id_conflicts(make().await).await;
-    signing_keys_newest_first(make().await).await;
-    sessions_and_interactions(make().await).await;
-    grants_upsert_keeps_one_grant(make().await).await;
-    codes_redeem_exactly_once(make().await).await;
-    codes_concurrent_redemption_has_one_winner(make().await).await;
-    refresh_rotation(make().await).await;
-    refresh_concurrent_rotation_has_one_winner(make().await).await;
-    client_and_token_read_together(make().await).await;
-    revocation(make().await).await;
-    client_families_have_no_user(make().await).await;
-    self_contained_tokens_revoke_by_jti(make().await).await;
-    personal_tokens_lifecycle(make().await).await;
-    housekeeping_deletes_only_what_cannot_matter(make().await).await;
-    removing_a_business_revokes_its_access(make().await).await;
-    refresh_replay_answer_lives_only_in_its_window(make().await).await;
-    settings_first_writer_wins(make().await).await;
-    concurrent_writes_fail_alone(make().await).await;
-    text_with_a_nul_is_refused(make().await).await;
-    grants_are_listed_and_revoked_with_everything_issued_under_them(make().await).await;
-    a_password_change_ends_the_other_sessions(make().await).await;
-    scope_catalogue(make().await).await;
+    crate::conformance_cases!(conformance_run_all!(make));
 }
+
+/// Counts the cases `conformance_cases!` names.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! conformance_count {
+    ( ; $($case:ident),* $(,)?) => {
+        [$(stringify!($case)),*].len()
+    };
+}
+
+/// How many conformance cases there are.
+pub const CASES: usize = crate::conformance_cases!(conformance_count!());
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures.

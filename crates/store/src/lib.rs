@@ -298,7 +298,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
     async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>>;
     /// Atomically marks the code consumed and creates the family and its first tokens; if the
-    /// code was already consumed, writes nothing (SECURITY.md AC-06).
+    /// code was already consumed, writes nothing (docs/security.md AC-06).
     async fn redeem_code(
         &self,
         tenant: TenantId,
@@ -327,7 +327,7 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Atomically marks a live refresh token rotated and inserts its successors; if it was not
     /// live (rotated or revoked, itself or its family), writes nothing. A failure leaves the
-    /// old token usable (SECURITY.md RT-08).
+    /// old token usable (docs/security.md RT-08).
     ///
     /// With `replay`, the old token keeps the sealed answer until `replay.until`, and records
     /// which refresh token replaced it, for [`Store::find_replay`].

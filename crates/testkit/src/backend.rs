@@ -20,9 +20,9 @@ impl Backend {
     /// PostgreSQL without `LATCHKEY_TEST_POSTGRES_URL` is a mistake, not a reason to skip.
     pub fn from_env() -> Self {
         match std::env::var("LATCHKEY_TEST_BACKEND").as_deref() {
-            Ok("postgres") => {
-                Self::Postgres(postgres_url().expect("LATCHKEY_TEST_BACKEND=postgres needs LATCHKEY_TEST_POSTGRES_URL (see README, Tests)"))
-            }
+            Ok("postgres") => Self::Postgres(
+                postgres_url().expect("LATCHKEY_TEST_BACKEND=postgres needs LATCHKEY_TEST_POSTGRES_URL (see README, Quick start)"),
+            ),
             Ok("sqlite") | Err(_) => Self::Sqlite,
             Ok(other) => panic!("LATCHKEY_TEST_BACKEND={other:?}: use sqlite or postgres"),
         }

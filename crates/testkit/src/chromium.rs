@@ -19,7 +19,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The widths every checked page is seen at: a laptop, and a phone (UI.md: usable at 390 px).
+/// The widths every checked page is seen at: a laptop, and a phone (docs/pages.md: usable at 390 px).
 pub const WIDTHS: [(&str, u32, u32); 2] = [("desktop", 1280, 900), ("390px", 390, 844)];
 
 /// One browser with its own profile, and the ChromeDriver that drives it.

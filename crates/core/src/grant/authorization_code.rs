@@ -5,7 +5,7 @@ use crate::pkce::CodeChallenge;
 use crate::{OAuthError, UnixTime};
 
 /// Checks a code redemption before the code is consumed. Run before consumption on purpose:
-/// a replay that fails these checks must not revoke anything (OAuth 2.1 §4.1.3, SECURITY.md
+/// a replay that fails these checks must not revoke anything (OAuth 2.1 §4.1.3, docs/security.md
 /// AC-02).
 pub fn check_redemption(
     code: &AuthCode,
@@ -98,7 +98,7 @@ mod tests {
     fn reason(r: Result<(), OAuthError>) -> String {
         match r {
             Ok(()) => "ok".into(),
-            Err(e) => e.description.split(':').next().unwrap_or_default().to_owned(),
+            Err(e) => e.reason.to_string(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The grant types of the token endpoint, one module each, and the lifetimes they issue with.
 
 pub mod authorization_code;
+pub mod client_credentials;
+pub mod password;
 pub mod refresh_token;
 
 use crate::scope::ScopeSet;
@@ -114,7 +116,7 @@ impl ClientTokenSettings {
 }
 
 impl Lifetimes {
-    /// Refuses absurd values, such as milliseconds given for seconds (SECURITY.md TK-01).
+    /// Refuses absurd values, such as milliseconds given for seconds (docs/security.md TK-01).
     pub fn validate(&self) -> Result<(), String> {
         const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
         let check = |name: &str, v: i64, max: i64| {

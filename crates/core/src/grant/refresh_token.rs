@@ -17,7 +17,7 @@ pub enum RefreshCheck {
 }
 
 /// Checks a refresh token presentation. Nothing here consumes the token: a failed refresh
-/// never costs the client its session (SECURITY.md RT-08).
+/// never costs the client its session (docs/security.md RT-08).
 pub fn check_refresh(view: &TokenView, client: &Client, requested: Option<ScopeSet>, now: UnixTime) -> Result<RefreshCheck, OAuthError> {
     let t = &view.token;
     if t.kind != TokenKind::Refresh {
@@ -179,15 +179,15 @@ mod tests {
         let v = view(TokenKind::Refresh);
         assert_eq!(check_refresh(&v, &c1, None, 10), Ok(RefreshCheck::Rotate { access_scope: s("openid email").unwrap() }));
         assert_eq!(check_refresh(&v, &c1, s("email"), 10), Ok(RefreshCheck::Rotate { access_scope: s("email").unwrap() }));
-        assert!(check_refresh(&v, &c1, s("email admin"), 10).unwrap_err().description.starts_with("scope_widened"));
-        assert!(check_refresh(&v, &client("c2"), None, 10).unwrap_err().description.starts_with("refresh_token_client_mismatch"));
-        assert!(check_refresh(&v, &c1, None, 100).unwrap_err().description.starts_with("refresh_token_expired"));
+        assert!(check_refresh(&v, &c1, s("email admin"), 10).unwrap_err().reason.starts_with("scope_widened"));
+        assert!(check_refresh(&v, &client("c2"), None, 10).unwrap_err().reason.starts_with("refresh_token_client_mismatch"));
+        assert!(check_refresh(&v, &c1, None, 100).unwrap_err().reason.starts_with("refresh_token_expired"));
         assert!(check_refresh(&view(TokenKind::Access), &c1, None, 10).is_err());
         let mut rotated = v.clone();
         rotated.token.rotated_at = Some(5);
         assert_eq!(check_refresh(&rotated, &c1, None, 10), Ok(RefreshCheck::Reused));
         let mut revoked = v;
         revoked.family.revoked_at = Some(5);
-        assert!(check_refresh(&revoked, &c1, None, 10).unwrap_err().description.starts_with("refresh_token_revoked"));
+        assert!(check_refresh(&revoked, &c1, None, 10).unwrap_err().reason.starts_with("refresh_token_revoked"));
     }
 }

@@ -92,7 +92,7 @@ pub(crate) async fn load_request(
 }
 
 pub(crate) fn error_redirect(state: &AppState, e: &RedirectError, after_post: bool) -> Response {
-    tracing::info!(error = %e.error.code, reason = %e.error.description, "authorization request refused");
+    tracing::info!(error = %e.error.code, reason = %e.error.reason, "authorization request refused");
     web::redirect(&authorize::error_redirect(e, &state.issuer), after_post)
 }
 

@@ -12,7 +12,7 @@ use latchkey_core::OAuthError;
 use latchkey_proto::IntrospectionResponse;
 
 /// RFC 7662 §2.1: the caller authenticates as a confidential client, so nobody can scan for
-/// tokens anonymously (SECURITY.md IN-01). Any confidential client of the tenant may
+/// tokens anonymously (docs/security.md IN-01). Any confidential client of the tenant may
 /// introspect any of its tokens: that is the resource-server role (IN-03).
 pub(crate) async fn introspect_post(
     Extension(state): Extension<AppState>,

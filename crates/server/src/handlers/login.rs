@@ -55,7 +55,7 @@ pub(crate) fn sign_in_page(
 }
 
 /// Where a sign-in to the account may go on to: a path of this site, never another origin
-/// (SECURITY.md AZ-03: `next=https://evil.example` or `//evil.example` goes to the account).
+/// (docs/security.md AZ-03: `next=https://evil.example` or `//evil.example` goes to the account).
 pub(crate) fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && text::is_vschar(n) && n.len() <= 512 => n,

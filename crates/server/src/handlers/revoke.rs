@@ -8,8 +8,9 @@ use crate::web::{OAuthBody, Peer};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use latchkey_core::model::{Client, TokenKind};
+use latchkey_core::model::Client;
 use latchkey_core::params::Params;
+use latchkey_core::revocation::{self, Revocation};
 use latchkey_core::text;
 use latchkey_core::OAuthError;
 use latchkey_proto::RevocationResponse;
@@ -20,32 +21,33 @@ pub(crate) async fn revoke_post(
     OAuthBody { headers, params }: OAuthBody,
 ) -> AppResult<Response> {
     let client = revoking_client(&state, peer, &headers, &params).await?;
-    let token = params.get("token")?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
-    // RFC 7009 §2.1: the hint is only a hint; an unknown one is ignored (one lookup finds
-    // either kind).
-    let _ = params.get("token_type_hint")?;
+    let token = revocation::presented_token(&params)?;
     let now = state.now();
-    if let Some(claims) = clients_own_jwt(&state, token).await {
-        // RFC 7009 §2.1: only the client it was issued to may revoke it. It has no row: its jti
-        // is recorded until it expires (RFC 7009 §2.2: the token is invalid from now on).
-        if claims.client_id == client.client_id && claims.exp > now {
-            if let Ok(jti) = uuid::Uuid::parse_str(&claims.jti) {
-                state.store().revoke_jti(state.tenant_id(), &client.client_id, jti, claims.exp, now).await?;
-                tracing::info!(client = %client.client_id, kind = "access_token", "token revoked");
-            }
+    // The rules (whose token, what it ends) are `core::revocation`; here, the lookups.
+    let ends = match clients_own_jwt(&state, token).await {
+        Some(claims) => revocation::of_self_contained(&claims.client_id, &claims.jti, claims.exp, &client.client_id, now),
+        None => match state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
+            Some(view) => revocation::of_stored(&view, &client.client_id),
+            None => Revocation::Nothing,
+        },
+    };
+    let kind = match ends {
+        Revocation::Nothing => None,
+        Revocation::Jti { jti, until } => {
+            state.store().revoke_jti(state.tenant_id(), &client.client_id, jti, until, now).await?;
+            Some("self-contained access_token")
         }
-    } else if let Some(view) = state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
-        // RFC 7009 §2.1: a client may only revoke its own tokens. Another client's token is
-        // left alone, and the answer does not tell whether it exists.
-        if view.token.client_id == client.client_id {
-            match view.token.kind {
-                // RFC 7009 §2.1: revoking a refresh token revokes the access tokens of the
-                // same grant too.
-                TokenKind::Refresh => state.store().revoke_family(state.tenant_id(), view.family.id, now).await?,
-                TokenKind::Access => state.store().revoke_token(state.tenant_id(), view.token.hash, now).await?,
-            }
-            tracing::info!(client = %client.client_id, kind = view.token.kind.as_str(), "token revoked");
+        Revocation::Family(family) => {
+            state.store().revoke_family(state.tenant_id(), family, now).await?;
+            Some("refresh_token")
         }
+        Revocation::Token(hash) => {
+            state.store().revoke_token(state.tenant_id(), hash, now).await?;
+            Some("access_token")
+        }
+    };
+    if let Some(kind) = kind {
+        tracing::info!(client = %client.client_id, kind, "token revoked");
     }
     // RFC 7009 §2.2: 200 whether or not the token was valid.
     Ok(no_store(axum::Json(RevocationResponse { successful: true, message: "The token is revoked.".into() }).into_response()))
@@ -53,7 +55,7 @@ pub(crate) async fn revoke_post(
 
 /// The client a revocation speaks for. RFC 7009 §2.1 asks confidential clients to
 /// authenticate; UltraCart's SDKs send only `client_id` and `token`, so a server may accept
-/// that (`revocation_without_client_auth`, off by default, DESIGN.md principle 1). Then the
+/// that (`revocation_without_client_auth`, off by default, docs/design.md principle 1). Then the
 /// named client can still only revoke its own tokens, so the worst a stranger holding a token
 /// can do is end it.
 async fn revoking_client(state: &AppState, peer: Peer, headers: &HeaderMap, params: &Params) -> AppResult<Client> {

@@ -10,16 +10,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::business::business_for;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
+use latchkey_core::grant;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
 use latchkey_core::grant::AccessTokenFormat;
 use latchkey_core::jose::{KeyPair, SystemRandom};
-use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord};
+use latchkey_core::model::{Client, Family, FamilyOwner, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_core::secret::{Secret, SecretKind};
-use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
 use latchkey_proto::TokenResponse;
 use latchkey_store::{RedeemOutcome, RotateOutcome, SealedReplay};
@@ -75,25 +75,20 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         return Err(OAuthError::invalid_grant("code_invalid: the authorization code is unknown").into());
     };
     check_redemption(&record, client, params.get("redirect_uri")?, params.get("code_verifier")?, now)?;
-    let family = Family {
-        id: record.family_id,
-        tenant: state.tenant_id(),
+    let owner = FamilyOwner::User {
+        user_id: record.user_id,
         grant_id: Some(record.grant_id),
-        client_id: client.client_id.clone(),
-        user_id: Some(record.user_id),
         business_id: record.business_id,
-        scope: record.scope.clone(),
         auth_time: record.auth_time,
-        created_at: now,
-        expires_at: now + state.lifetimes_for(client).refresh_token,
-        revoked_at: None,
     };
+    let lifetime = state.lifetimes_for(client).refresh_token;
+    let family = Family::new(record.family_id, state.tenant_id(), &client.client_id, owner, record.scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
     let minted = mint(state, &ring, client, &family, &record.scope, now)?;
     let (outcome, answer) = if record.consumed_at.is_some() {
         (RedeemOutcome::AlreadyConsumed, None)
     } else {
-        // SECURITY.md RT-08: every read and signature happens before the code is consumed, so
+        // docs/security.md RT-08: every read and signature happens before the code is consumed, so
         // nothing can fail between the commit and the answer and make a retry look like a
         // replay.
         let answer = respond(state, client, &family, &record.scope, record.nonce.as_deref(), &minted, now).await?;
@@ -127,12 +122,12 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
     };
     let ring = state.keys.current(&state.rt).await;
     let minted = mint_rotation(state, &ring, client, &view.family, &view.token.scope, &access_scope, now)?;
-    // SECURITY.md RT-08: the answer is complete before the rotation commits.
+    // docs/security.md RT-08: the answer is complete before the rotation commits.
     let answer = respond(state, client, &view.family, &access_scope, None, &minted, now).await?;
     let window = state.config.refresh_token_replay_window;
     let replay = if window > 0 {
-        let json = serde_json::to_vec(&answer).map_err(|e| AppError::Internal(e.to_string()))?;
-        let sealed = binding.seal(&json, &mut rand::thread_rng()).map_err(|e| AppError::Internal(e.to_string()))?;
+        let json = serde_json::to_vec(&answer).map_err(|e| AppError::Internal(e.into()))?;
+        let sealed = binding.seal(&json, &mut rand::thread_rng()).map_err(|e| AppError::Internal(e.into()))?;
         Some(SealedReplay { sealed, until: now + window })
     } else {
         None
@@ -148,7 +143,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Ap
 /// A refresh token presented after its rotation. An exact duplicate of the rotating request,
 /// within the replay window and while the new refresh token is unused, gets the very same
 /// answer: the client whose answer was lost keeps its session, and N concurrent presentations
-/// make one new pair (SECURITY.md RT-07 b; with a window of 0, RT-07 a: strict single use).
+/// make one new pair (docs/security.md RT-07 b; with a window of 0, RT-07 a: strict single use).
 /// Anything else is reuse (RFC 9700 §4.14.2): the family is revoked, grace answers included.
 async fn replay_or_revoke(
     state: &AppState,
@@ -170,38 +165,14 @@ async fn replay_or_revoke(
     Err(OAuthError::invalid_grant("refresh_token_reused: the refresh token was already used; the session is revoked").into())
 }
 
-/// Scopes that speak of a user, meaningless for a client acting for itself.
-const USER_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
-
 /// RFC 6749 §4.4: a confidential client acting for itself. The token's subject is the client,
-/// and no refresh token is issued (§4.4.3).
+/// and no refresh token is issued (§4.4.3). The rules are `core::grant::client_credentials`.
 async fn client_credentials(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
-    // OAuth 2.1 §4.2: only confidential clients may use this grant.
-    if client.is_public() {
-        return Err(OAuthError::unauthorized_client("public_client: client_credentials needs a confidential client").into());
-    }
-    let own_scopes = ScopeSet::from_tokens(client.scopes.iter().filter(|s| !USER_SCOPES.contains(s)))?;
-    let requested = ScopeSet::from_params(params)?;
-    if let Some(r) = &requested {
-        if let Some(s) = r.iter().find(|s| USER_SCOPES.contains(s)) {
-            return Err(OAuthError::invalid_scope(format!("scope_needs_user: {s} needs a user; client_credentials has none")).into());
-        }
-    }
-    let scope = ScopeSet::resolve(requested, &own_scopes)?;
+    let scope = grant::client_credentials::check_request(client, params)?;
     let now = state.now();
-    let family = Family {
-        id: state.new_family_id(),
-        tenant: state.tenant_id(),
-        grant_id: None,
-        client_id: client.client_id.clone(),
-        user_id: None,
-        business_id: None,
-        scope: scope.clone(),
-        auth_time: now,
-        created_at: now,
-        expires_at: now + state.lifetimes_for(client).access_token,
-        revoked_at: None,
-    };
+    let lifetime = state.lifetimes_for(client).access_token;
+    let family =
+        Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, FamilyOwner::Client, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
     let mut minted = mint(state, &ring, client, &family, &scope, now)?;
     minted.records.retain(|r| r.kind == TokenKind::Access);
@@ -221,20 +192,11 @@ fn access_format(state: &AppState, client: &Client) -> AccessTokenFormat {
     client.token_settings.access_token_format.unwrap_or(state.config.access_token_format)
 }
 
-/// RFC 6749 §4.3, for YOC. Only confidential clients registered for it (SECURITY.md PW-01);
-/// the password check is behind the guessing protection of `auth::check_password`.
+/// RFC 6749 §4.3, for YOC. The request's rules are `core::grant::password`; the password
+/// check is behind the guessing protection of `auth::check_password`, counted per client and
+/// account.
 async fn password(state: &AppState, client: &Client, params: &Params) -> AppResult<TokenResponse> {
-    if client.is_public() {
-        return Err(OAuthError::unauthorized_client("public_client: the password grant needs a confidential client").into());
-    }
-    let username = params.get("username")?.ok_or_else(|| OAuthError::invalid_request("username_missing: username is required"))?;
-    let password = params.get("password")?.ok_or_else(|| OAuthError::invalid_request("password_missing: password is required"))?;
-    // RFC 6749 Appendix A.15 and A.16: both are UNICODECHARNOCRLF, checked before the
-    // username reaches the store or a guessing counter.
-    let malformed = |m: text::Malformed| OAuthError::invalid_request(format!("{}_malformed: {m}", m.field));
-    let username = text::username(username).map_err(malformed)?;
-    let password = text::password(password).map_err(malformed)?;
-    let scope = ScopeSet::resolve(ScopeSet::from_params(params)?, &client.scopes)?;
+    let grant::password::PasswordRequest { username, password, scope } = grant::password::check_request(client, params)?;
     let source = latchkey_core::guessing::Source::Client { client_id: &client.client_id };
     let verified = match check_password(state, username, password.to_owned(), source).await? {
         Ok(verified) => verified,
@@ -255,19 +217,9 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let businesses = state.store().list_user_businesses(state.tenant_id(), user.id).await?;
     let member_of: Vec<Uuid> = businesses.iter().map(|b| b.id).collect();
     let business_id = business_for(&member_of, None, user.default_business_id);
-    let family = Family {
-        id: state.new_family_id(),
-        tenant: state.tenant_id(),
-        grant_id: None,
-        client_id: client.client_id.clone(),
-        user_id: Some(user.id),
-        business_id,
-        scope: scope.clone(),
-        auth_time: now,
-        created_at: now,
-        expires_at: now + state.lifetimes_for(client).refresh_token,
-        revoked_at: None,
-    };
+    let owner = FamilyOwner::User { user_id: user.id, grant_id: None, business_id, auth_time: now };
+    let lifetime = state.lifetimes_for(client).refresh_token;
+    let family = Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, owner, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
     let minted = mint(state, &ring, client, &family, &scope, now)?;
     let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
@@ -325,7 +277,7 @@ fn mint_rotation(
             };
             // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
             Secret::from_presented(
-                signer(ring, now)?.sign_jwt("at+jwt", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.to_string()))?,
+                signer(ring, now)?.sign_jwt("at+jwt", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?,
             )
         }
     };
@@ -386,7 +338,7 @@ async fn respond(
             now,
             lifetime: state.lifetimes_for(client).id_token,
         });
-        Some(key.sign_jwt("JWT", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.to_string()))?)
+        Some(key.sign_jwt("JWT", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?)
     } else {
         None
     };

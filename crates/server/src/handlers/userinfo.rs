@@ -21,7 +21,7 @@ pub(crate) async fn userinfo_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
-    // SECURITY.md TK-04: never a bearer token in the URL (RFC 6750 §2.3 is not supported).
+    // docs/security.md TK-04: never a bearer token in the URL (RFC 6750 §2.3 is not supported).
     if Params::from_urlencoded(query.as_deref().unwrap_or_default()).contains("access_token") {
         return Err(AppError::Bearer {
             status: StatusCode::BAD_REQUEST,
@@ -61,7 +61,7 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
     let Some(t) = active_token(state, token).await? else {
         return Err(invalid_token("the token is unknown, expired or revoked"));
     };
-    // SECURITY.md RT-09: refresh tokens are never accepted here.
+    // docs/security.md RT-09: refresh tokens are never accepted here.
     if t.kind == Presented::Issued(TokenKind::Refresh) {
         return Err(invalid_token("only access tokens are accepted"));
     }

@@ -449,7 +449,7 @@ async fn a_newer_schema_is_refused() {
     }
 }
 
-/// SECURITY.md RT-08: a database failure in the middle of a rotation leaves the old refresh
+/// docs/security.md RT-08: a database failure in the middle of a rotation leaves the old refresh
 /// token usable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_during_rotation_is_unavailable_and_rolls_back() {

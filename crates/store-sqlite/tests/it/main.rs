@@ -31,7 +31,7 @@ async fn conformance_run_all() {
         async move { Arc::new(SqliteStore::open(&path, Durability::Full).await.unwrap()) as SharedStore }
     })
     .await;
-    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), 29, "run_all must make one store per case");
+    assert_eq!(n.load(std::sync::atomic::Ordering::Relaxed), latchkey_store::conformance::CASES, "run_all must make one store per case");
 }
 
 #[tokio::test]

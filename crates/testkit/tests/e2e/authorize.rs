@@ -19,7 +19,7 @@ async fn two_uri_client(app: &TestApp) -> TestClient {
     .await
 }
 
-/// SECURITY.md AZ-01, AZ-02: an unknown client or a redirect URI that does not match is an
+/// docs/security.md AZ-01, AZ-02: an unknown client or a redirect URI that does not match is an
 /// HTML error page, never a redirect.
 #[tokio::test]
 async fn bad_client_or_redirect_uri_is_a_page_not_a_redirect() {
@@ -55,7 +55,7 @@ async fn bad_client_or_redirect_uri_is_a_page_not_a_redirect() {
     }
 }
 
-/// SECURITY.md AZ-08, AZ-16: errors after validation redirect with error, state (byte for
+/// docs/security.md AZ-08, AZ-16: errors after validation redirect with error, state (byte for
 /// byte) and iss.
 #[tokio::test]
 async fn later_errors_redirect_with_state_and_iss() {
@@ -178,7 +178,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     assert!(u.contains("The email or password is incorrect."));
 }
 
-/// SECURITY.md AZ-12: forms need the CSRF token of this browser and no foreign Origin.
+/// docs/security.md AZ-12: forms need the CSRF token of this browser and no foreign Origin.
 #[tokio::test]
 async fn forms_without_csrf_or_from_another_origin_are_refused() {
     let app = spawn_app().await;
@@ -266,7 +266,7 @@ async fn origin_checks_agree_with_how_browsers_send_origin() {
     }
 }
 
-/// SECURITY.md AZ-10, AZ-11, AZ-06: framing, referrer and CORS headers.
+/// docs/security.md AZ-10, AZ-11, AZ-06: framing, referrer and CORS headers.
 #[tokio::test]
 async fn pages_carry_the_security_headers() {
     let app = spawn_app().await;
@@ -285,7 +285,7 @@ async fn pages_carry_the_security_headers() {
     assert!(!html.contains("http://") && !html.contains("https://"), "no third-party resources or links");
 }
 
-/// UI.md: pages and redirects that carry a code are never cached; a server on https tells
+/// docs/pages.md: pages and redirects that carry a code are never cached; a server on https tells
 /// browsers to stay on https (RFC 6797), and one on http does not.
 #[tokio::test]
 async fn pages_and_code_redirects_are_not_cached_and_https_servers_send_hsts() {
@@ -450,4 +450,33 @@ async fn the_consent_page_preselects_only_a_business_the_person_belongs_to() {
     let shop = latchkey_server::admin::find_business(&app.rt, "Ada's Shop").await.unwrap();
     assert_eq!(consent.matches(" checked").count(), 1, "exactly one business is preselected: {consent}");
     assert!(consent.contains(&format!("value=\"{}\" checked", shop.id)), "the first business Ada joined");
+}
+
+/// docs/security.md AZ-03: the sign-in page's `next` only ever leads to a page of this site;
+/// another site's address (in any spelling a browser would follow) leads to the account.
+#[tokio::test]
+async fn the_sign_in_page_never_leads_to_another_site() {
+    let app = spawn_app().await;
+    app.user("ada@example.com", &[]).await;
+    for next in ["https://evil.example/x", "//evil.example/x", "/\\evil.example/x", "https:evil.example", "/account/developer-settings"] {
+        let b = app.browser();
+        let html = b.get(&app.url(&format!("/login?next={}", urlencode(next)))).await.text().await.unwrap();
+        let form = [
+            ("next", latchkey_testkit::field(&html, "next").unwrap()),
+            ("csrf", latchkey_testkit::field(&html, "csrf").unwrap()),
+            ("email", "ada@example.com".to_owned()),
+            ("password", PASSWORD.to_owned()),
+        ];
+        let r = b.post_form("/login", &form.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+        assert_eq!(r.status(), 303, "{next}");
+        let to = location(&r).unwrap();
+        let want = if next == "/account/developer-settings" { next } else { "/account" };
+        assert_eq!(to, want, "next={next} leads to {to}");
+        // A forged form field fares no better than the query.
+        let b2 = app.browser();
+        let csrf = latchkey_testkit::field(&b2.get(&app.url("/login")).await.text().await.unwrap(), "csrf").unwrap();
+        let forged = [("next", next), ("csrf", csrf.as_str()), ("email", "ada@example.com"), ("password", PASSWORD)];
+        let to = location(&b2.post_form("/login", &forged).await).unwrap();
+        assert!(to.starts_with('/') && !to.starts_with("//") && !to.starts_with("/\\"), "next={next} leads to {to}");
+    }
 }

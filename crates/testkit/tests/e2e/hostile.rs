@@ -95,7 +95,7 @@ async fn hostile_requests_get_no_5xx_and_no_slow_answer() {
     let _log_guard = log.subscriber();
     let settings = Settings {
         // Generated requests send many wrong secrets for the confidential client. Past the
-        // lockout (SECURITY.md TE-04) its right secret is refused too, and nothing would reach
+        // lockout (docs/security.md TE-04) its right secret is refused too, and nothing would reach
         // the grants any more.
         guessing: GuessingSettings { client_secret_budget: Some(1_000_000), ..Default::default() },
         ..Default::default()

@@ -135,7 +135,7 @@ async fn openidconnect_crate_completes_the_flow_eddsa() {
     full_flow(&spawn_app_with(Settings { id_token_signing_alg: Some("EdDSA".into()), ..Default::default() }).await).await;
 }
 
-/// SECURITY.md TE-06: after a flow, no issued secret appears in the database (its files, or a
+/// docs/security.md TE-06: after a flow, no issued secret appears in the database (its files, or a
 /// dump of its PostgreSQL schema).
 #[tokio::test]
 async fn nothing_secret_is_stored_in_clear() {

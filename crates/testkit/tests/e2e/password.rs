@@ -104,7 +104,7 @@ async fn yoc_request_formats_all_work() {
     }
 }
 
-/// SECURITY.md PW-01, TE-08: off unless the client is registered for it.
+/// docs/security.md PW-01, TE-08: off unless the client is registered for it.
 #[tokio::test]
 async fn the_grant_is_off_unless_registered() {
     let app = spawn_app().await;
@@ -126,7 +126,7 @@ async fn the_grant_is_off_unless_registered() {
     assert!(public.is_err(), "a public client cannot be registered for the password grant");
 }
 
-/// SECURITY.md PW-03: unknown user and wrong password get the same answer.
+/// docs/security.md PW-03: unknown user and wrong password get the same answer.
 #[tokio::test]
 async fn wrong_password_and_unknown_user_look_the_same() {
     let app = spawn_app().await;
@@ -139,7 +139,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     assert_eq!(wrong.1["error"], "invalid_grant");
 }
 
-/// SECURITY.md PW-02: parallel wrong guesses never get more password checks than the budget;
+/// docs/security.md PW-02: parallel wrong guesses never get more password checks than the budget;
 /// parallel valid sign-ins of other users are not slowed; the lock ends with the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_guessing_stays_within_the_budget() {
@@ -207,7 +207,7 @@ async fn one_abuser_cannot_lock_an_apps_users_out() {
     assert_eq!(grant(&app, &other, "alice@example.com", PASSWORD).await.0, 200);
 }
 
-/// SECURITY.md PW-02 with device cookies (OWASP): anyone who knows an email can use up the
+/// docs/security.md PW-02 with device cookies (OWASP): anyone who knows an email can use up the
 /// attempts of unknown browsers and of their own address, never those of a browser the owner
 /// has signed in with; a known browser's own budget holds against parallel guesses too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     assert_eq!(body["active"], true);
     assert_eq!(body["token_type"], "refresh_token");
 
-    // SECURITY.md IN-02: unknown, malformed, revoked and expired are all exactly {"active":false}.
+    // docs/security.md IN-02: unknown, malformed, revoked and expired are all exactly {"active":false}.
     for token in ["lk_at_unknown", "%%%", &"x".repeat(5000)] {
         assert_eq!(introspect(&app, &rs, token).await.1, json!({"active": false}), "{token:.20}");
     }
@@ -59,7 +59,7 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     assert_eq!(introspect(&app, &rs, t2["access_token"].as_str().unwrap()).await.1, json!({"active": false}), "expired");
 }
 
-/// SECURITY.md IN-01: the caller must authenticate as a confidential client. The token's row
+/// docs/security.md IN-01: the caller must authenticate as a confidential client. The token's row
 /// is read together with the caller's client, so each refusal is tried with a live token too:
 /// it must tell nothing about it.
 #[tokio::test]
@@ -130,7 +130,7 @@ async fn userinfo_answers_claims_by_scope() {
     assert_eq!(id["sub"], claims["sub"]);
 }
 
-/// RFC 6750 §3.1; SECURITY.md RT-09, TK-04.
+/// RFC 6750 §3.1; docs/security.md RT-09, TK-04.
 #[tokio::test]
 async fn userinfo_refuses_bad_tokens() {
     let app = spawn_app().await;

@@ -42,7 +42,7 @@ async fn revoking_a_refresh_token_ends_the_grant() {
     assert_eq!(refresh(&app, &c, rt).await, 400);
 }
 
-/// SECURITY.md RV-01, RV-02: another client's token stays active; unknown tokens and odd
+/// docs/security.md RV-01, RV-02: another client's token stays active; unknown tokens and odd
 /// hints still get 200.
 #[tokio::test]
 async fn only_the_owner_can_revoke_and_unknown_tokens_get_200() {

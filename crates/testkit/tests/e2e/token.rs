@@ -80,7 +80,7 @@ async fn every_body_format_and_auth_method_works() {
     }
 }
 
-/// SECURITY.md TE-02, TE-03: errors are JSON; invalid_client is 401 with a challenge; two
+/// docs/security.md TE-02, TE-03: errors are JSON; invalid_client is 401 with a challenge; two
 /// methods at once are refused.
 #[tokio::test]
 async fn client_authentication_rules() {
@@ -151,7 +151,7 @@ async fn malformed_requests_are_clear_4xx() {
     assert_eq!((s, b["error"].as_str()), (400, Some("unsupported_grant_type")));
 }
 
-/// SECURITY.md AC-01, AC-02: a second valid redemption fails and revokes what the first
+/// docs/security.md AC-01, AC-02: a second valid redemption fails and revokes what the first
 /// issued; an invalid replay revokes nothing.
 #[tokio::test]
 async fn code_reuse_revokes_the_tokens_it_issued() {
@@ -189,7 +189,7 @@ async fn code_reuse_revokes_the_tokens_it_issued() {
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "the valid replay revoked the family");
 }
 
-/// SECURITY.md AC-03, AC-04, AC-05, PK-03.
+/// docs/security.md AC-03, AC-04, AC-05, PK-03.
 #[tokio::test]
 async fn code_binding_expiry_and_pkce_rules() {
     let (app, c) = setup().await;
@@ -237,7 +237,7 @@ async fn code_binding_expiry_and_pkce_rules() {
     assert_eq!(reason(&run(base("lk_ac_unknown")).await.1), "code_invalid");
 }
 
-/// SECURITY.md RT-01, RT-02, RT-03, RT-08.
+/// docs/security.md RT-01, RT-02, RT-03, RT-08.
 #[tokio::test]
 async fn refresh_rotation_scope_and_reuse_rules() {
     let (app, c) = setup().await;
@@ -268,7 +268,7 @@ async fn refresh_rotation_scope_and_reuse_rules() {
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
 }
 
-/// Issue 5 and SECURITY.md RT-07 b: an exact duplicate of a refresh within the replay window
+/// Issue 5 and docs/security.md RT-07 b: an exact duplicate of a refresh within the replay window
 /// gets the very same answer; a duplicate that differs, or comes after the window, is reuse.
 #[tokio::test]
 async fn duplicate_refreshes_within_the_window_get_the_same_answer() {
@@ -309,7 +309,7 @@ async fn duplicate_refreshes_within_the_window_get_the_same_answer() {
     assert_eq!(s, 400, "reuse revoked the family");
 }
 
-/// A replay window of 0 is strict single use (SECURITY.md RT-07 a): a duplicate is reuse.
+/// A replay window of 0 is strict single use (docs/security.md RT-07 a): a duplicate is reuse.
 #[tokio::test]
 async fn a_zero_replay_window_makes_every_duplicate_reuse() {
     let app =
@@ -449,7 +449,7 @@ async fn access_token_lifetime_is_configurable() {
 }
 
 /// RFC 6749 §4.4: the client acts for itself; no refresh token; its subject never collides
-/// with a user's (SECURITY.md TE-07, TE-09).
+/// with a user's (docs/security.md TE-07, TE-09).
 #[tokio::test]
 async fn client_credentials_grant() {
     let app = spawn_app().await;
@@ -579,7 +579,7 @@ async fn idle_refresh_tokens_expire() {
     assert!(b["error_description"].as_str().unwrap().starts_with("refresh_token_expired"));
 }
 
-/// SECURITY.md AZ-04: a parameter repeated in a JSON body is refused like one in a form.
+/// docs/security.md AZ-04: a parameter repeated in a JSON body is refused like one in a form.
 #[tokio::test]
 async fn repeated_json_members_are_refused() {
     let (app, c) = setup().await;
@@ -609,7 +609,7 @@ async fn authenticate(app: &TestApp, client_id: &str, secret: &str, forwarded_fo
     (r.status().as_u16(), retry_after, r.json().await.unwrap())
 }
 
-/// SECURITY.md TE-04: 50 wrong secrets for one client within a minute lock the address they
+/// docs/security.md TE-04: 50 wrong secrets for one client within a minute lock the address they
 /// came from out of that client (429 with Retry-After, the right secret included, at every
 /// endpoint that authenticates clients) until the window ends. Other clients, and the same
 /// client from another address, are unaffected, so knowing a client_id is not enough to shut
