@@ -88,7 +88,7 @@ const configuration = {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    // Like Latchkey (RFC 7662 §2.1, its SECURITY.md IN-01/IN-03): any confidential client may
+    // Like Latchkey (RFC 7662 §2.1, its docs/security.md IN-01/IN-03): any confidential client may
     // introspect any token, a public one none. Also silences the notice about the default policy.
     introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none' },
     revocation: { enabled: true },
