@@ -360,6 +360,17 @@ enum UserCommand {
         /// The user's id or email.
         user: String,
     },
+    /// Change a user's email or name.
+    Update {
+        /// The user's id or email.
+        user: String,
+        /// A new email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Set a user's password, read from standard input; signs them out everywhere.
     SetPassword {
         /// The user's id or email.
@@ -429,6 +440,35 @@ enum ClientCommand {
     Delete {
         /// The client's client_id.
         client_id: String,
+    },
+    /// Change what a client is registered with (only the flags given change; a repeated flag
+    /// replaces the whole list).
+    Update {
+        /// The client's client_id.
+        client_id: String,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Who built the app.
+        #[arg(long)]
+        developer: Option<String>,
+        /// The redirect URIs (repeatable; replaces them all).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Remove every redirect URI (a client of client_credentials or password only).
+        #[arg(long, conflicts_with = "redirect_uris")]
+        no_redirect_uris: bool,
+        /// The scopes the client may request (repeatable; replaces them all).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The grant types (repeatable; replaces them all).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// Require PKCE even though the client is confidential (true or false).
+        #[arg(long, value_name = "BOOL")]
+        require_pkce: Option<bool>,
+        #[command(flatten)]
+        tokens: TokenSettingsArgs,
     },
     /// Replace a confidential client's secret; the old one stops working at once.
     RotateSecret {
@@ -579,6 +619,10 @@ async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             rt.store.delete_user(rt.tenant.id, u.id).await?;
             print(cli, json!({"id": u.id, "deleted": true}), || format!("deleted user {}", u.email));
         }
+        UserCommand::Update { user, email, name } => {
+            let u = admin::update_user(&rt, user, email.as_deref(), name.as_deref()).await?;
+            print(cli, user_json(&u), || format!("updated user {} ({})", u.email, u.id));
+        }
         UserCommand::SetPassword { user, password_stdin: _ } => {
             let u = admin::find_user(&rt, user).await?;
             let password = read_password()?;
@@ -628,6 +672,30 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
                 Some(s) => format!("client_id:     {}\nclient_secret: {s}\n\nThe secret is shown only now; store it safely.", c.client_id),
                 None => format!("client_id: {}\n(public client: no secret; PKCE with S256 is required)", c.client_id),
             });
+        }
+        ClientCommand::Update {
+            client_id,
+            name,
+            developer,
+            redirect_uris,
+            no_redirect_uris,
+            scopes,
+            grant_types,
+            require_pkce,
+            tokens,
+        } => {
+            let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+            let changes = admin::ClientChanges {
+                name: name.clone(),
+                developer: developer.clone(),
+                redirect_uris: if *no_redirect_uris { Some(Vec::new()) } else { list(redirect_uris) },
+                scopes: list(scopes),
+                grant_types: list(grant_types),
+                require_pkce: *require_pkce,
+                token_settings: Some(tokens.settings()?),
+            };
+            let c = admin::update_client(&rt, client_id, changes).await?;
+            print(cli, client_json(&c), || format!("updated client {} ({})", c.client_id, c.name));
         }
         ClientCommand::List => {
             let clients = rt.store.list_clients(rt.tenant.id).await?;

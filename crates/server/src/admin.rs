@@ -136,24 +136,32 @@ pub struct NewClient {
     pub token_settings: ClientTokenSettings,
 }
 
-/// Registers a client and returns it with its secret (shown once; only the hash is stored).
-pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client, Option<Secret>)> {
-    let name = check_name("client name", &new.name)?;
-    let developer = match new.developer.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) => check_name("developer name", d)?,
-        None => "an unnamed developer".into(),
-    };
-    for uri in &new.redirect_uris {
-        redirect::validate_registration(uri).map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
+fn parse_developer(developer: Option<&str>) -> AdminResult<String> {
+    match developer.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => check_name("developer name", d),
+        None => Ok("an unnamed developer".into()),
     }
-    let scopes = if new.scopes.is_empty() {
+}
+
+fn parse_redirect_uris(uris: &[String]) -> AdminResult<Vec<String>> {
+    for uri in uris {
+        redirect::validate_registration(uri).map_err(|e| AdminError::Invalid(e.safe_description()))?;
+    }
+    Ok(uris.to_vec())
+}
+
+fn parse_scopes(scopes: &[String]) -> AdminResult<ScopeSet> {
+    if scopes.is_empty() {
         ScopeSet::parse("openid profile email offline_access")
     } else {
-        ScopeSet::from_tokens(new.scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
+        ScopeSet::from_tokens(scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()))
     }
-    .map_err(|e| AdminError::Invalid(e.description.into_owned()))?;
+    .map_err(|e| AdminError::Invalid(e.safe_description()))
+}
+
+fn parse_grant_types(names: &[String]) -> AdminResult<Vec<GrantType>> {
     let mut grant_types = Vec::new();
-    for g in &new.grant_types {
+    for g in names {
         let parsed = GrantType::parse(g).ok_or_else(|| {
             AdminError::Invalid(format!("unknown grant type {g:?}; use authorization_code, refresh_token, client_credentials or password"))
         })?;
@@ -161,22 +169,31 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
             grant_types.push(parsed);
         }
     }
-    if grant_types.is_empty() {
-        grant_types = GrantType::DEFAULT.to_vec();
-    }
+    Ok(if grant_types.is_empty() { GrantType::DEFAULT.to_vec() } else { grant_types })
+}
+
+/// The rules every registration must keep, checked on the whole client: at creation and after
+/// every change.
+fn check_client(client: &Client) -> AdminResult<()> {
     // RFC 6749 §3.1.2.2: a client of the authorization code grant registers its redirect
     // URIs; one that acts only for itself (client_credentials, password) has none.
-    if new.redirect_uris.is_empty() && grant_types.contains(&GrantType::AuthorizationCode) {
+    if client.redirect_uris.is_empty() && client.grant_types.contains(&GrantType::AuthorizationCode) {
         return Err(AdminError::Invalid(
             "a client of the authorization code grant needs at least one --redirect-uri (a machine-to-machine client: --grant-type client_credentials)".into(),
         ));
     }
-    if new.public && grant_types.contains(&GrantType::ClientCredentials) {
+    if client.is_public() && client.grant_types.contains(&GrantType::ClientCredentials) {
         return Err(AdminError::Invalid("a public client cannot use client_credentials (OAuth 2.1 §4.2)".into()));
     }
-    if new.public && grant_types.contains(&GrantType::Password) {
+    if client.is_public() && client.grant_types.contains(&GrantType::Password) {
         return Err(AdminError::Invalid("a public client cannot use the password grant (RFC 9700 §2.4)".into()));
     }
+    // docs/security.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
+    client.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)
+}
+
+/// Registers a client and returns it with its secret (shown once; only the hash is stored).
+pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client, Option<Secret>)> {
     // RFC 9700 §4.15: a client acting for itself has its client_id as subject, so a client_id
     // must never look like a user's subject (a UUID, in any of its spellings).
     if let Some(id) = &new.client_id {
@@ -186,8 +203,6 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
             )));
         }
     }
-    // docs/security.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
-    new.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)?;
     let secret = (!new.public).then(|| new_secret(SecretKind::ClientSecret, &mut rand::rngs::OsRng));
     let client_id = new.client_id.unwrap_or_else(|| {
         // 48 hex characters: 192 bits, and never parseable as a UUID.
@@ -198,18 +213,82 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
     let client = Client {
         tenant: rt.tenant.id,
         client_id,
-        name,
-        developer,
+        name: check_name("client name", &new.name)?,
+        developer: parse_developer(new.developer.as_deref())?,
         secret_hash: secret.as_ref().map(|s| rt.hasher.hash(s.expose())),
-        redirect_uris: new.redirect_uris,
-        scopes,
-        grant_types,
+        redirect_uris: parse_redirect_uris(&new.redirect_uris)?,
+        scopes: parse_scopes(&new.scopes)?,
+        grant_types: parse_grant_types(&new.grant_types)?,
         require_pkce: new.require_pkce,
         token_settings: new.token_settings,
         created_at: rt.now(),
     };
+    check_client(&client)?;
     rt.store.insert_client(&client).await?;
     Ok((client, secret))
+}
+
+/// What `update_client` changes; `None` keeps what the client has. Lists replace the whole
+/// list.
+#[derive(Default)]
+pub struct ClientChanges {
+    pub name: Option<String>,
+    pub developer: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub require_pkce: Option<bool>,
+    /// Laid over the client's own token settings (only the values given change).
+    pub token_settings: Option<ClientTokenSettings>,
+}
+
+/// Changes what a client is registered with; its id and secret stay (rotate the secret with
+/// `rotate_client_secret`). Every rule of a registration holds afterwards, or nothing changes.
+pub async fn update_client(rt: &Runtime, client_id: &str, changes: ClientChanges) -> AdminResult<Client> {
+    let mut client = find_client(rt, client_id).await?;
+    if let Some(name) = &changes.name {
+        client.name = check_name("client name", name)?;
+    }
+    if let Some(developer) = &changes.developer {
+        client.developer = parse_developer(Some(developer))?;
+    }
+    if let Some(uris) = &changes.redirect_uris {
+        client.redirect_uris = parse_redirect_uris(uris)?;
+    }
+    if let Some(scopes) = &changes.scopes {
+        client.scopes = parse_scopes(scopes)?;
+    }
+    if let Some(grant_types) = &changes.grant_types {
+        client.grant_types = parse_grant_types(grant_types)?;
+    }
+    if let Some(pkce) = changes.require_pkce {
+        client.require_pkce = pkce;
+    }
+    if let Some(t) = changes.token_settings {
+        client.token_settings = t.over(client.token_settings);
+    }
+    check_client(&client)?;
+    if !rt.store.update_client(&client).await? {
+        return Err(AdminError::NotFound(format!("client {client_id:?}")));
+    }
+    Ok(client)
+}
+
+/// Changes a user's email or name.
+pub async fn update_user(rt: &Runtime, id_or_email: &str, email: Option<&str>, name: Option<&str>) -> AdminResult<User> {
+    let mut user = find_user(rt, id_or_email).await?;
+    if let Some(e) = email {
+        user.email = check_email(e)?;
+    }
+    if let Some(n) = name {
+        user.name = check_name("name", n)?;
+    }
+    match rt.store.update_user(rt.tenant.id, user.id, &user.email, &user.name).await {
+        Ok(true) => Ok(user),
+        Ok(false) => Err(AdminError::NotFound(format!("user {id_or_email}"))),
+        Err(StoreError::Conflict(_)) => Err(AdminError::Exists(format!("a user with the email {}", user.email))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn find_client(rt: &Runtime, client_id: &str) -> AdminResult<Client> {

@@ -561,6 +561,19 @@ impl Store for PgStore {
         .map(drop)
     }
 
+    async fn update_user(&self, tenant: TenantId, user: Uuid, email: &str, name: &str) -> StoreResult<bool> {
+        let n = self
+            .write(|| {
+                sqlx::query("UPDATE users SET email = $1, name = $2 WHERE tenant_id = $3 AND id = $4")
+                    .bind(email)
+                    .bind(name)
+                    .bind(tenant.0)
+                    .bind(user)
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool> {
         let keep = keep.as_ref().map(key);
         let n = self
@@ -688,6 +701,28 @@ impl Store for PgStore {
         })
         .await
         .map(drop)
+    }
+
+    async fn update_client(&self, c: &Client) -> StoreResult<bool> {
+        let (redirect_uris, grant_types, settings) = (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?);
+        let n = self
+            .write(|| {
+                sqlx::query(
+                    "UPDATE clients SET name = $1, developer = $2, redirect_uris = $3, scopes = $4, grant_types = $5, require_pkce = $6,
+                     settings = $7 WHERE tenant_id = $8 AND client_id = $9",
+                )
+                .bind(&c.name)
+                .bind(&c.developer)
+                .bind(&redirect_uris)
+                .bind(c.scopes.to_string())
+                .bind(&grant_types)
+                .bind(c.require_pkce)
+                .bind(&settings)
+                .bind(c.tenant.0)
+                .bind(&c.client_id)
+            })
+            .await?;
+        Ok(n > 0)
     }
 
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>> {

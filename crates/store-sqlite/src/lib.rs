@@ -638,6 +638,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_user(&self, tenant: TenantId, user: Uuid, email: &str, name: &str) -> StoreResult<bool> {
+        check_text([email, name])?;
+        let (t, u, email, name) = (tenant.0.to_string(), user.to_string(), email.to_owned(), name.to_owned());
+        self.write(move |c| {
+            exec(c, "UPDATE users SET email = ?, name = ? WHERE tenant_id = ? AND id = ?", params![email, name, t, u]).map(|n| n > 0)
+        })
+        .await
+    }
+
     async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool> {
         check_text([password_hash])?;
         let (t, u, hash) = (tenant.0.to_string(), user.to_string(), password_hash.to_owned());
@@ -766,6 +775,32 @@ impl Store for SqliteStore {
                 ],
             )
             .map(drop)
+        })
+        .await
+    }
+
+    async fn update_client(&self, cl: &Client) -> StoreResult<bool> {
+        cl.check_texts()?;
+        let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
+        let cl = cl.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE clients SET name = ?, developer = ?, redirect_uris = ?, scopes = ?, grant_types = ?, require_pkce = ?, settings = ?
+                 WHERE tenant_id = ? AND client_id = ?",
+                params![
+                    cl.name,
+                    cl.developer,
+                    redirect_uris,
+                    cl.scopes.to_string(),
+                    grant_types,
+                    cl.require_pkce,
+                    settings,
+                    cl.tenant.0.to_string(),
+                    cl.client_id,
+                ],
+            )
+            .map(|n| n > 0)
         })
         .await
     }

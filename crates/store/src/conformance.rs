@@ -67,6 +67,7 @@ macro_rules! conformance_cases {
             grants_are_listed_and_revoked_with_everything_issued_under_them,
             a_password_change_ends_the_other_sessions,
             scope_catalogue,
+            users_and_clients_are_updated_in_place,
         }
     };
 }
@@ -1341,4 +1342,34 @@ pub async fn scope_catalogue(store: SharedStore) {
     assert!(!store.delete_scope(a, "orders:read").await.unwrap());
     assert_eq!(store.list_scopes(a).await.unwrap().len(), 1);
     assert_eq!(store.list_scopes(b).await.unwrap()[0].description, "Other words", "tenants do not share a catalogue");
+}
+
+/// A user's email and name, and what a client is registered with, change in place; an email
+/// taken by another user is a conflict; the client keeps its id, secret and creation.
+pub async fn users_and_clients_are_updated_in_place(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let bob = user(w.tenant, "bob@acme.example");
+    store.insert_user(&bob).await.unwrap();
+    assert!(store.update_user(w.tenant, w.user.id, "alice@new.example", "Alice N.").await.unwrap());
+    let found = store.find_user_by_email(w.tenant, "alice@new.example").await.unwrap().unwrap();
+    assert_eq!((found.id, found.name.as_str()), (w.user.id, "Alice N."));
+    assert_conflict(store.update_user(w.tenant, w.user.id, "bob@acme.example", "x").await, "another user's email");
+    assert!(!store.update_user(w.tenant, Uuid::new_v4(), "nobody@acme.example", "x").await.unwrap());
+
+    let mut changed = w.client.clone();
+    changed.name = "Renamed".into();
+    changed.redirect_uris = vec!["https://new.example/cb".into()];
+    changed.scopes = scope("openid");
+    changed.require_pkce = !changed.require_pkce;
+    changed.secret_hash = Some(h(999));
+    assert!(store.update_client(&changed).await.unwrap());
+    let found = store.find_client(w.tenant, &w.client.client_id).await.unwrap().unwrap();
+    assert_eq!(found.name, "Renamed");
+    assert_eq!(found.redirect_uris, changed.redirect_uris);
+    assert_eq!(found.scopes, changed.scopes);
+    assert_eq!(found.require_pkce, changed.require_pkce);
+    assert_eq!(found.secret_hash, w.client.secret_hash, "the secret is not changed by an update");
+    let mut unknown = w.client.clone();
+    unknown.client_id = "nobody".into();
+    assert!(!store.update_client(&unknown).await.unwrap());
 }

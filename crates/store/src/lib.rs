@@ -203,6 +203,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the user and everything that belongs to them (grants, codes, tokens, sessions).
     async fn delete_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<bool>;
     async fn update_user_default_business(&self, tenant: TenantId, user: Uuid, business: Option<Uuid>) -> StoreResult<()>;
+    /// Changes a user's email and name; `Conflict` if the email is another user's, false if
+    /// the user is unknown.
+    async fn update_user(&self, tenant: TenantId, user: Uuid, email: &str, name: &str) -> StoreResult<bool>;
     /// Sets a user's password hash and ends every session of theirs but `keep` (a password
     /// change signs out the other browsers). False if the user is unknown.
     async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool>;
@@ -228,6 +231,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the client and every grant, code and token issued to it.
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool>;
     async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool>;
+    /// Replaces what a client is registered with (name, developer, redirect URIs, scopes, grant
+    /// types, PKCE, token settings); its id, secret and creation stay. False if unknown.
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
 
     // Signing keys.
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;

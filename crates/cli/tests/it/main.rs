@@ -500,6 +500,39 @@ mod papercuts {
         assert_eq!(b.submit_login(&html, "ada@example.com", "a brand new password").await.status(), 303);
     }
 
+    /// `client update` and `user update` change a registration in place, under the same rules
+    /// as creation; the running server sees the change at once.
+    #[tokio::test]
+    async fn clients_and_users_are_updated_in_place() {
+        let app = spawn_app().await;
+        app.user("ada@example.com", &[]).await;
+        let c = app.client("openid").await;
+        let updated =
+            json(&latchkey(&app, &["--json", "client", "update", &c.client_id, "--name", "Renamed", "--scope", "openid email"], ""));
+        assert_eq!(updated["name"], "Renamed");
+        let refused = latchkey(&app, &["client", "update", &c.client_id, "--redirect-uri", "http://evil.example/cb"], "");
+        assert!(!refused.status.success(), "http to a host that is not loopback");
+        let refused = latchkey(&app, &["client", "update", &c.client_id, "--no-redirect-uris"], "");
+        assert!(!refused.status.success(), "the code grant needs a redirect URI");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--redirect-uri"));
+        json(&latchkey(
+            &app,
+            &["--json", "client", "update", &c.client_id, "--grant-type", "client_credentials", "--no-redirect-uris"],
+            "",
+        ));
+        let r = app.client_credentials(&c).await;
+        assert_eq!(r.status(), 200, "the running server sees the new grant type at once");
+        let shown = json(&latchkey(&app, &["--json", "client", "show", &c.client_id], ""));
+        assert_eq!(shown["redirect_uris"], serde_json::json!([]));
+
+        let u =
+            json(&latchkey(&app, &["--json", "user", "update", "ada@example.com", "--email", "Ada@New.example", "--name", "Ada L."], ""));
+        assert_eq!((u["email"].as_str(), u["name"].as_str()), (Some("ada@new.example"), Some("Ada L.")));
+        app.user("bob@example.com", &[]).await;
+        assert!(!latchkey(&app, &["user", "update", "bob@example.com", "--email", "ada@new.example"], "").status.success(), "taken");
+        assert!(!latchkey(&app, &["user", "update", "bob@example.com", "--email", "not an email"], "").status.success());
+    }
+
     /// `keys list` shows dates; `--json` keeps the Unix times.
     #[tokio::test]
     async fn keys_list_shows_dates() {

@@ -113,6 +113,19 @@ impl ClientTokenSettings {
     pub fn refresh_policy(&self, base: RefreshPolicy) -> RefreshPolicy {
         self.refresh_policy.unwrap_or(base)
     }
+
+    /// These settings laid over `base`: what is set here wins.
+    pub fn over(self, base: ClientTokenSettings) -> ClientTokenSettings {
+        ClientTokenSettings {
+            access_token_lifetime: self.access_token_lifetime.or(base.access_token_lifetime),
+            refresh_token_lifetime: self.refresh_token_lifetime.or(base.refresh_token_lifetime),
+            refresh_token_idle_lifetime: self.refresh_token_idle_lifetime.or(base.refresh_token_idle_lifetime),
+            code_lifetime: self.code_lifetime.or(base.code_lifetime),
+            id_token_lifetime: self.id_token_lifetime.or(base.id_token_lifetime),
+            refresh_policy: self.refresh_policy.or(base.refresh_policy),
+            access_token_format: self.access_token_format.or(base.access_token_format),
+        }
+    }
 }
 
 impl Lifetimes {
