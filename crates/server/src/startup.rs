@@ -85,7 +85,8 @@ impl Application {
         let housekeeping =
             (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
         // The tenant is chosen (and its path prefix removed) before routing.
-        let app = RouteTenant { registry: Arc::clone(&self.registry), inner: self.router };
+        let first_segments: Arc<[&'static str]> = routes().iter().map(|(path, _)| first_segment(path)).collect();
+        let app = RouteTenant { registry: Arc::clone(&self.registry), inner: self.router, first_segments };
         let limits = self.registry.default_state().config.http.fitted();
         let served = crate::serve::serve(self.listener, app, limits, shutdown_signal()).await;
         if let Some(h) = housekeeping {
@@ -106,6 +107,13 @@ impl Application {
 pub(crate) struct RouteTenant {
     registry: Arc<Registry>,
     inner: Router,
+    /// The first segments of the router's paths (`oauth`, `account`, ...).
+    first_segments: Arc<[&'static str]>,
+}
+
+/// The first segment of a path: `oauth` of `/oauth/token`, `` of `/`.
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
 }
 
 type Routed =
@@ -126,11 +134,19 @@ impl tower::Service<Request> for RouteTenant {
             return Either::Right(Box::pin(std::future::ready(Ok(refused))));
         }
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-        if let Some(found) = self.registry.resolve_loaded(host, req.uri().path()) {
-            return match with_tenant(req, found) {
-                Ok(req) => Either::Left(self.inner.call(req)),
-                Err(refused) => Either::Right(Box::pin(std::future::ready(Ok(refused.into_response())))),
-            };
+        let path = req.uri().path();
+        // A request on no tenant's host, or for a path no route of the default tenant starts
+        // with, may be for a tenant created since the last load: it takes the slow way, which
+        // rereads the tenants (at most once a second) before it decides.
+        let mut recheck = false;
+        if let Some((state, prefix, matched)) = self.registry.resolve_loaded(host, path) {
+            recheck = !matched || (prefix == 0 && !self.first_segments.contains(&first_segment(path)));
+            if !recheck {
+                return match with_tenant(req, (state, prefix)) {
+                    Ok(req) => Either::Left(self.inner.call(req)),
+                    Err(refused) => Either::Right(Box::pin(std::future::ready(Ok(refused.into_response())))),
+                };
+            }
         }
         // The clone serves the next request; this one goes with the router that was made ready.
         let clone = self.inner.clone();
@@ -138,7 +154,7 @@ impl tower::Service<Request> for RouteTenant {
         let registry = Arc::clone(&self.registry);
         Either::Right(Box::pin(async move {
             let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-            let found = registry.resolve(host, req.uri().path()).await;
+            let found = registry.resolve(host, req.uri().path(), recheck).await;
             match with_tenant(req, found) {
                 Ok(req) => tower::ServiceExt::oneshot(ready, req).await,
                 Err(refused) => Ok(refused.into_response()),
@@ -196,46 +212,55 @@ fn with_tenant(mut req: Request, (state, prefix): (AppState, usize)) -> Result<R
     Ok(req)
 }
 
+/// Every route of a tenant: its path and its handlers. One list, which the router is built from
+/// and the tenant router reads the paths of.
+fn routes() -> Vec<(&'static str, axum::routing::MethodRouter)> {
+    vec![
+        ("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post)),
+        ("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post)),
+        ("/oauth/authorize/continue", get(authorize::authorize_continue)),
+        ("/", get(misc::home)),
+        ("/login", get(login::login_get).post(login::login_post)),
+        ("/logout", post(login::logout_post)),
+        ("/consent", post(consent::consent_post)),
+        ("/oauth/token", post(token::token_post)),
+        ("/oauth2/token", post(token::token_post)),
+        ("/oauth/revoke", post(revoke::revoke_post)),
+        ("/oauth2/revoke", post(revoke::revoke_post)),
+        ("/oauth/introspect", post(introspect::introspect_post)),
+        ("/oauth2/introspect", post(introspect::introspect_post)),
+        ("/oauth/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post)),
+        ("/oauth2/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post)),
+        ("/.well-known/openid-configuration", get(discovery::openid_configuration)),
+        ("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata)),
+        ("/.well-known/jwks.json", get(discovery::jwks)),
+        ("/account", get(account_pages::profile_get)),
+        ("/account/password", post(account_pages::password_post)),
+        ("/account/developer-settings", get(account_pages::tokens_get).post(account_pages::tokens_post)),
+        (
+            "/account/developer-settings/{id}/regenerate",
+            get(account_pages::token_regenerate_get).post(account_pages::token_regenerate_post),
+        ),
+        ("/account/developer-settings/{id}/revoke", get(account_pages::token_revoke_get).post(account_pages::token_revoke_post)),
+        ("/account/authorized-applications", get(account_pages::apps_get)),
+        ("/account/authorized-applications/{id}/revoke", get(account_pages::app_revoke_get).post(account_pages::app_revoke_post)),
+        ("/account/api/personal-tokens", get(account_api::personal_tokens_get).post(account_api::personal_tokens_post)),
+        ("/account/api/personal-tokens/{id}/regenerate", post(account_api::personal_token_regenerate)),
+        ("/account/api/personal-tokens/{id}/revoke", post(account_api::personal_token_revoke)),
+        ("/healthz", get(misc::healthz)),
+        ("/readyz", get(misc::readyz)),
+        ("/assets/latchkey.css", get(misc::stylesheet)),
+        ("/assets/latchkey.js", get(misc::script)),
+        ("/demo/callback", get(misc::demo_callback)),
+    ]
+}
+
 /// The routes of every tenant. `https`: the server's issuer is https, so every answer carries
 /// `Strict-Transport-Security`.
 pub fn router(https: bool) -> Router {
-    let router = Router::new()
-        .route("/oauth/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
-        .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
-        .route("/oauth/authorize/continue", get(authorize::authorize_continue))
-        .route("/", get(misc::home))
-        .route("/login", get(login::login_get).post(login::login_post))
-        .route("/logout", post(login::logout_post))
-        .route("/consent", post(consent::consent_post))
-        .route("/oauth/token", post(token::token_post))
-        .route("/oauth2/token", post(token::token_post))
-        .route("/oauth/revoke", post(revoke::revoke_post))
-        .route("/oauth2/revoke", post(revoke::revoke_post))
-        .route("/oauth/introspect", post(introspect::introspect_post))
-        .route("/oauth2/introspect", post(introspect::introspect_post))
-        .route("/oauth/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
-        .route("/oauth2/userinfo", get(userinfo::userinfo_get).post(userinfo::userinfo_post))
-        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
-        .route("/.well-known/oauth-authorization-server", get(discovery::oauth_metadata))
-        .route("/.well-known/jwks.json", get(discovery::jwks))
-        .route("/account", get(account_pages::profile_get))
-        .route("/account/password", post(account_pages::password_post))
-        .route("/account/developer-settings", get(account_pages::tokens_get).post(account_pages::tokens_post))
-        .route(
-            "/account/developer-settings/{id}/regenerate",
-            get(account_pages::token_regenerate_get).post(account_pages::token_regenerate_post),
-        )
-        .route("/account/developer-settings/{id}/revoke", get(account_pages::token_revoke_get).post(account_pages::token_revoke_post))
-        .route("/account/authorized-applications", get(account_pages::apps_get))
-        .route("/account/authorized-applications/{id}/revoke", get(account_pages::app_revoke_get).post(account_pages::app_revoke_post))
-        .route("/account/api/personal-tokens", get(account_api::personal_tokens_get).post(account_api::personal_tokens_post))
-        .route("/account/api/personal-tokens/{id}/regenerate", post(account_api::personal_token_regenerate))
-        .route("/account/api/personal-tokens/{id}/revoke", post(account_api::personal_token_revoke))
-        .route("/healthz", get(misc::healthz))
-        .route("/readyz", get(misc::readyz))
-        .route("/assets/latchkey.css", get(misc::stylesheet))
-        .route("/assets/latchkey.js", get(misc::script))
-        .route("/demo/callback", get(misc::demo_callback))
+    let router = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(misc::not_found)
         .method_not_allowed_fallback(misc::method_not_allowed)
         .layer(DefaultBodyLimit::max(web::BODY_LIMIT))

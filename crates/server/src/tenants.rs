@@ -48,6 +48,8 @@ struct Table {
 pub(crate) struct Registry {
     shared: Shared,
     table: RwLock<Arc<Table>>,
+    /// When the tenants were last reread for a request that may be for a new one.
+    rechecked_at: std::sync::atomic::AtomicI64,
 }
 
 /// Splits an issuer into its lowercase `host[:port]` and its path without a trailing slash.
@@ -64,7 +66,8 @@ fn host_and_prefix(issuer: &str) -> Option<(String, String)> {
 impl Registry {
     pub(crate) async fn build(shared: Shared) -> Result<Self, StartupError> {
         let table = Self::load(&shared, None).await?;
-        Ok(Self { shared, table: RwLock::new(Arc::new(table)) })
+        let rechecked_at = std::sync::atomic::AtomicI64::new(table.loaded_at);
+        Ok(Self { shared, table: RwLock::new(Arc::new(table)), rechecked_at })
     }
 
     pub(crate) fn default_state(&self) -> AppState {
@@ -108,19 +111,24 @@ impl Registry {
         Ok(Table { default, routes, rows, loaded_at: shared.rt.now() })
     }
 
-    /// The tenant a request reaches, and how much of its path is the tenant's prefix, from the
-    /// loaded tenants; `None` when they are due for a reload (every [`RELOAD_INTERVAL`] seconds),
-    /// which [`resolve`](Self::resolve) does. A request on no tenant's host goes to the default
-    /// tenant.
-    pub(crate) fn resolve_loaded(&self, host: Option<&str>, path: &str) -> Option<(AppState, usize)> {
+    /// The tenant a request reaches, how much of its path is the tenant's prefix, and whether a
+    /// tenant's host matched (a request on no tenant's host goes to the default tenant), from
+    /// the loaded tenants; `None` when they are due for a reload (every [`RELOAD_INTERVAL`]
+    /// seconds), which [`resolve`](Self::resolve) does.
+    pub(crate) fn resolve_loaded(&self, host: Option<&str>, path: &str) -> Option<(AppState, usize, bool)> {
         let table = self.snapshot();
         (!self.due(&table)).then(|| Self::find(&table, host, path))
     }
 
-    /// [`resolve_loaded`](Self::resolve_loaded), reloading the tenants first if they are due.
-    pub(crate) async fn resolve(&self, host: Option<&str>, path: &str) -> (AppState, usize) {
+    /// [`resolve_loaded`](Self::resolve_loaded), reloading the tenants first if they are due,
+    /// or, with `recheck`, if they were not reread within this second: a request that finds no
+    /// tenant of its own may be for one created since the last load, on this node or another,
+    /// and should find it at once rather than 15 s later. At most one reread a second.
+    pub(crate) async fn resolve(&self, host: Option<&str>, path: &str, recheck: bool) -> (AppState, usize) {
         let mut table = self.snapshot();
-        if self.due(&table) {
+        let now = self.shared.rt.now();
+        let recheck = recheck && self.rechecked_at.fetch_max(now, std::sync::atomic::Ordering::Relaxed) < now;
+        if recheck || self.due(&table) {
             match Self::load(&self.shared, Some(&table)).await {
                 Ok(fresh) => {
                     let fresh = Arc::new(fresh);
@@ -132,7 +140,8 @@ impl Registry {
                 Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "reloading the tenants failed; keeping the loaded ones"),
             }
         }
-        Self::find(&table, host, path)
+        let (state, prefix, _) = Self::find(&table, host, path);
+        (state, prefix)
     }
 
     /// Whether `table` is due for a reload.
@@ -140,7 +149,7 @@ impl Registry {
         self.shared.rt.now() >= table.loaded_at + RELOAD_INTERVAL
     }
 
-    fn find(table: &Table, host: Option<&str>, path: &str) -> (AppState, usize) {
+    fn find(table: &Table, host: Option<&str>, path: &str) -> (AppState, usize, bool) {
         // Routes keep their hosts in lower case (`host_and_prefix`); a Host header may not.
         let host = host.unwrap_or_default();
         let hit = table.routes.iter().find(|r| {
@@ -148,8 +157,8 @@ impl Registry {
                 && (r.prefix.is_empty() || path == r.prefix || path.strip_prefix(&r.prefix).is_some_and(|rest| rest.starts_with('/')))
         });
         match hit {
-            Some(r) => (r.state.clone(), r.prefix.len()),
-            None => (table.default.clone(), 0),
+            Some(r) => (r.state.clone(), r.prefix.len(), true),
+            None => (table.default.clone(), 0, false),
         }
     }
 

@@ -112,3 +112,20 @@ async fn tenants_are_reached_by_host_name_too() {
     assert_eq!(discover(Some(format!("live.test.evil:{}", app.port))).await, app.issuer, "a host that only starts alike is another host");
     assert_eq!(discover(None).await, app.issuer, "other hosts reach the default tenant");
 }
+
+/// A tenant created while the server runs (by the CLI, or on another node) is served within a
+/// second, not after the next 15-second reload: a request that finds no tenant of its own
+/// rereads the tenants first (at most once a second).
+#[tokio::test]
+async fn a_new_tenant_is_served_at_once() {
+    let app = spawn_app().await;
+    let issuer = format!("{}/fresh", app.issuer);
+    let discovery = format!("{issuer}/.well-known/openid-configuration");
+    assert_eq!(app.http().get(&discovery).send().await.unwrap().status(), 404, "no such tenant yet");
+    latchkey_server::admin::create_tenant(&app.rt, "fresh", &issuer, Default::default()).await.unwrap();
+    app.clock.advance(1);
+    let r = app.http().get(&discovery).send().await.unwrap();
+    assert_eq!(r.status(), 200, "served a second later, not fifteen");
+    let meta: Value = r.json().await.unwrap();
+    assert_eq!(meta["issuer"], issuer);
+}
