@@ -174,7 +174,22 @@ impl AppError {
     }
 }
 
-/// For handlers that serve people: errors become HTML pages.
-pub fn as_page(r: AppResult<Response>) -> Response {
-    r.unwrap_or_else(AppError::into_page_response)
+/// The error of a handler that serves people: whatever failed, the answer is an HTML page
+/// (`AppError::into_page_response`). The handler's error type decides, not a wrapper call: a
+/// page handler returns `PageResult`, and `?` turns any error into a page.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
 }
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        self.0.into_page_response()
+    }
+}
+
+pub type PageResult<T> = Result<T, PageError>;

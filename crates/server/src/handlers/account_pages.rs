@@ -9,7 +9,7 @@ use crate::admin::AdminError;
 use crate::auth::{check_password, CredentialFailure};
 use crate::browser::{self, check_form};
 use crate::catalogue;
-use crate::error::{as_page, AppError, AppResult};
+use crate::error::{AppError, AppResult, PageResult};
 use crate::pages::{
     self, AppRow, AppsPage, ConfirmPage, FieldErrors, ProfilePage, ScopeChoice, ScopeLine, TokenRow, TokenSecretPage, TokensPage, When,
 };
@@ -77,16 +77,18 @@ fn field_errors(e: AdminError) -> AppResult<FieldErrors> {
 // ------------------------------------------------------------------------------------------
 // Profile and password.
 
-pub(crate) async fn profile_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    as_page(
-        profile(
-            &state,
-            &headers,
-            FieldErrors::none(),
-            notice(&query, &[("password", "Your password is changed. You were signed out everywhere else.")]),
-        )
-        .await,
+pub(crate) async fn profile_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult<Response> {
+    Ok(profile(
+        &state,
+        &headers,
+        FieldErrors::none(),
+        notice(&query, &[("password", "Your password is changed. You were signed out everywhere else.")]),
     )
+    .await?)
 }
 
 async fn profile(state: &AppState, headers: &HeaderMap, errors: FieldErrors, notice: Option<&str>) -> AppResult<Response> {
@@ -110,8 +112,8 @@ pub(crate) async fn password_post(
     peer: Peer,
     headers: HeaderMap,
     PageForm(form): PageForm,
-) -> Response {
-    as_page(password(&state, peer, &headers, &form).await)
+) -> PageResult<Response> {
+    Ok(password(&state, peer, &headers, &form).await?)
 }
 
 async fn password(state: &AppState, peer: Peer, headers: &HeaderMap, form: &Params) -> AppResult<Response> {
@@ -140,9 +142,13 @@ async fn password(state: &AppState, peer: Peer, headers: &HeaderMap, form: &Para
 // ------------------------------------------------------------------------------------------
 // Developer settings: personal access tokens.
 
-pub(crate) async fn tokens_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn tokens_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult<Response> {
     let notice = notice(&query, &[("revoked", "The token is revoked. It no longer works.")]);
-    as_page(tokens(&state, &headers, &TokenForm::default(), FieldErrors::none(), notice).await)
+    Ok(tokens(&state, &headers, &TokenForm::default(), FieldErrors::none(), notice).await?)
 }
 
 /// What the creation form holds, kept when it is shown again with errors.
@@ -204,8 +210,12 @@ async fn tokens(state: &AppState, headers: &HeaderMap, form: &TokenForm, errors:
     Ok(pages::render(status, &page))
 }
 
-pub(crate) async fn tokens_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
-    as_page(create_token(&state, &headers, &form).await)
+pub(crate) async fn tokens_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> PageResult<Response> {
+    Ok(create_token(&state, &headers, &form).await?)
 }
 
 async fn create_token(state: &AppState, headers: &HeaderMap, form: &Params) -> AppResult<Response> {
@@ -278,12 +288,20 @@ enum TokenChange {
     Revoke,
 }
 
-pub(crate) async fn token_regenerate_get(Extension(state): Extension<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    as_page(confirm_token(&state, &headers, &id, TokenChange::Regenerate).await)
+pub(crate) async fn token_regenerate_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    Ok(confirm_token(&state, &headers, &id, TokenChange::Regenerate).await?)
 }
 
-pub(crate) async fn token_revoke_get(Extension(state): Extension<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    as_page(confirm_token(&state, &headers, &id, TokenChange::Revoke).await)
+pub(crate) async fn token_revoke_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    Ok(confirm_token(&state, &headers, &id, TokenChange::Revoke).await?)
 }
 
 async fn confirm_token(state: &AppState, headers: &HeaderMap, id: &str, change: TokenChange) -> AppResult<Response> {
@@ -320,8 +338,8 @@ pub(crate) async fn token_regenerate_post(
     headers: HeaderMap,
     Path(id): Path<String>,
     PageForm(form): PageForm,
-) -> Response {
-    as_page(change_token(&state, &headers, &id, &form, TokenChange::Regenerate).await)
+) -> PageResult<Response> {
+    Ok(change_token(&state, &headers, &id, &form, TokenChange::Regenerate).await?)
 }
 
 pub(crate) async fn token_revoke_post(
@@ -329,8 +347,8 @@ pub(crate) async fn token_revoke_post(
     headers: HeaderMap,
     Path(id): Path<String>,
     PageForm(form): PageForm,
-) -> Response {
-    as_page(change_token(&state, &headers, &id, &form, TokenChange::Revoke).await)
+) -> PageResult<Response> {
+    Ok(change_token(&state, &headers, &id, &form, TokenChange::Revoke).await?)
 }
 
 async fn change_token(state: &AppState, headers: &HeaderMap, id: &str, form: &Params, change: TokenChange) -> AppResult<Response> {
@@ -353,8 +371,8 @@ async fn change_token(state: &AppState, headers: &HeaderMap, id: &str, form: &Pa
 // ------------------------------------------------------------------------------------------
 // Authorized applications.
 
-pub(crate) async fn apps_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    as_page(apps(&state, &headers, notice(&query, &[("revoked", "Access revoked. The app can no longer act for you.")])).await)
+pub(crate) async fn apps_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> PageResult<Response> {
+    Ok(apps(&state, &headers, notice(&query, &[("revoked", "Access revoked. The app can no longer act for you.")])).await?)
 }
 
 async fn apps(state: &AppState, headers: &HeaderMap, notice: Option<&str>) -> AppResult<Response> {
@@ -389,8 +407,12 @@ async fn own_grant(state: &AppState, user: &User, id: &str) -> AppResult<(Uuid, 
     grants.into_iter().find(|g| g.grant.id == id).map(|g| (id, g.client_name)).ok_or_else(not_found)
 }
 
-pub(crate) async fn app_revoke_get(Extension(state): Extension<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    as_page(confirm_app(&state, &headers, &id).await)
+pub(crate) async fn app_revoke_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult<Response> {
+    Ok(confirm_app(&state, &headers, &id).await?)
 }
 
 async fn confirm_app(state: &AppState, headers: &HeaderMap, id: &str) -> AppResult<Response> {
@@ -415,8 +437,8 @@ pub(crate) async fn app_revoke_post(
     headers: HeaderMap,
     Path(id): Path<String>,
     PageForm(form): PageForm,
-) -> Response {
-    as_page(revoke_app(&state, &headers, &id, &form).await)
+) -> PageResult<Response> {
+    Ok(revoke_app(&state, &headers, &id, &form).await?)
 }
 
 async fn revoke_app(state: &AppState, headers: &HeaderMap, id: &str, form: &Params) -> AppResult<Response> {

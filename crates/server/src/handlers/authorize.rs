@@ -4,7 +4,7 @@
 use super::login::{sign_in_page, SignIn};
 use crate::browser;
 use crate::catalogue;
-use crate::error::{as_page, AppError, AppResult};
+use crate::error::{AppError, AppResult, PageResult};
 use crate::pages::{self, ConsentPage};
 use crate::runtime::new_secret;
 use crate::state::AppState;
@@ -25,14 +25,22 @@ use uuid::Uuid;
 /// How long a pending authorization request waits for the user.
 const INTERACTION_TTL: i64 = 30 * 60;
 
-pub(crate) async fn authorize_get(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn authorize_get(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult<Response> {
     let params = Params::from_urlencoded(query.as_deref().unwrap_or_default());
-    as_page(start(&state, &headers, params, false).await)
+    Ok(start(&state, &headers, params, false).await?)
 }
 
 /// OpenID Connect Core §3.1.2.1: the authorization endpoint accepts POST as well.
-pub(crate) async fn authorize_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(params): PageForm) -> Response {
-    as_page(start(&state, &headers, params, true).await)
+pub(crate) async fn authorize_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    PageForm(params): PageForm,
+) -> PageResult<Response> {
+    Ok(start(&state, &headers, params, true).await?)
 }
 
 async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post: bool) -> AppResult<Response> {
@@ -44,8 +52,12 @@ async fn start(state: &AppState, headers: &HeaderMap, params: Params, after_post
 }
 
 /// `GET /oauth/authorize/continue?interaction=ID`: where sign-in returns to.
-pub(crate) async fn authorize_continue(Extension(state): Extension<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    as_page(resume(&state, &headers, query).await)
+pub(crate) async fn authorize_continue(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> PageResult<Response> {
+    Ok(resume(&state, &headers, query).await?)
 }
 
 async fn resume(state: &AppState, headers: &HeaderMap, query: Option<String>) -> AppResult<Response> {

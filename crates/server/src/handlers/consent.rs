@@ -2,7 +2,7 @@
 
 use super::authorize::{error_redirect, find_interaction, issue_code, load_request};
 use crate::browser::{check_form, current_session};
-use crate::error::{as_page, AppError, AppResult};
+use crate::error::{AppError, AppResult, PageResult};
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,8 +16,12 @@ use latchkey_core::scope::ScopeSet;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
 
-pub(crate) async fn consent_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
-    as_page(consent(state, headers, form).await)
+pub(crate) async fn consent_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> PageResult<Response> {
+    Ok(consent(state, headers, form).await?)
 }
 
 async fn consent(state: AppState, headers: HeaderMap, form: Params) -> AppResult<Response> {

@@ -5,7 +5,7 @@
 use super::authorize::find_interaction;
 use crate::auth::{check_password, CredentialFailure};
 use crate::browser::{self, check_form, SESSION_TTL};
-use crate::error::{as_page, AppResult};
+use crate::error::{AppResult, PageResult};
 use crate::pages::{self, LoginPage};
 use crate::runtime::new_secret;
 use crate::state::AppState;
@@ -84,8 +84,8 @@ pub(crate) async fn login_post(
     peer: Peer,
     headers: HeaderMap,
     PageForm(form): PageForm,
-) -> Response {
-    as_page(login(state, peer, headers, form).await)
+) -> PageResult<Response> {
+    Ok(login(state, peer, headers, form).await?)
 }
 
 async fn login(state: AppState, peer: Peer, headers: HeaderMap, form: Params) -> AppResult<Response> {
@@ -176,8 +176,12 @@ async fn login(state: AppState, peer: Peer, headers: HeaderMap, form: Params) ->
 }
 
 /// `POST /logout`: ends the session (its row and its cookie), then the sign-in page.
-pub(crate) async fn logout_post(Extension(state): Extension<AppState>, headers: HeaderMap, PageForm(form): PageForm) -> Response {
-    as_page(logout(state, headers, form).await)
+pub(crate) async fn logout_post(
+    Extension(state): Extension<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm,
+) -> PageResult<Response> {
+    Ok(logout(state, headers, form).await?)
 }
 
 async fn logout(state: AppState, headers: HeaderMap, form: Params) -> AppResult<Response> {

@@ -2,7 +2,7 @@
 //! and the demo callback page.
 
 use crate::browser;
-use crate::error::{no_store, AppResult};
+use crate::error::{no_store, PageResult};
 use crate::pages::{self, DemoCallbackPage, HomePage, SCRIPT, STYLESHEET};
 use crate::state::AppState;
 use axum::extract::RawQuery;
@@ -47,7 +47,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /`: what this server is, and the ways on.
-pub(crate) async fn home(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
+pub(crate) async fn home(Extension(state): Extension<AppState>, headers: HeaderMap) -> PageResult<Response> {
     let user = browser::current_user(&state, &headers).await?;
     let page = HomePage { layout: browser::layout(&state, &headers, user.as_ref().map(|(_, u)| u), ""), issuer: &state.issuer };
     Ok(pages::render(StatusCode::OK, &page))
@@ -96,7 +96,7 @@ pub(crate) async fn demo_callback(
     Extension(state): Extension<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> AppResult<Response> {
+) -> PageResult<Response> {
     let Some(demo) = &state.demo else {
         return Ok(pages::error_page(StatusCode::NOT_FOUND, "Page not found", "The demo is not running on this server."));
     };
