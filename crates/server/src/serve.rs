@@ -3,8 +3,8 @@
 //!
 //! - **head:** a request's head must arrive within `header_timeout` (5 s) of the connection's
 //!   start, or of its first byte on a kept-alive connection (slowloris);
-//! - **body:** a request's body must arrive within `body_timeout` (5 s) of its head, or the
-//!   request fails (a `Content-Length` with no body behind it);
+//! - **body:** a request's body must arrive within `body_timeout` (5 s) of the moment it first
+//!   keeps the handler waiting, or the request fails (a `Content-Length` with no body behind it);
 //! - **idle:** a kept-alive connection without a request is closed after `idle_timeout`
 //!   (120 s: longer than a load balancer's own idle timeout, so that it never reuses a
 //!   connection the server is closing);
@@ -157,12 +157,12 @@ struct Open {
 
 /// The open connections, and a signal when the last one closes.
 #[derive(Default)]
-struct Registry {
+struct Connections {
     open: Mutex<Open>,
     emptied: Notify,
 }
 
-impl Registry {
+impl Connections {
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -238,11 +238,12 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A request body that must arrive by a deadline. The timer is set only when the body keeps
-/// the handler waiting: a body that came with its head (or a request without one) costs none.
+/// A request body that must arrive within `timeout` of the moment it first keeps the handler
+/// waiting. The timer (and its clock read) is made only then: a body that came with its head,
+/// or a request without one, costs none.
 struct DeadlineBody {
     inner: hyper::body::Incoming,
-    deadline: tokio::time::Instant,
+    timeout: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -259,8 +260,8 @@ impl http_body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let deadline = self.deadline;
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let timeout = self.timeout;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(BodyTimeout.into()))),
             Poll::Pending => Poll::Pending,
@@ -293,8 +294,8 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ConnServ
 
     fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         self.state.enter(BUSY);
-        let deadline = tokio::time::Instant::now() + self.body_timeout;
-        let mut req = req.map(|inner| Body::new(DeadlineBody { inner, deadline, timer: None }));
+        let timeout = self.body_timeout;
+        let mut req = req.map(|inner| Body::new(DeadlineBody { inner, timeout, timer: None }));
         req.extensions_mut().insert(ConnectInfo(self.peer));
         let (app, state) = (self.app.clone(), Arc::clone(&self.state));
         Box::pin(async move {
@@ -313,7 +314,7 @@ pub(crate) async fn serve(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let open = Arc::new(Registry::default());
+    let open = Arc::new(Connections::default());
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {

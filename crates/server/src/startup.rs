@@ -85,7 +85,10 @@ impl Application {
         let housekeeping =
             (interval > 0).then(|| crate::housekeeping::spawn(Arc::clone(&self.registry), std::time::Duration::from_secs(interval)));
         // The tenant is chosen (and its path prefix removed) before routing.
-        let first_segments: Arc<[&'static str]> = routes().iter().map(|(path, _)| first_segment(path)).collect();
+        let mut first_segments: Vec<&'static str> = routes().iter().map(|(path, _)| first_segment(path)).collect();
+        first_segments.sort_unstable();
+        first_segments.dedup();
+        let first_segments: Arc<[&'static str]> = first_segments.into();
         let app = RouteTenant { registry: Arc::clone(&self.registry), inner: self.router, first_segments };
         let limits = self.registry.default_state().config.http.fitted();
         let served = crate::serve::serve(self.listener, app, limits, shutdown_signal()).await;

@@ -54,9 +54,10 @@ pub fn check_text<'a>(values: impl IntoIterator<Item = &'a str>) -> StoreResult<
 }
 
 /// The free text of a record, for [`check_text`]. Scope sets are left out: a `ScopeSet` holds
-/// only scope tokens (`NQCHAR`) by construction.
+/// only scope tokens (`NQCHAR`) by construction. An iterator, so that the check allocates
+/// nothing (it runs on the token endpoint's writes).
 pub trait Texts {
-    fn texts(&self) -> Vec<&str>;
+    fn texts(&self) -> impl Iterator<Item = &str>;
 
     /// [`check_text`] on every text of the record.
     fn check_texts(&self) -> StoreResult<()> {
@@ -65,81 +66,74 @@ pub trait Texts {
 }
 
 impl Texts for Tenant {
-    fn texts(&self) -> Vec<&str> {
-        let mut t = vec![self.name.as_str()];
-        t.extend(self.issuer.as_deref());
-        t
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.issuer.as_deref())
     }
 }
 
 impl Texts for User {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.email, &self.name, &self.password_hash]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.email.as_str(), &self.name, &self.password_hash].into_iter()
     }
 }
 
 impl Texts for Business {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.name]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str())
     }
 }
 
 impl Texts for Client {
-    fn texts(&self) -> Vec<&str> {
-        let mut t = vec![self.client_id.as_str(), &self.name, &self.developer];
-        t.extend(self.redirect_uris.iter().map(String::as_str));
-        t
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.client_id.as_str(), &self.name, &self.developer].into_iter().chain(self.redirect_uris.iter().map(String::as_str))
     }
 }
 
 impl Texts for Grant {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.client_id]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.client_id.as_str())
     }
 }
 
 impl Texts for AuthCode {
-    fn texts(&self) -> Vec<&str> {
-        let mut t = vec![self.client_id.as_str(), &self.redirect_uri];
-        t.extend(self.nonce.as_deref());
-        t.extend(self.code_challenge.as_deref());
-        t
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.client_id.as_str(), &self.redirect_uri].into_iter().chain(self.nonce.as_deref()).chain(self.code_challenge.as_deref())
     }
 }
 
 impl Texts for Family {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.client_id]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.client_id.as_str())
     }
 }
 
 impl Texts for [TokenRecord] {
-    fn texts(&self) -> Vec<&str> {
-        self.iter().map(|t| t.client_id.as_str()).collect()
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(|t| t.client_id.as_str())
     }
 }
 
 impl Texts for Interaction {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.request]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.request.as_str())
     }
 }
 
 impl Texts for ScopeEntry {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.name, &self.description]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.name.as_str(), &self.description].into_iter()
     }
 }
 
 impl Texts for PersonalToken {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.name]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str())
     }
 }
 
 impl Texts for SigningKeyRecord {
-    fn texts(&self) -> Vec<&str> {
-        vec![&self.kid, &self.public_jwk]
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.kid.as_str(), &self.public_jwk].into_iter()
     }
 }
 
