@@ -37,7 +37,10 @@ use latchkey_core::model::{
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult};
+use latchkey_store::{
+    AttemptStore, BusinessStore, Cleanup, ClientStore, GrantStore, HousekeepingStore, PersonalTokenStore, RedeemOutcome, RotateOutcome,
+    RowCounts, ScopeStore, SealedReplay, SessionStore, SigningKeyStore, StoreError, StoreResult, TenantStore, TokenStore, UserStore,
+};
 use rows::*;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::Connection;
@@ -418,7 +421,7 @@ pub(crate) mod sweep {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl TenantStore for PgStore {
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant> {
         let id = Uuid::new_v4();
         self.write(|| {
@@ -484,7 +487,10 @@ impl Store for PgStore {
             .await?;
         row.try_get("value").map_err(fault)
     }
+}
 
+#[async_trait]
+impl UserStore for PgStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         self.write(|| {
             sqlx::query(
@@ -592,7 +598,10 @@ impl Store for PgStore {
             .await?;
         Ok(n > 0)
     }
+}
 
+#[async_trait]
+impl BusinessStore for PgStore {
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
         self.write(|| {
             sqlx::query("INSERT INTO businesses (tenant_id, id, name, created_at) VALUES ($1, $2, $3, $4)")
@@ -679,7 +688,10 @@ impl Store for PgStore {
         .map_err(fault)?;
         rows.iter().map(business_from_row).collect()
     }
+}
 
+#[async_trait]
+impl ClientStore for PgStore {
     async fn insert_client(&self, c: &Client) -> StoreResult<()> {
         let (redirect_uris, grant_types, settings) = (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?);
         self.write(|| {
@@ -765,7 +777,10 @@ impl Store for PgStore {
             .await?;
         Ok(n > 0)
     }
+}
 
+#[async_trait]
+impl SigningKeyStore for PgStore {
     async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
         self.write(|| bind_key(sqlx::query(INSERT_KEY), k)).await.map(drop)
     }
@@ -792,7 +807,10 @@ impl Store for PgStore {
             .map_err(fault)?;
         rows.iter().map(signing_key_from_row).collect()
     }
+}
 
+#[async_trait]
+impl SessionStore for PgStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         self.write(|| {
             sqlx::query(
@@ -879,7 +897,10 @@ impl Store for PgStore {
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()> {
         self.write(|| sqlx::query("DELETE FROM interactions WHERE tenant_id = $1 AND id = $2").bind(tenant.0).bind(id)).await.map(drop)
     }
+}
 
+#[async_trait]
+impl PersonalTokenStore for PgStore {
     async fn insert_personal_token(&self, t: &PersonalToken) -> StoreResult<()> {
         self.write(|| {
             sqlx::query(
@@ -987,7 +1008,10 @@ impl Store for PgStore {
         .map_err(fault)?;
         rows.iter().map(personal_token_event_from_row).collect()
     }
+}
 
+#[async_trait]
+impl AttemptStore for PgStore {
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {
         // One statement: the count and the decision cannot be split by a parallel attempt
         // (a conflicting insert waits for the other's row lock, then updates the committed row).
@@ -1022,7 +1046,10 @@ impl Store for PgStore {
     async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()> {
         self.write(|| sqlx::query("DELETE FROM login_attempts WHERE tenant_id = $1 AND key = $2").bind(tenant.0).bind(key)).await.map(drop)
     }
+}
 
+#[async_trait]
+impl GrantStore for PgStore {
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
         let row =
             on_conn!(self.conns, |c| sqlx::query(&format!("{GRANT_SELECT} WHERE tenant_id = $1 AND user_id = $2 AND client_id = $3"))
@@ -1093,7 +1120,10 @@ impl Store for PgStore {
             .await?;
         Ok(n > 0)
     }
+}
 
+#[async_trait]
+impl ScopeStore for PgStore {
     async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>> {
         let rows = on_conn!(self.conns, |c| sqlx::query(
             r#"SELECT tenant_id, name, description, personal, created_at FROM scopes WHERE tenant_id = $1 ORDER BY name COLLATE "C""#
@@ -1125,7 +1155,10 @@ impl Store for PgStore {
         let n = self.write(|| sqlx::query("DELETE FROM scopes WHERE tenant_id = $1 AND name = $2").bind(tenant.0).bind(name)).await?;
         Ok(n > 0)
     }
+}
 
+#[async_trait]
+impl TokenStore for PgStore {
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
         self.write(|| {
             sqlx::query(
@@ -1310,7 +1343,10 @@ impl Store for PgStore {
         .await
         .map_err(fault)
     }
+}
 
+#[async_trait]
+impl HousekeepingStore for PgStore {
     async fn delete_expired(
         &self,
         tenant: TenantId,

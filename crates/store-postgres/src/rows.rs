@@ -1,15 +1,14 @@
 //! Mapping between PostgreSQL rows and the domain records.
 
 use crate::fault;
-use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantSummary, GrantType, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry,
-    Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
-};
-use latchkey_core::scope::ScopeSet;
+use latchkey_core::model::TokenRecord;
 use latchkey_core::secret::{SecretHash, ORDER_LEN};
-use latchkey_store::{StoreError, StoreResult};
+pub(crate) use latchkey_store::rows::json;
+use latchkey_store::rows::{self, corrupt};
+use latchkey_store::StoreResult;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
+use uuid::Uuid;
 
 pub(crate) const TENANT_SELECT: &str = "SELECT id, name, issuer, settings, created_at FROM tenants";
 pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
@@ -36,24 +35,6 @@ pub(crate) const TOKEN_VIEW_SELECT: &str =
 pub(crate) const PERSONAL_TOKEN_SELECT: &str =
     "SELECT tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at, revoked_at FROM personal_tokens";
 
-/// JSON documents are stored as text, written and read whole.
-pub(crate) fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> StoreResult<T> {
-    let s: String = get(row, col)?;
-    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
-}
-
-fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(row: &'r PgRow, col: &str) -> StoreResult<T> {
-    row.try_get(col).map_err(fault)
-}
-
-fn tenant_col(row: &PgRow) -> StoreResult<TenantId> {
-    get(row, "tenant_id").map(TenantId)
-}
-
 /// How a `SecretHash` is stored here: its leading ordering bytes moved behind its HMAC bytes.
 ///
 /// A secret's hash leads with bytes that grow with time (`latchkey_core::secret`), which is what
@@ -75,225 +56,57 @@ pub(crate) fn from_key(b: &[u8]) -> Option<SecretHash> {
     Some(h)
 }
 
-fn hash_col(row: &PgRow, col: &str) -> StoreResult<SecretHash> {
-    opt_hash_col(row, col)?.ok_or_else(|| StoreError::Corrupt(format!("{col} is NULL")))
+/// A PostgreSQL row as the shared mappers read it.
+struct Pg<'r>(&'r PgRow);
+
+impl Pg<'_> {
+    fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(&'r self, col: &str) -> StoreResult<T> {
+        self.0.try_get(col).map_err(fault)
+    }
 }
 
-fn opt_hash_col(row: &PgRow, col: &str) -> StoreResult<Option<SecretHash>> {
-    let b: Option<Vec<u8>> = get(row, col)?;
-    b.map(|b| from_key(&b).ok_or_else(|| StoreError::Corrupt(format!("{col} is not a 32-byte hash")))).transpose()
+impl rows::Row for Pg<'_> {
+    fn text(&self, col: &str) -> StoreResult<String> {
+        self.get(col)
+    }
+
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.get(col)
+    }
+
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        self.get(col)
+    }
+
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        self.get(col)
+    }
+
+    fn flag(&self, col: &str) -> StoreResult<bool> {
+        self.get(col)
+    }
+
+    fn bytes(&self, col: &str) -> StoreResult<Vec<u8>> {
+        self.get(col)
+    }
+
+    fn opt_uuid(&self, col: &str) -> StoreResult<Option<Uuid>> {
+        self.get(col)
+    }
+
+    /// A hash is stored as its [`key`].
+    fn opt_hash(&self, col: &str) -> StoreResult<Option<SecretHash>> {
+        let b: Option<Vec<u8>> = self.get(col)?;
+        b.map(|b| from_key(&b).ok_or_else(|| corrupt(col, "is not a 32-byte hash"))).transpose()
+    }
 }
 
-fn scope_col(row: &PgRow, col: &str) -> StoreResult<ScopeSet> {
-    let s: String = get(row, col)?;
-    ScopeSet::parse(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a scope")))
-}
-
-pub(crate) fn tenant_from_row(r: &PgRow) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: TenantId(get(r, "id")?),
-        name: get(r, "name")?,
-        issuer: get(r, "issuer")?,
-        settings: from_json(r, "settings")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-pub(crate) fn user_from_row(r: &PgRow) -> StoreResult<User> {
-    Ok(User {
-        id: get(r, "id")?,
-        tenant: tenant_col(r)?,
-        email: get(r, "email")?,
-        name: get(r, "name")?,
-        password_hash: get(r, "password_hash")?,
-        default_business_id: get(r, "default_business_id")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-pub(crate) fn grant_summary_from_row(r: &PgRow) -> StoreResult<GrantSummary> {
-    Ok(GrantSummary {
-        grant: grant_from_row(r)?,
-        client_name: get(r, "client_name")?,
-        developer: get(r, "developer")?,
-        business_name: get(r, "business_name")?,
-        last_used_at: get(r, "last_used_at")?,
-    })
-}
-
-pub(crate) fn scope_entry_from_row(r: &PgRow) -> StoreResult<ScopeEntry> {
-    Ok(ScopeEntry {
-        tenant: tenant_col(r)?,
-        name: get(r, "name")?,
-        description: get(r, "description")?,
-        personal: get(r, "personal")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-pub(crate) fn business_from_row(r: &PgRow) -> StoreResult<Business> {
-    Ok(Business { id: get(r, "id")?, tenant: tenant_col(r)?, name: get(r, "name")?, created_at: get(r, "created_at")? })
-}
-
-pub(crate) fn client_from_row(r: &PgRow) -> StoreResult<Client> {
-    let grant_types: Vec<GrantType> = from_json(r, "grant_types")?;
-    Ok(Client {
-        tenant: tenant_col(r)?,
-        client_id: get(r, "client_id")?,
-        name: get(r, "name")?,
-        developer: get(r, "developer")?,
-        secret_hash: opt_hash_col(r, "secret_hash")?,
-        redirect_uris: from_json(r, "redirect_uris")?,
-        scopes: scope_col(r, "scopes")?,
-        grant_types,
-        require_pkce: get(r, "require_pkce")?,
-        token_settings: from_json(r, "settings")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-pub(crate) fn signing_key_from_row(r: &PgRow) -> StoreResult<SigningKeyRecord> {
-    let alg: String = get(r, "alg")?;
-    Ok(SigningKeyRecord {
-        kid: get(r, "kid")?,
-        tenant: tenant_col(r)?,
-        alg: SigningAlg::parse(&alg).ok_or_else(|| StoreError::Corrupt(format!("unknown signing alg {alg}")))?,
-        sealed_private_key: get(r, "sealed")?,
-        public_jwk: get(r, "public_jwk")?,
-        created_at: get(r, "created_at")?,
-        activates_at: get(r, "activates_at")?,
-        retires_at: get(r, "retires_at")?,
-        period: get(r, "period")?,
-    })
-}
+latchkey_store::row_mappers!(PgRow, |r| Pg(r));
 
 /// A session with its user; the session's columns carry an `s_` prefix.
 pub(crate) const SESSION_USER_SELECT: &str = "SELECT u.tenant_id, u.id, u.email, u.name, u.password_hash, u.default_business_id,
     u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
     FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id";
-
-pub(crate) fn session_user_from_row(r: &PgRow) -> StoreResult<(Session, User)> {
-    let user = user_from_row(r)?;
-    let session = Session {
-        hash: hash_col(r, "s_hash")?,
-        tenant: user.tenant,
-        user_id: user.id,
-        auth_time: get(r, "s_auth_time")?,
-        created_at: get(r, "s_created_at")?,
-        expires_at: get(r, "s_expires_at")?,
-    };
-    Ok((session, user))
-}
-
-pub(crate) fn session_from_row(r: &PgRow) -> StoreResult<Session> {
-    Ok(Session {
-        hash: hash_col(r, "hash")?,
-        tenant: tenant_col(r)?,
-        user_id: get(r, "user_id")?,
-        auth_time: get(r, "auth_time")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-    })
-}
-
-pub(crate) fn interaction_from_row(r: &PgRow) -> StoreResult<Interaction> {
-    let login_user: Option<uuid::Uuid> = get(r, "login_user_id")?;
-    let login_at: Option<i64> = get(r, "login_at")?;
-    Ok(Interaction {
-        id: get(r, "id")?,
-        tenant: tenant_col(r)?,
-        browser_hash: hash_col(r, "browser_hash")?,
-        request: get(r, "request")?,
-        login: login_user.zip(login_at),
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-    })
-}
-
-pub(crate) fn grant_from_row(r: &PgRow) -> StoreResult<Grant> {
-    Ok(Grant {
-        id: get(r, "id")?,
-        tenant: tenant_col(r)?,
-        user_id: get(r, "user_id")?,
-        client_id: get(r, "client_id")?,
-        business_id: get(r, "business_id")?,
-        scope: scope_col(r, "scope")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-pub(crate) fn code_from_row(r: &PgRow) -> StoreResult<AuthCode> {
-    Ok(AuthCode {
-        hash: hash_col(r, "hash")?,
-        tenant: tenant_col(r)?,
-        client_id: get(r, "client_id")?,
-        user_id: get(r, "user_id")?,
-        grant_id: get(r, "grant_id")?,
-        business_id: get(r, "business_id")?,
-        redirect_uri: get(r, "redirect_uri")?,
-        redirect_uri_explicit: get(r, "redirect_uri_explicit")?,
-        scope: scope_col(r, "scope")?,
-        nonce: get(r, "nonce")?,
-        code_challenge: get(r, "code_challenge")?,
-        auth_time: get(r, "auth_time")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-        consumed_at: get(r, "consumed_at")?,
-        family_id: get(r, "family_id")?,
-    })
-}
-
-pub(crate) fn token_view_from_row(r: &PgRow) -> StoreResult<TokenView> {
-    let kind: String = get(r, "kind")?;
-    let token = TokenRecord {
-        hash: hash_col(r, "hash")?,
-        tenant: tenant_col(r)?,
-        kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown token kind {kind}")))?,
-        family_id: get(r, "family_id")?,
-        client_id: get(r, "client_id")?,
-        user_id: get(r, "user_id")?,
-        business_id: get(r, "business_id")?,
-        scope: scope_col(r, "scope")?,
-        jti: get(r, "jti")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-        revoked_at: get(r, "revoked_at")?,
-        rotated_at: get(r, "rotated_at")?,
-    };
-    let family = Family {
-        id: token.family_id,
-        tenant: token.tenant,
-        grant_id: get(r, "f_grant_id")?,
-        client_id: token.client_id.clone(),
-        user_id: token.user_id,
-        business_id: token.business_id,
-        scope: scope_col(r, "f_scope")?,
-        auth_time: get(r, "f_auth_time")?,
-        created_at: get(r, "f_created_at")?,
-        expires_at: get(r, "f_expires_at")?,
-        revoked_at: get(r, "f_revoked_at")?,
-    };
-    Ok(TokenView { token, family, subject_email: get(r, "u_email")? })
-}
-
-pub(crate) fn personal_token_from_row(r: &PgRow) -> StoreResult<PersonalToken> {
-    Ok(PersonalToken {
-        id: get(r, "id")?,
-        tenant: tenant_col(r)?,
-        user_id: get(r, "user_id")?,
-        name: get(r, "name")?,
-        hash: hash_col(r, "hash")?,
-        scope: scope_col(r, "scope")?,
-        created_at: get(r, "created_at")?,
-        expires_at: get(r, "expires_at")?,
-        last_used_at: get(r, "last_used_at")?,
-        revoked_at: get(r, "revoked_at")?,
-    })
-}
-
-pub(crate) fn personal_token_event_from_row(r: &PgRow) -> StoreResult<PersonalTokenEvent> {
-    Ok(PersonalTokenEvent { token_id: get(r, "token_id")?, event: get(r, "event")?, at: get(r, "at")? })
-}
 
 /// The columns of a batch of tokens, one array per column, for a single
 /// `INSERT ... SELECT * FROM UNNEST(...)`: one statement however many tokens a grant issues.

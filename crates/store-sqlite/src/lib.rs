@@ -25,7 +25,11 @@ use latchkey_core::model::{
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{check_text, Cleanup, RedeemOutcome, RotateOutcome, RowCounts, SealedReplay, Store, StoreError, StoreResult, Texts};
+use latchkey_store::{
+    check_text, AttemptStore, BusinessStore, Cleanup, ClientStore, GrantStore, HousekeepingStore, PersonalTokenStore, RedeemOutcome,
+    RotateOutcome, RowCounts, ScopeStore, SealedReplay, SessionStore, SigningKeyStore, StoreError, StoreResult, TenantStore, Texts,
+    TokenStore, UserStore,
+};
 use rows::*;
 use rusqlite::{params, Connection, OpenFlags, Params};
 use std::path::{Path, PathBuf};
@@ -490,7 +494,7 @@ async fn personal_token_change(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl TenantStore for SqliteStore {
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant> {
         check_text([name])?;
         let name = name.to_owned();
@@ -554,7 +558,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl UserStore for SqliteStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         u.check_texts()?;
         let u = u.clone();
@@ -595,7 +602,7 @@ impl Store for SqliteStore {
                  JOIN businesses b ON b.tenant_id = m.tenant_id AND b.id = m.business_id
                  WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY m.created_at, m.rowid",
                 [&tenant, &id],
-                |r| uuid_col(r, "business_id"),
+                |r| r.uuid("business_id"),
             )?;
             Ok(Some((user, businesses)))
         })
@@ -660,7 +667,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl BusinessStore for SqliteStore {
     async fn insert_business(&self, b: &Business) -> StoreResult<()> {
         b.check_texts()?;
         let b = b.clone();
@@ -750,7 +760,10 @@ impl Store for SqliteStore {
             )
         })
     }
+}
 
+#[async_trait]
+impl ClientStore for SqliteStore {
     async fn insert_client(&self, cl: &Client) -> StoreResult<()> {
         cl.check_texts()?;
         let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
@@ -838,7 +851,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl SigningKeyStore for SqliteStore {
     async fn insert_signing_key(&self, k: &SigningKeyRecord) -> StoreResult<()> {
         k.check_texts()?;
         let k = k.clone();
@@ -876,7 +892,10 @@ impl Store for SqliteStore {
             )
         })
     }
+}
 
+#[async_trait]
+impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let s = s.clone();
         self.write(move |c| {
@@ -971,7 +990,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl PersonalTokenStore for SqliteStore {
     async fn insert_personal_token(&self, t: &PersonalToken) -> StoreResult<()> {
         t.check_texts()?;
         let t = t.clone();
@@ -1059,11 +1081,14 @@ impl Store for SqliteStore {
                 c,
                 "SELECT token_id, event, at FROM personal_token_events WHERE tenant_id = ? AND token_id = ? ORDER BY at, rowid",
                 [tenant.0.to_string(), id.to_string()],
-                |r| Ok(PersonalTokenEvent { token_id: uuid_col(r, "token_id")?, event: r.get("event")?, at: r.get("at")? }),
+                personal_token_event_from_row,
             )
         })
     }
+}
 
+#[async_trait]
+impl AttemptStore for SqliteStore {
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount> {
         check_text([key])?;
         let key = key.to_owned();
@@ -1103,7 +1128,10 @@ impl Store for SqliteStore {
         self.write(move |c| exec(c, "DELETE FROM login_attempts WHERE tenant_id = ? AND key = ?", [tenant.0.to_string(), key]).map(drop))
             .await
     }
+}
 
+#[async_trait]
+impl GrantStore for SqliteStore {
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>> {
         check_text([client_id])?;
         self.read(|c| {
@@ -1172,7 +1200,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl ScopeStore for SqliteStore {
     async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>> {
         self.read(|c| {
             query_all(
@@ -1205,7 +1236,10 @@ impl Store for SqliteStore {
         self.write(move |c| exec(c, "DELETE FROM scopes WHERE tenant_id = ? AND name = ?", [tenant.0.to_string(), name]).map(|n| n > 0))
             .await
     }
+}
 
+#[async_trait]
+impl TokenStore for SqliteStore {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
         code.check_texts()?;
         let k = code.clone();
@@ -1411,7 +1445,10 @@ impl Store for SqliteStore {
             )
         })
     }
+}
 
+#[async_trait]
+impl HousekeepingStore for SqliteStore {
     async fn delete_expired(
         &self,
         tenant: TenantId,

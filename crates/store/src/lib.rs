@@ -1,4 +1,6 @@
-//! The storage boundary of Latchkey: one trait, one implementation per database.
+//! The storage boundary of Latchkey: one trait per aggregate (tenants, users, clients, tokens,
+//! ...), [`Store`] the sum of them, and one implementation per database. The backends read
+//! their rows into records through the shared mappers of [`rows`].
 //!
 //! Architecture invariant: every method takes the `TenantId` its rows belong to, so no query
 //! can forget the tenant. Operations that must be atomic (redeeming a code, rotating a refresh
@@ -6,6 +8,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod rows;
 
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
@@ -168,9 +171,45 @@ pub struct SealedReplay {
 
 pub type SharedStore = Arc<dyn Store>;
 
+/// The whole store: every aggregate's methods. Implement the parts; `Store` comes with them.
+pub trait Store:
+    TenantStore
+    + UserStore
+    + BusinessStore
+    + ClientStore
+    + SigningKeyStore
+    + SessionStore
+    + PersonalTokenStore
+    + AttemptStore
+    + GrantStore
+    + ScopeStore
+    + TokenStore
+    + HousekeepingStore
+    + 'static
+{
+}
+
+impl<
+        T: TenantStore
+            + UserStore
+            + BusinessStore
+            + ClientStore
+            + SigningKeyStore
+            + SessionStore
+            + PersonalTokenStore
+            + AttemptStore
+            + GrantStore
+            + ScopeStore
+            + TokenStore
+            + HousekeepingStore
+            + 'static,
+    > Store for T
+{
+}
+
+/// Tenants and server-wide values.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Tenants.
+pub trait TenantStore: Send + Sync {
     /// Returns the tenant with this name, creating it if it does not exist.
     async fn ensure_tenant(&self, name: &str, now: UnixTime) -> StoreResult<Tenant>;
     async fn find_tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
@@ -181,12 +220,14 @@ pub trait Store: Send + Sync + 'static {
     /// Changes a tenant's issuer and settings.
     async fn update_tenant(&self, tenant: &Tenant) -> StoreResult<bool>;
 
-    // Server-wide values.
     /// Stores `value` under `name` unless a value is there already, and returns the stored
     /// value: the first writer wins (every node then checks it has the same master key).
     async fn ensure_setting(&self, name: &str, value: &str) -> StoreResult<String>;
+}
 
-    // Users.
+/// Users (the people who sign in).
+#[async_trait]
+pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn find_user(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<User>>;
     async fn find_user_by_email(&self, tenant: TenantId, email: &str) -> StoreResult<Option<User>>;
@@ -203,8 +244,11 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a user's password hash and ends every session of theirs but `keep` (a password
     /// change signs out the other browsers). False if the user is unknown.
     async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool>;
+}
 
-    // Businesses.
+/// Businesses and who belongs to them.
+#[async_trait]
+pub trait BusinessStore: Send + Sync {
     async fn insert_business(&self, business: &Business) -> StoreResult<()>;
     async fn find_business_by_name(&self, tenant: TenantId, name: &str) -> StoreResult<Option<Business>>;
     /// Adds the user to the business; adding twice is not an error.
@@ -217,8 +261,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_businesses(&self, tenant: TenantId) -> StoreResult<Vec<Business>>;
     /// The businesses a user belongs to, oldest membership first.
     async fn list_user_businesses(&self, tenant: TenantId, user: Uuid) -> StoreResult<Vec<Business>>;
+}
 
-    // Clients.
+/// Clients (registered applications).
+#[async_trait]
+pub trait ClientStore: Send + Sync {
     async fn insert_client(&self, client: &Client) -> StoreResult<()>;
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>>;
@@ -228,8 +275,11 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces what a client is registered with (name, developer, redirect URIs, scopes, grant
     /// types, PKCE, token settings); its id, secret and creation stay. False if unknown.
     async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+}
 
-    // Signing keys.
+/// Signing keys.
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()>;
     /// Atomically adds a key and schedules the retirement of every current key of the same
     /// algorithm (keys of other algorithms are not superseded by it). Returns
@@ -238,8 +288,11 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, retire_others_at: UnixTime) -> StoreResult<bool>;
     /// Every key of the tenant, newest first.
     async fn list_signing_keys(&self, tenant: TenantId) -> StoreResult<Vec<SigningKeyRecord>>;
+}
 
-    // Browser sessions and pending authorization requests.
+/// Browser sessions and pending authorization requests.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn find_session(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<Session>>;
     /// The session and its user, in one round trip (`/authorize` needs both).
@@ -249,8 +302,11 @@ pub trait Store: Send + Sync + 'static {
     async fn find_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<Interaction>>;
     async fn update_interaction_login(&self, tenant: TenantId, id: Uuid, user: Uuid, at: UnixTime) -> StoreResult<()>;
     async fn delete_interaction(&self, tenant: TenantId, id: Uuid) -> StoreResult<()>;
+}
 
-    // Personal access tokens.
+/// Personal access tokens.
+#[async_trait]
+pub trait PersonalTokenStore: Send + Sync {
     /// Stores a new personal token and its `created` event.
     async fn insert_personal_token(&self, token: &PersonalToken) -> StoreResult<()>;
     async fn find_personal_token(&self, tenant: TenantId, id: Uuid) -> StoreResult<Option<PersonalToken>>;
@@ -265,8 +321,11 @@ pub trait Store: Send + Sync + 'static {
     async fn update_personal_token_last_used(&self, tenant: TenantId, id: Uuid, now: UnixTime) -> StoreResult<()>;
     /// The audit trail of a token, oldest first.
     async fn list_personal_token_events(&self, tenant: TenantId, id: Uuid) -> StoreResult<Vec<PersonalTokenEvent>>;
+}
 
-    // Guessing counters.
+/// Guessing counters.
+#[async_trait]
+pub trait AttemptStore: Send + Sync {
     /// Atomically counts one attempt for `key`, starting a new window when the current one
     /// (of `window` seconds) has ended, and returns the count.
     async fn record_attempt(&self, tenant: TenantId, key: &str, now: UnixTime, window: i64) -> StoreResult<AttemptCount>;
@@ -274,8 +333,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_attempt(&self, tenant: TenantId, key: &str) -> StoreResult<()>;
     /// Forgets the key's attempts (a successful sign-in clears its account).
     async fn clear_attempts(&self, tenant: TenantId, key: &str) -> StoreResult<()>;
+}
 
-    // Grants (consents).
+/// Grants (consents).
+#[async_trait]
+pub trait GrantStore: Send + Sync {
     /// The user's grant to this client, if any.
     async fn find_grant(&self, tenant: TenantId, user: Uuid, client_id: &str) -> StoreResult<Option<Grant>>;
     /// Records a grant, replacing an earlier grant of the same user to the same client.
@@ -286,15 +348,21 @@ pub trait Store: Send + Sync + 'static {
     /// token issued under it), its unredeemed codes and the grant itself deleted. False, and
     /// nothing changed, when the user has no such grant.
     async fn revoke_grant(&self, tenant: TenantId, user: Uuid, grant: Uuid, now: UnixTime) -> StoreResult<bool>;
+}
 
-    // The scope catalogue.
+/// The scope catalogue.
+#[async_trait]
+pub trait ScopeStore: Send + Sync {
     /// The tenant's stored catalogue entries, by name.
     async fn list_scopes(&self, tenant: TenantId) -> StoreResult<Vec<ScopeEntry>>;
     /// Adds an entry or replaces the description and personal flag of an existing one.
     async fn upsert_scope(&self, entry: &ScopeEntry) -> StoreResult<()>;
     async fn delete_scope(&self, tenant: TenantId, name: &str) -> StoreResult<bool>;
+}
 
-    // Codes.
+/// Codes, token families and their tokens: what the grants issue and the endpoints check.
+#[async_trait]
+pub trait TokenStore: ClientStore {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
     async fn find_code(&self, tenant: TenantId, hash: SecretHash) -> StoreResult<Option<AuthCode>>;
     /// Atomically marks the code consumed and creates the family and its first tokens; if the
@@ -308,7 +376,6 @@ pub trait Store: Send + Sync + 'static {
         tokens: &[TokenRecord],
     ) -> StoreResult<RedeemOutcome>;
 
-    // Tokens.
     /// Creates a family with its tokens at once (a grant that redeems no code:
     /// client_credentials).
     async fn insert_family(&self, tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()>;
@@ -330,7 +397,7 @@ pub trait Store: Send + Sync + 'static {
     /// old token usable (docs/security.md RT-08).
     ///
     /// With `replay`, the old token keeps the sealed answer until `replay.until`, and records
-    /// which refresh token replaced it, for [`Store::find_replay`].
+    /// which refresh token replaced it, for [`TokenStore::find_replay`].
     async fn rotate_refresh_token(
         &self,
         tenant: TenantId,
@@ -347,15 +414,17 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a family: every token issued from one code.
     async fn revoke_family(&self, tenant: TenantId, family: Uuid, now: UnixTime) -> StoreResult<()>;
 
-    // Self-contained tokens: a client's own JWT access tokens, which are not stored.
     /// Revokes the self-contained token `jti` of `client_id` until it expires at `expires_at`
     /// (RFC 7009 §2.2); nothing if the client is gone. Revoking it again changes nothing.
     async fn revoke_jti(&self, tenant: TenantId, client_id: &str, jti: Uuid, expires_at: UnixTime, now: UnixTime) -> StoreResult<()>;
     /// Whether a self-contained token of `client_id` with `jti` may still be honoured: its
     /// client exists and the jti is not revoked. One read.
     async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool>;
+}
 
-    // Housekeeping.
+/// Housekeeping.
+#[async_trait]
+pub trait HousekeepingStore: Send + Sync {
     /// Deletes at most `limit` rows of each kind that can no longer matter at `now`: expired
     /// codes, sessions and interactions; replay answers past their window; expired access and refresh tokens (a rotated refresh
     /// token is kept until its own expiry, for reuse detection); families past their absolute
@@ -432,4 +501,13 @@ pub struct RowCounts {
     pub families: u64,
     pub sessions: u64,
     pub interactions: u64,
+}
+
+/// Every part of [`Store`], for code that calls a store of a concrete type:
+/// `use latchkey_store::prelude::*`. (Through `dyn Store` every method is at hand without it.)
+pub mod prelude {
+    pub use crate::{
+        AttemptStore, BusinessStore, ClientStore, GrantStore, HousekeepingStore, PersonalTokenStore, ScopeStore, SessionStore,
+        SigningKeyStore, Store, TenantStore, TokenStore, UserStore,
+    };
 }

@@ -12,7 +12,8 @@ use latchkey_core::model::{AuthCode, Client, Family, Grant, GrantType, TenantId,
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
-use latchkey_store::{RedeemOutcome, RotateOutcome, SharedStore, Store, StoreError};
+use latchkey_store::prelude::*;
+use latchkey_store::{RedeemOutcome, RotateOutcome, SharedStore, StoreError};
 use latchkey_store_postgres::testing::{create_schema, drop_schema, schema_url, valid_schema_name};
 use latchkey_store_postgres::PgStore;
 use sqlx::{Connection, Executor, PgConnection};

@@ -6,7 +6,8 @@
 use latchkey_core::model::{Client, Family, GrantType, TokenKind, TokenRecord, TokenView, User};
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
-use latchkey_store::{SharedStore, Store};
+use latchkey_store::prelude::*;
+use latchkey_store::SharedStore;
 use latchkey_store_sqlite::{Durability, SqliteStore};
 use std::sync::Arc;
 use tempfile::TempDir;
