@@ -14,6 +14,7 @@ pub mod error;
 mod handlers;
 pub mod housekeeping;
 pub mod keys;
+pub mod memory;
 pub mod pages;
 pub mod passwords;
 pub mod runtime;

@@ -13,7 +13,10 @@
 //!   connection that has waited longest without a request in progress (stalled or idle), so a
 //!   client holding thousands of stalled connections cannot keep anyone else out: health checks
 //!   and new clients are still answered. A connection with a request in progress is never
-//!   closed for another.
+//!   closed for another;
+//! - **memory:** once a burst is over (three quarters of at least [`BURST`] connections have
+//!   closed since the peak), the memory their buffers held is given back to the system
+//!   (`crate::memory`), a second later and off the runtime's threads.
 
 use crate::startup::RouteTenant;
 use axum::body::Body;
@@ -148,18 +151,24 @@ impl Clock {
     }
 }
 
+/// How many connections open at once make a burst whose memory is worth giving back after.
+const BURST: usize = 256;
+
 /// The open connections, for the count and for eviction.
 #[derive(Default)]
 struct Open {
     next: u64,
     conns: BTreeMap<u64, Arc<ConnState>>,
+    /// The most connections open at once since memory was last given back.
+    peak: usize,
 }
 
-/// The open connections, and a signal when the last one closes.
+/// The open connections, and signals when the last one closes and when a burst is over.
 #[derive(Default)]
 struct Connections {
     open: Mutex<Open>,
     emptied: Notify,
+    burst_over: Notify,
 }
 
 impl Connections {
@@ -172,6 +181,22 @@ impl Connections {
         open.conns.remove(&id);
         if open.conns.is_empty() {
             self.emptied.notify_waiters();
+        }
+        if open.peak >= BURST && open.conns.len() <= open.peak / 4 {
+            open.peak = open.conns.len();
+            self.burst_over.notify_one();
+        }
+    }
+
+    /// Gives memory back after each burst, until dropped (`serve` aborts it when it returns).
+    async fn give_back_after_bursts(&self) {
+        loop {
+            self.burst_over.notified().await;
+            // The rest of the burst closes meanwhile; its frees are then given back too.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let before = std::time::Instant::now();
+            let gave = tokio::task::spawn_blocking(crate::memory::give_back).await.unwrap_or(false);
+            tracing::debug!(gave, took_us = before.elapsed().as_micros() as u64, "memory given back after a burst of connections");
         }
     }
 
@@ -315,6 +340,10 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let open = Arc::new(Connections::default());
+    let giving_back = tokio::spawn({
+        let open = Arc::clone(&open);
+        async move { open.give_back_after_bursts().await }
+    });
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -346,6 +375,7 @@ pub(crate) async fn serve(
             open.next += 1;
             let id = open.next;
             open.conns.insert(id, Arc::clone(&state));
+            open.peak = open.peak.max(open.conns.len());
             id
         };
         let service = ConnService { app: app.clone(), peer, state: Arc::clone(&state), body_timeout: limits.body_timeout };
@@ -383,5 +413,6 @@ pub(crate) async fn serve(
     // Wait for the connections to finish their answers (graceful shutdown closes each one as
     // soon as it has no request in progress).
     open.drained().await;
+    giving_back.abort();
     Ok(())
 }

@@ -29,6 +29,7 @@ fn json(out: &Output) -> Value {
 }
 
 mod demo;
+mod memory;
 mod nodes;
 
 #[tokio::test]

@@ -15,9 +15,9 @@ const TRIALS: u32 = 200;
 const RACERS: usize = 8;
 
 /// A `latchkey serve` child process, killed when dropped.
-struct Node {
-    addr: String,
-    child: Child,
+pub(crate) struct Node {
+    pub(crate) addr: String,
+    pub(crate) child: Child,
 }
 
 impl Drop for Node {
@@ -27,13 +27,13 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts a node on `db` with `issuer` (every node of one server has the same issuer, the
 /// address of the load balancer in front of them) and waits until it answers.
-async fn start_node(db: &TestDatabase, issuer: &str, port: u16) -> Node {
+pub(crate) async fn start_node(db: &TestDatabase, issuer: &str, port: u16) -> Node {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.args(["--database", &db.url, "serve", "--listen", &format!("127.0.0.1:{port}"), "--issuer", issuer])
         .env_remove("LATCHKEY_DATABASE_URL")
