@@ -370,6 +370,9 @@ enum UserCommand {
         /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// Whether the user may register apps in the developer area (true or false).
+        #[arg(long, value_name = "BOOL")]
+        developer: Option<bool>,
     },
     /// Set a user's password, read from standard input; signs them out everywhere.
     SetPassword {
@@ -470,10 +473,14 @@ enum ClientCommand {
         #[command(flatten)]
         tokens: TokenSettingsArgs,
     },
-    /// Replace a confidential client's secret; the old one stops working at once.
+    /// Replace a confidential client's secret; the old one stops working at once, or after
+    /// --grace seconds, so that a deployed app can switch without downtime.
     RotateSecret {
         /// The client's client_id.
         client_id: String,
+        /// How long the old secret keeps working, in seconds (0 to 2592000, 30 days).
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        grace: i64,
     },
 }
 
@@ -586,7 +593,7 @@ async fn open(cli: &Cli) -> Result<Runtime> {
 }
 
 fn user_json(u: &latchkey_core::model::User) -> serde_json::Value {
-    json!({"id": u.id, "email": u.email, "name": u.name, "default_business_id": u.default_business_id, "created_at": u.created_at})
+    json!({"id": u.id, "email": u.email, "name": u.name, "default_business_id": u.default_business_id, "developer": u.developer, "created_at": u.created_at})
 }
 
 async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
@@ -619,8 +626,11 @@ async fn user(cli: &Cli, cmd: &UserCommand) -> Result<()> {
             rt.store.delete_user(rt.tenant.id, u.id).await?;
             print(cli, json!({"id": u.id, "deleted": true}), || format!("deleted user {}", u.email));
         }
-        UserCommand::Update { user, email, name } => {
-            let u = admin::update_user(&rt, user, email.as_deref(), name.as_deref()).await?;
+        UserCommand::Update { user, email, name, developer } => {
+            let mut u = admin::update_user(&rt, user, email.as_deref(), name.as_deref()).await?;
+            if let Some(developer) = *developer {
+                u = admin::set_developer(&rt, &u.id.to_string(), developer).await?;
+            }
             print(cli, user_json(&u), || format!("updated user {} ({})", u.email, u.id));
         }
         UserCommand::SetPassword { user, password_stdin: _ } => {
@@ -664,6 +674,7 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
                     require_pkce: *require_pkce,
                     client_id: None,
                     token_settings: tokens.settings()?,
+                    ..NewClient::default()
                 },
             )
             .await?;
@@ -718,10 +729,14 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
             }
             print(cli, json!({"client_id": client_id, "deleted": true}), || format!("deleted client {client_id}"));
         }
-        ClientCommand::RotateSecret { client_id } => {
-            let s = admin::rotate_client_secret(&rt, client_id).await?;
-            print(cli, json!({"client_id": client_id, "client_secret": s.expose()}), || {
-                format!("client_id:     {client_id}\nclient_secret: {}\n\nThe old secret no longer works.", s.expose())
+        ClientCommand::RotateSecret { client_id, grace } => {
+            let s = admin::rotate_client_secret(&rt, client_id, *grace).await?;
+            let old = match grace {
+                0 => "The old secret no longer works.".to_owned(),
+                g => format!("The old secret keeps working for {g} seconds."),
+            };
+            print(cli, json!({"client_id": client_id, "client_secret": s.expose(), "grace": grace}), || {
+                format!("client_id:     {client_id}\nclient_secret: {}\n\n{old}", s.expose())
             });
         }
     }

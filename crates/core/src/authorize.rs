@@ -250,6 +250,8 @@ mod tests {
 
     fn client(public: bool, uris: &[&str]) -> Client {
         Client {
+            profile: Default::default(),
+            secret_info: Default::default(),
             tenant: TenantId(uuid::Uuid::nil()),
             client_id: "c1".into(),
             name: "App".into(),

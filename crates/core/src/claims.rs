@@ -137,6 +137,7 @@ mod tests {
     #[test]
     fn claims_follow_scopes() {
         let user = User {
+            developer: false,
             id: Uuid::from_u128(1),
             tenant: TenantId(Uuid::nil()),
             email: "ada@example.com".into(),

@@ -1,7 +1,8 @@
 //! Client authentication at the token and revocation endpoints: `client_secret_basic`,
 //! `client_secret_post` and `none` (RFC 6749 §2.3.1, OpenID Connect Core §9).
 
-use crate::model::Client;
+use crate::model::{Client, SecretUsed};
+use crate::UnixTime;
 use crate::params::Params;
 use crate::secret::SecretHasher;
 use crate::text;
@@ -80,21 +81,31 @@ impl ClientCredentials {
         }
     }
 
-    /// Checks the credentials against the registered client. The secret comparison runs in
-    /// constant time on the keyed hashes (docs/security.md TE-05).
-    pub fn authenticate(&self, client: &Client, hasher: &SecretHasher) -> Result<(), OAuthError> {
+    /// Checks the credentials against the registered client, and says which secret matched:
+    /// the current one, or the one a rotation replaced while its grace period lasts (`now`
+    /// before its `expires_at`). The comparisons run in constant time on the keyed hashes
+    /// (docs/security.md TE-05), both of them whatever the first gave, so that the time
+    /// does not tell which secret a guess was close to.
+    pub fn authenticate(&self, client: &Client, hasher: &SecretHasher, now: UnixTime) -> Result<SecretUsed, OAuthError> {
         match (self, &client.secret_hash) {
             (Self::Basic { secret, .. } | Self::Post { secret, .. }, Some(stored)) => {
-                if hasher.hash(secret).ct_eq(stored) {
-                    Ok(())
-                } else {
-                    Err(OAuthError::invalid_client("client_secret_invalid: client authentication failed"))
+                let presented = hasher.hash(secret);
+                let current = presented.ct_eq(stored);
+                let previous = client
+                    .secret_info
+                    .previous
+                    .as_ref()
+                    .is_some_and(|p| presented.ct_eq(&p.hash) & (now < p.expires_at));
+                match (current, previous) {
+                    (true, _) => Ok(SecretUsed::Current),
+                    (false, true) => Ok(SecretUsed::Previous),
+                    (false, false) => Err(OAuthError::invalid_client("client_secret_invalid: client authentication failed")),
                 }
             }
             (Self::None { .. }, Some(_)) => {
                 Err(OAuthError::invalid_client("client_secret_missing: this client is confidential and must authenticate"))
             }
-            (Self::None { .. }, None) => Ok(()),
+            (Self::None { .. }, None) => Ok(SecretUsed::None),
             (_, None) => Err(OAuthError::invalid_client("public_client_secret: this client is public and has no secret")),
         }
     }

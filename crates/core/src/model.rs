@@ -67,6 +67,9 @@ pub struct User {
     /// An Argon2id PHC string.
     pub password_hash: String,
     pub default_business_id: Option<Uuid>,
+    /// May register and manage apps in the developer area (an operator says so, or the
+    /// tenant's open developer sign-up).
+    pub developer: bool,
     pub created_at: UnixTime,
 }
 
@@ -130,7 +133,72 @@ pub struct Client {
     pub require_pkce: bool,
     /// Token lifetimes and refresh policy of this client, over the server's.
     pub token_settings: crate::grant::ClientTokenSettings,
+    /// When the secret was made and last used, and the secret it replaced while that still works.
+    pub secret_info: SecretInfo,
+    /// What the consent page shows of the app besides its name and developer.
+    pub profile: ClientProfile,
     pub created_at: UnixTime,
+}
+
+/// A client with how many users have authorized it (the developer area's list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSummary {
+    pub client: Client,
+    /// Users with a grant to it.
+    pub authorized_users: u64,
+}
+
+/// The life of a confidential client's secrets. A rotation may keep the secret it replaces
+/// working for a grace period, so that an app in production switches without downtime
+/// (Stripe's "roll key" with an expiry for the old one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// When the current secret was made (`None`: before this was recorded).
+    pub created_at: Option<UnixTime>,
+    /// When it last authenticated a request, to the hour.
+    pub last_used_at: Option<UnixTime>,
+    /// The secret the last rotation replaced, accepted until its `expires_at`.
+    pub previous: Option<PreviousSecret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: SecretHash,
+    pub created_at: Option<UnixTime>,
+    /// The end of the grace period: from then on the secret is refused.
+    pub expires_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// Which of a client's secrets authenticated a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUsed {
+    /// A public client: no secret.
+    None,
+    Current,
+    /// The one a rotation replaced, within its grace period.
+    Previous,
+}
+
+/// The addresses the consent page links to and the logo it shows; each an absolute URL
+/// (https, or http on a loopback host), or absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service: Option<String>,
+    /// https only: the consent page loads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo: Option<String>,
+}
+
+impl ClientProfile {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Client {

@@ -4,7 +4,7 @@
 use crate::runtime::{new_secret, Runtime};
 use crate::state::DemoInfo;
 use latchkey_core::grant::{ClientTokenSettings, Lifetimes};
-use latchkey_core::model::{Business, Client, GrantType, User};
+use latchkey_core::model::{Business, Client, ClientProfile, GrantType, SecretInfo, User};
 use latchkey_core::password;
 use latchkey_core::redirect;
 use latchkey_core::scope::ScopeSet;
@@ -25,6 +25,13 @@ pub enum AdminError {
     /// One field of a form or request is wrong; `message` says how, to a person.
     #[error("{field}: {message}")]
     Field { field: &'static str, message: String },
+    /// Several fields are wrong: each with what is wrong with it (a form shows them all).
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<(&'static str, String)>),
+    /// The actor may not do this at all (not a developer, say); what is not theirs is
+    /// `NotFound` instead, so that nobody learns what exists.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -52,7 +59,7 @@ fn check_email(email: &str) -> AdminResult<String> {
     text::email(email).map_err(|_| AdminError::Invalid(format!("{email:?} is not an email address")))
 }
 
-fn check_name(what: &str, name: &str) -> AdminResult<String> {
+pub(crate) fn check_name(what: &str, name: &str) -> AdminResult<String> {
     text::name(name, 200)
         .ok_or_else(|| AdminError::Invalid(format!("the {what} must have 1 to 200 characters, none of them a control character")))
 }
@@ -76,6 +83,7 @@ pub async fn create_user(rt: &Runtime, new: NewUser) -> AdminResult<User> {
         businesses.push(ensure_business(rt, b).await?);
     }
     let user = User {
+        developer: false,
         id: Uuid::new_v4(),
         tenant: rt.tenant.id,
         email,
@@ -134,23 +142,27 @@ pub struct NewClient {
     pub client_id: Option<String>,
     /// Token lifetimes and refresh policy of this client, over the server's.
     pub token_settings: ClientTokenSettings,
+    /// The consent page's links and logo.
+    pub profile: ClientProfile,
+    /// The developers who manage it (none for one an operator registers).
+    pub owners: Vec<Uuid>,
 }
 
-fn parse_developer(developer: Option<&str>) -> AdminResult<String> {
+pub(crate) fn parse_developer(developer: Option<&str>) -> AdminResult<String> {
     match developer.map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => check_name("developer name", d),
         None => Ok("an unnamed developer".into()),
     }
 }
 
-fn parse_redirect_uris(uris: &[String]) -> AdminResult<Vec<String>> {
+pub(crate) fn parse_redirect_uris(uris: &[String]) -> AdminResult<Vec<String>> {
     for uri in uris {
         redirect::validate_registration(uri).map_err(|e| AdminError::Invalid(e.safe_description()))?;
     }
     Ok(uris.to_vec())
 }
 
-fn parse_scopes(scopes: &[String]) -> AdminResult<ScopeSet> {
+pub(crate) fn parse_scopes(scopes: &[String]) -> AdminResult<ScopeSet> {
     if scopes.is_empty() {
         ScopeSet::parse("openid profile email offline_access")
     } else {
@@ -159,7 +171,7 @@ fn parse_scopes(scopes: &[String]) -> AdminResult<ScopeSet> {
     .map_err(|e| AdminError::Invalid(e.safe_description()))
 }
 
-fn parse_grant_types(names: &[String]) -> AdminResult<Vec<GrantType>> {
+pub(crate) fn parse_grant_types(names: &[String]) -> AdminResult<Vec<GrantType>> {
     let mut grant_types = Vec::new();
     for g in names {
         let parsed = GrantType::parse(g).ok_or_else(|| {
@@ -174,7 +186,7 @@ fn parse_grant_types(names: &[String]) -> AdminResult<Vec<GrantType>> {
 
 /// The rules every registration must keep, checked on the whole client: at creation and after
 /// every change.
-fn check_client(client: &Client) -> AdminResult<()> {
+pub(crate) fn check_client(client: &Client) -> AdminResult<()> {
     // RFC 6749 §3.1.2.2: a client of the authorization code grant registers its redirect
     // URIs; one that acts only for itself (client_credentials, password) has none.
     if client.redirect_uris.is_empty() && client.grant_types.contains(&GrantType::AuthorizationCode) {
@@ -221,10 +233,12 @@ pub async fn create_client(rt: &Runtime, new: NewClient) -> AdminResult<(Client,
         grant_types: parse_grant_types(&new.grant_types)?,
         require_pkce: new.require_pkce,
         token_settings: new.token_settings,
+        profile: new.profile,
+        secret_info: SecretInfo { created_at: secret.as_ref().map(|_| rt.now()), ..SecretInfo::default() },
         created_at: rt.now(),
     };
     check_client(&client)?;
-    rt.store.insert_client(&client).await?;
+    rt.store.insert_client(&client, &new.owners).await?;
     Ok((client, secret))
 }
 
@@ -291,6 +305,16 @@ pub async fn update_user(rt: &Runtime, id_or_email: &str, email: Option<&str>, n
     }
 }
 
+/// Lets a user register apps in the developer area, or no longer (their apps stay theirs).
+pub async fn set_developer(rt: &Runtime, id_or_email: &str, developer: bool) -> AdminResult<User> {
+    let mut user = find_user(rt, id_or_email).await?;
+    if !rt.store.update_user_developer(rt.tenant.id, user.id, developer).await? {
+        return Err(AdminError::NotFound(format!("user {id_or_email}")));
+    }
+    user.developer = developer;
+    Ok(user)
+}
+
 pub async fn find_client(rt: &Runtime, client_id: &str) -> AdminResult<Client> {
     let found = match text::client_id(client_id) {
         Ok(id) => rt.store.find_client(rt.tenant.id, id).await?,
@@ -299,14 +323,29 @@ pub async fn find_client(rt: &Runtime, client_id: &str) -> AdminResult<Client> {
     found.ok_or_else(|| AdminError::NotFound(format!("client {client_id:?}")))
 }
 
-/// Replaces a confidential client's secret; the old one stops working at once.
-pub async fn rotate_client_secret(rt: &Runtime, client_id: &str) -> AdminResult<Secret> {
+/// The longest grace period a replaced client secret may have.
+pub const MAX_SECRET_GRACE: i64 = 30 * 24 * 3600;
+
+/// Replaces a confidential client's secret. The old one keeps working for `grace` seconds
+/// (so that a deployed app switches without downtime), or stops at once with 0; a secret kept
+/// from an earlier rotation stops now either way.
+pub async fn rotate_client_secret(rt: &Runtime, client_id: &str, grace: i64) -> AdminResult<Secret> {
     let client = find_client(rt, client_id).await?;
     if client.is_public() {
         return Err(AdminError::Invalid(format!("client {client_id} is public and has no secret")));
     }
+    if !(0..=MAX_SECRET_GRACE).contains(&grace) {
+        return Err(AdminError::Field {
+            field: "grace",
+            message: format!("the old secret may keep working for 0 to {MAX_SECRET_GRACE} seconds (30 days)"),
+        });
+    }
     let secret = new_secret(SecretKind::ClientSecret, &mut rand::rngs::OsRng);
-    rt.store.update_client_secret(rt.tenant.id, client_id, rt.hasher.hash(secret.expose())).await?;
+    let now = rt.now();
+    let until = (grace > 0).then_some(now + grace);
+    if !rt.store.rotate_client_secret(rt.tenant.id, client_id, rt.hasher.hash(secret.expose()), now, until).await? {
+        return Err(AdminError::NotFound(format!("client {client_id:?}")));
+    }
     Ok(secret)
 }
 
@@ -343,7 +382,7 @@ pub async fn seed_demo(rt: &Runtime, issuer: &str) -> AdminResult<DemoInfo> {
             grant_types: vec![],
             require_pkce: false,
             client_id: Some(DEMO_CLIENT_ID.into()),
-            token_settings: ClientTokenSettings::default(),
+            ..NewClient::default()
         },
     )
     .await?;

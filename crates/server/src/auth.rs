@@ -7,7 +7,7 @@ use crate::state::AppState;
 use crate::web::Peer;
 use axum::http::{header, HeaderMap};
 use latchkey_core::client_auth::ClientCredentials;
-use latchkey_core::model::{Client, User};
+use latchkey_core::model::{Client, SecretUsed, User};
 use latchkey_core::params::Params;
 use latchkey_core::{address, guessing, password, OAuthError, UnixTime};
 use std::collections::HashMap;
@@ -64,8 +64,11 @@ impl ClientAuth {
     pub(crate) async fn finish(self, state: &AppState, found: Option<Client>) -> AppResult<Client> {
         let Self { creds, address, now } = self;
         let client = found.ok_or_else(|| OAuthError::invalid_client("client_unknown: client authentication failed"))?;
-        let refused = match creds.authenticate(&client, state.hasher()) {
-            Ok(()) => return Ok(client),
+        let refused = match creds.authenticate(&client, state.hasher(), now) {
+            Ok(used) => {
+                record_secret_use(state, &client, used, now);
+                return Ok(client);
+            }
             Err(e) => e,
         };
         // A missing secret or a secret sent for a public client is a mistake, not a guess.
@@ -81,6 +84,30 @@ impl ClientAuth {
         }
         Err(refused.into())
     }
+}
+
+/// How often a secret's "last used" is written: the developer pages show it to the hour, and a
+/// write per token request would cost the token endpoint a write it does not need.
+const SECRET_USE_RESOLUTION: i64 = 3600;
+
+/// Records that a secret authenticated a request, when what is stored is older than
+/// [`SECRET_USE_RESOLUTION`], after the answer (off the request's path; a failure is only
+/// logged: it loses a date, never a token).
+fn record_secret_use(state: &AppState, client: &Client, used: SecretUsed, now: UnixTime) {
+    let last = match used {
+        SecretUsed::None => return,
+        SecretUsed::Current => client.secret_info.last_used_at,
+        SecretUsed::Previous => client.secret_info.previous.as_ref().and_then(|p| p.last_used_at),
+    };
+    if last.is_some_and(|at| now - at < SECRET_USE_RESOLUTION) {
+        return;
+    }
+    let (store, tenant, client_id) = (state.rt.store.clone(), state.tenant_id(), client.client_id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = store.record_client_secret_use(tenant, &client_id, used == SecretUsed::Previous, now).await {
+            tracing::warn!(client = %client_id, error = %e, "could not record when the client secret was last used");
+        }
+    });
 }
 
 fn too_many_failures(retry_after: i64) -> AppError {

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use conns::{on_conn, Conns};
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
     SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
@@ -57,7 +57,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_housekeeping_indexes.sql"),
     include_str!("../migrations/0004_rotated_secret_keys.sql"),
     include_str!("../migrations/0005_account.sql"),
+    include_str!("../migrations/0006_developer.sql"),
 ];
+
+/// The schema version this build writes (the number of migrations).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// The first half of the advisory lock key that serializes migrations ("Lkey"); the second
 /// half is a hash of the schema name, so that nodes migrating different schemas of one
@@ -494,7 +498,8 @@ impl UserStore for PgStore {
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         self.write(|| {
             sqlx::query(
-                "INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, developer, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(u.tenant.0)
             .bind(u.id)
@@ -502,6 +507,7 @@ impl UserStore for PgStore {
             .bind(&u.name)
             .bind(&u.password_hash)
             .bind(u.default_business_id)
+            .bind(u.developer)
             .bind(u.created_at)
         })
         .await
@@ -576,6 +582,13 @@ impl UserStore for PgStore {
                     .bind(tenant.0)
                     .bind(user)
             })
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn update_user_developer(&self, tenant: TenantId, user: Uuid, developer: bool) -> StoreResult<bool> {
+        let n = self
+            .write(|| sqlx::query("UPDATE users SET developer = $1 WHERE tenant_id = $2 AND id = $3").bind(developer).bind(tenant.0).bind(user))
             .await?;
         Ok(n > 0)
     }
@@ -692,12 +705,18 @@ impl BusinessStore for PgStore {
 
 #[async_trait]
 impl ClientStore for PgStore {
-    async fn insert_client(&self, c: &Client) -> StoreResult<()> {
-        let (redirect_uris, grant_types, settings) = (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?);
+    async fn insert_client(&self, c: &Client, owners: &[Uuid]) -> StoreResult<()> {
+        let (redirect_uris, grant_types, settings, profile) =
+            (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?, json(&c.profile)?);
+        // One statement: the client and its owners.
         self.write(|| {
             sqlx::query(
-                "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "WITH added AS (
+                    INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce,
+                        settings, profile, secret_created_at, created_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING tenant_id, client_id)
+                 INSERT INTO client_owners (tenant_id, client_id, user_id, created_at)
+                 SELECT added.tenant_id, added.client_id, owner, $13 FROM added, UNNEST($14::uuid[]) AS owner",
             )
             .bind(c.tenant.0)
             .bind(&c.client_id)
@@ -709,19 +728,23 @@ impl ClientStore for PgStore {
             .bind(&grant_types)
             .bind(c.require_pkce)
             .bind(&settings)
+            .bind(&profile)
+            .bind(c.secret_info.created_at)
             .bind(c.created_at)
+            .bind(owners)
         })
         .await
         .map(drop)
     }
 
     async fn update_client(&self, c: &Client) -> StoreResult<bool> {
-        let (redirect_uris, grant_types, settings) = (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?);
+        let (redirect_uris, grant_types, settings, profile) =
+            (json(&c.redirect_uris)?, json(&c.grant_types)?, json(&c.token_settings)?, json(&c.profile)?);
         let n = self
             .write(|| {
                 sqlx::query(
                     "UPDATE clients SET name = $1, developer = $2, redirect_uris = $3, scopes = $4, grant_types = $5, require_pkce = $6,
-                     settings = $7 WHERE tenant_id = $8 AND client_id = $9",
+                     settings = $7, profile = $8 WHERE tenant_id = $9 AND client_id = $10",
                 )
                 .bind(&c.name)
                 .bind(&c.developer)
@@ -730,6 +753,7 @@ impl ClientStore for PgStore {
                 .bind(&grant_types)
                 .bind(c.require_pkce)
                 .bind(&settings)
+                .bind(&profile)
                 .bind(c.tenant.0)
                 .bind(&c.client_id)
             })
@@ -758,6 +782,30 @@ impl ClientStore for PgStore {
         rows.iter().map(client_from_row).collect()
     }
 
+    async fn list_owned_clients(&self, tenant: TenantId, owner: Uuid) -> StoreResult<Vec<ClientSummary>> {
+        let sql = format!(
+            r#"SELECT cl.*, (SELECT count(DISTINCT g.user_id) FROM grants g
+                  WHERE g.tenant_id = cl.tenant_id AND g.client_id = cl.client_id) AS authorized_users
+               FROM ({CLIENT_SELECT} WHERE tenant_id = $1
+                  AND client_id IN (SELECT client_id FROM client_owners WHERE tenant_id = $1 AND user_id = $2)) cl
+               ORDER BY cl.name COLLATE "C", cl.client_id COLLATE "C""#
+        );
+        let rows = on_conn!(self.conns, |c| sqlx::query(&sql).bind(tenant.0).bind(owner).fetch_all(c)).await.map_err(fault)?;
+        rows.iter().map(client_summary_from_row).collect()
+    }
+
+    async fn list_client_owners(&self, tenant: TenantId, client_id: &str) -> StoreResult<Vec<Uuid>> {
+        let rows = on_conn!(self.conns, |c| sqlx::query(
+            "SELECT user_id FROM client_owners WHERE tenant_id = $1 AND client_id = $2 ORDER BY created_at, user_id"
+        )
+        .bind(tenant.0)
+        .bind(client_id)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
+        rows.iter().map(|r| r.try_get("user_id").map_err(fault)).collect()
+    }
+
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {
         // ON DELETE CASCADE takes the grants, codes and families (with their tokens).
         let n = self
@@ -766,16 +814,43 @@ impl ClientStore for PgStore {
         Ok(n > 0)
     }
 
-    async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool> {
+    async fn rotate_client_secret(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        secret_hash: SecretHash,
+        now: UnixTime,
+        previous_until: Option<UnixTime>,
+    ) -> StoreResult<bool> {
+        // The right-hand sides read the row as it was: the old current secret becomes the
+        // previous one (or nothing, without a grace period).
         let n = self
             .write(|| {
-                sqlx::query("UPDATE clients SET secret_hash = $1 WHERE tenant_id = $2 AND client_id = $3 AND secret_hash IS NOT NULL")
-                    .bind(key(&secret_hash))
-                    .bind(tenant.0)
-                    .bind(client_id)
+                sqlx::query(
+                    "UPDATE clients SET secret_hash = $1, secret_created_at = $2, secret_last_used_at = NULL,
+                        previous_secret_hash = CASE WHEN $3::int8 IS NULL THEN NULL ELSE secret_hash END,
+                        previous_secret_created_at = CASE WHEN $3::int8 IS NULL THEN NULL ELSE secret_created_at END,
+                        previous_secret_expires_at = $3,
+                        previous_secret_last_used_at = CASE WHEN $3::int8 IS NULL THEN NULL ELSE secret_last_used_at END
+                     WHERE tenant_id = $4 AND client_id = $5 AND secret_hash IS NOT NULL",
+                )
+                .bind(key(&secret_hash))
+                .bind(now)
+                .bind(previous_until)
+                .bind(tenant.0)
+                .bind(client_id)
             })
             .await?;
         Ok(n > 0)
+    }
+
+    async fn record_client_secret_use(&self, tenant: TenantId, client_id: &str, previous: bool, now: UnixTime) -> StoreResult<()> {
+        let sql = if previous {
+            "UPDATE clients SET previous_secret_last_used_at = $1 WHERE tenant_id = $2 AND client_id = $3 AND previous_secret_hash IS NOT NULL"
+        } else {
+            "UPDATE clients SET secret_last_used_at = $1 WHERE tenant_id = $2 AND client_id = $3"
+        };
+        self.write(|| sqlx::query(sql).bind(now).bind(tenant.0).bind(client_id)).await.map(drop)
     }
 }
 

@@ -11,10 +11,12 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 pub(crate) const TENANT_SELECT: &str = "SELECT id, name, issuer, settings, created_at FROM tenants";
-pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
+pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
 pub(crate) const BUSINESS_SELECT: &str = "SELECT tenant_id, id, name, created_at FROM businesses";
 pub(crate) const CLIENT_SELECT: &str =
-    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients";
+    "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, profile,
+    secret_created_at, secret_last_used_at, previous_secret_hash, previous_secret_created_at, previous_secret_expires_at,
+    previous_secret_last_used_at, created_at FROM clients";
 pub(crate) const SIGNING_KEY_SELECT: &str =
     "SELECT tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period FROM signing_keys";
 pub(crate) const SESSION_SELECT: &str = "SELECT hash, tenant_id, user_id, auth_time, created_at, expires_at FROM sessions";
@@ -105,7 +107,7 @@ latchkey_store::row_mappers!(PgRow, |r| Pg(r));
 
 /// A session with its user; the session's columns carry an `s_` prefix.
 pub(crate) const SESSION_USER_SELECT: &str = "SELECT u.tenant_id, u.id, u.email, u.name, u.password_hash, u.default_business_id,
-    u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
+    u.developer, u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
     FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id";
 
 /// The columns of a batch of tokens, one array per column, for a single

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use clients::ClientCache;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
     SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
@@ -46,7 +46,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_housekeeping_indexes.sql"),
     include_str!("../migrations/0005_client_generation.sql"),
     include_str!("../migrations/0006_account.sql"),
+    include_str!("../migrations/0007_developer.sql"),
 ];
+
+/// The schema version this build writes (the number of migrations).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// How long a connection waits for a lock held by another process (another node on the same
 /// file, or a CLI command) before the operation fails as unavailable.
@@ -568,7 +572,8 @@ impl UserStore for SqliteStore {
         self.write(move |c| {
             exec(
                 c,
-                "INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO users (tenant_id, id, email, name, password_hash, default_business_id, developer, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     u.tenant.0.to_string(),
                     u.id.to_string(),
@@ -576,6 +581,7 @@ impl UserStore for SqliteStore {
                     u.name,
                     u.password_hash,
                     u.default_business_id.map(|b| b.to_string()),
+                    u.developer,
                     u.created_at
                 ],
             )
@@ -650,6 +656,14 @@ impl UserStore for SqliteStore {
         let (t, u, email, name) = (tenant.0.to_string(), user.to_string(), email.to_owned(), name.to_owned());
         self.write(move |c| {
             exec(c, "UPDATE users SET email = ?, name = ? WHERE tenant_id = ? AND id = ?", params![email, name, t, u]).map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn update_user_developer(&self, tenant: TenantId, user: Uuid, developer: bool) -> StoreResult<bool> {
+        self.write(move |c| {
+            exec(c, "UPDATE users SET developer = ? WHERE tenant_id = ? AND id = ?", params![developer, tenant.0.to_string(), user.to_string()])
+                .map(|n| n > 0)
         })
         .await
     }
@@ -764,17 +778,20 @@ impl BusinessStore for SqliteStore {
 
 #[async_trait]
 impl ClientStore for SqliteStore {
-    async fn insert_client(&self, cl: &Client) -> StoreResult<()> {
+    async fn insert_client(&self, cl: &Client, owners: &[Uuid]) -> StoreResult<()> {
         cl.check_texts()?;
-        let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
-        let cl = cl.clone();
+        let (redirect_uris, grant_types, settings, profile) =
+            (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?, json(&cl.profile)?);
+        let (cl, owners) = (cl.clone(), owners.to_vec());
         self.write(move |c| {
+            let tenant = cl.tenant.0.to_string();
             exec(
                 c,
-                "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce,
+                    settings, profile, secret_created_at, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
-                    cl.tenant.0.to_string(),
+                    tenant,
                     cl.client_id,
                     cl.name,
                     cl.developer,
@@ -784,22 +801,33 @@ impl ClientStore for SqliteStore {
                     grant_types,
                     cl.require_pkce,
                     settings,
+                    profile,
+                    cl.secret_info.created_at,
                     cl.created_at,
                 ],
-            )
-            .map(drop)
+            )?;
+            for owner in owners {
+                exec(
+                    c,
+                    "INSERT INTO client_owners (tenant_id, client_id, user_id, created_at) VALUES (?, ?, ?, ?)",
+                    params![tenant, cl.client_id, owner.to_string(), cl.created_at],
+                )?;
+            }
+            Ok(())
         })
         .await
     }
 
     async fn update_client(&self, cl: &Client) -> StoreResult<bool> {
         cl.check_texts()?;
-        let (redirect_uris, grant_types, settings) = (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?);
+        let (redirect_uris, grant_types, settings, profile) =
+            (json(&cl.redirect_uris)?, json(&cl.grant_types)?, json(&cl.token_settings)?, json(&cl.profile)?);
         let cl = cl.clone();
         self.write(move |c| {
             exec(
                 c,
-                "UPDATE clients SET name = ?, developer = ?, redirect_uris = ?, scopes = ?, grant_types = ?, require_pkce = ?, settings = ?
+                "UPDATE clients SET name = ?, developer = ?, redirect_uris = ?, scopes = ?, grant_types = ?, require_pkce = ?, settings = ?,
+                    profile = ?
                  WHERE tenant_id = ? AND client_id = ?",
                 params![
                     cl.name,
@@ -809,6 +837,7 @@ impl ClientStore for SqliteStore {
                     grant_types,
                     cl.require_pkce,
                     settings,
+                    profile,
                     cl.tenant.0.to_string(),
                     cl.client_id,
                 ],
@@ -829,6 +858,35 @@ impl ClientStore for SqliteStore {
         })
     }
 
+    async fn list_owned_clients(&self, tenant: TenantId, owner: Uuid) -> StoreResult<Vec<ClientSummary>> {
+        self.read(|c| {
+            query_all(
+                c,
+                &format!(
+                    "SELECT cl.*, (SELECT count(DISTINCT g.user_id) FROM grants g
+                        WHERE g.tenant_id = cl.tenant_id AND g.client_id = cl.client_id) AS authorized_users
+                     FROM ({CLIENT_SELECT} WHERE tenant_id = ?1
+                        AND client_id IN (SELECT client_id FROM client_owners WHERE tenant_id = ?1 AND user_id = ?2)) cl
+                     ORDER BY cl.name, cl.client_id"
+                ),
+                [tenant.0.to_string(), owner.to_string()],
+                client_summary_from_row,
+            )
+        })
+    }
+
+    async fn list_client_owners(&self, tenant: TenantId, client_id: &str) -> StoreResult<Vec<Uuid>> {
+        check_text([client_id])?;
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT user_id FROM client_owners WHERE tenant_id = ? AND client_id = ? ORDER BY created_at, user_id",
+                [tenant.0.to_string(), client_id.to_owned()],
+                |r| r.uuid("user_id"),
+            )
+        })
+    }
+
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {
         check_text([client_id])?;
         let client_id = client_id.to_owned();
@@ -838,18 +896,43 @@ impl ClientStore for SqliteStore {
         .await
     }
 
-    async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool> {
+    async fn rotate_client_secret(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        secret_hash: SecretHash,
+        now: UnixTime,
+        previous_until: Option<UnixTime>,
+    ) -> StoreResult<bool> {
         check_text([client_id])?;
         let client_id = client_id.to_owned();
         self.write(move |c| {
+            // The right-hand sides read the row as it was: the old current secret becomes the
+            // previous one (or nothing, without a grace period).
             exec(
                 c,
-                "UPDATE clients SET secret_hash = ? WHERE tenant_id = ? AND client_id = ? AND secret_hash IS NOT NULL",
-                params![secret_hash.0.to_vec(), tenant.0.to_string(), client_id],
+                "UPDATE clients SET secret_hash = ?1, secret_created_at = ?2, secret_last_used_at = NULL,
+                    previous_secret_hash = CASE WHEN ?3 IS NULL THEN NULL ELSE secret_hash END,
+                    previous_secret_created_at = CASE WHEN ?3 IS NULL THEN NULL ELSE secret_created_at END,
+                    previous_secret_expires_at = ?3,
+                    previous_secret_last_used_at = CASE WHEN ?3 IS NULL THEN NULL ELSE secret_last_used_at END
+                 WHERE tenant_id = ?4 AND client_id = ?5 AND secret_hash IS NOT NULL",
+                params![secret_hash.0.to_vec(), now, previous_until, tenant.0.to_string(), client_id],
             )
             .map(|n| n > 0)
         })
         .await
+    }
+
+    async fn record_client_secret_use(&self, tenant: TenantId, client_id: &str, previous: bool, now: UnixTime) -> StoreResult<()> {
+        check_text([client_id])?;
+        let client_id = client_id.to_owned();
+        let sql = if previous {
+            "UPDATE clients SET previous_secret_last_used_at = ? WHERE tenant_id = ? AND client_id = ? AND previous_secret_hash IS NOT NULL"
+        } else {
+            "UPDATE clients SET secret_last_used_at = ? WHERE tenant_id = ? AND client_id = ?"
+        };
+        self.write(move |c| exec(c, sql, params![now, tenant.0.to_string(), client_id]).map(drop)).await
     }
 }
 

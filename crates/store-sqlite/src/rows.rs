@@ -11,13 +11,15 @@ use std::cell::Cell;
 use std::str::FromStr;
 use uuid::Uuid;
 
-pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, created_at FROM users";
+pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
 // The hot lookups' SQL is spelled out whole at compile time (`concat!` takes only literals,
 // hence the macros): built per call, it cost an allocation, a copy and the statement cache's
 // hash of a fresh string.
 macro_rules! client_select {
     () => {
-        "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, created_at FROM clients"
+        "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, profile,
+    secret_created_at, secret_last_used_at, previous_secret_hash, previous_secret_created_at, previous_secret_expires_at,
+    previous_secret_last_used_at, created_at FROM clients"
     };
 }
 /// A token with its family and its user's email, selected after `$first` columns (the lookup
@@ -122,7 +124,7 @@ latchkey_store::row_mappers!(Cols<'_, '_>, |r| *r);
 
 /// A session with its user; the session's columns carry an `s_` prefix.
 pub(crate) const SESSION_USER_SELECT: &str = "SELECT u.tenant_id, u.id, u.email, u.name, u.password_hash, u.default_business_id,
-    u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
+    u.developer, u.created_at, s.hash AS s_hash, s.auth_time AS s_auth_time, s.created_at AS s_created_at, s.expires_at AS s_expires_at
     FROM sessions s JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id";
 
 pub(crate) const PERSONAL_TOKEN_SELECT: &str =

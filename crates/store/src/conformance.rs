@@ -17,7 +17,7 @@
 
 use crate::{Cleanup, RedeemOutcome, RotateOutcome, SealedReplay, SharedStore, StoreError};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantType, Interaction, PersonalToken, ScopeEntry, Session, SigningAlg, SigningKeyRecord,
+    AuthCode, Business, Client, ClientProfile, ClientSummary, Family, PreviousSecret, SecretInfo, Grant, GrantType, Interaction, PersonalToken, ScopeEntry, Session, SigningAlg, SigningKeyRecord,
     Tenant, TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
@@ -46,6 +46,8 @@ macro_rules! conformance_cases {
             businesses_and_memberships,
             clients_crud_and_secret_rotation,
             clients_duplicate_id_conflicts,
+            client_secrets_rotate_with_a_grace_period,
+            clients_have_owners_and_profiles,
             signing_keys_newest_first,
             sessions_and_interactions,
             grants_upsert_keeps_one_grant,
@@ -142,6 +144,7 @@ async fn tenant(store: &SharedStore, name: &str) -> TenantId {
 
 fn user(tenant: TenantId, email: &str) -> User {
     User {
+        developer: false,
         id: Uuid::new_v4(),
         tenant,
         email: email.to_owned(),
@@ -158,6 +161,8 @@ fn business(tenant: TenantId, name: &str) -> Business {
 
 fn client(tenant: TenantId, client_id: &str, secret_hash: Option<SecretHash>) -> Client {
     Client {
+        profile: Default::default(),
+        secret_info: Default::default(),
         tenant,
         client_id: client_id.to_owned(),
         name: format!("App {client_id}"),
@@ -255,7 +260,7 @@ async fn world(store: &SharedStore, tenant_name: &str) -> World {
     let user = user(tenant, &format!("alice@{tenant_name}.example"));
     store.insert_user(&user).await.unwrap();
     let client = client(tenant, "app", Some(h(1000)));
-    store.insert_client(&client).await.unwrap();
+    store.insert_client(&client, &[]).await.unwrap();
     let grant = store.upsert_grant(&grant(tenant, user.id, &client.client_id, None, "openid offline_access")).await.unwrap();
     World { tenant, user, client, grant }
 }
@@ -401,7 +406,7 @@ pub async fn tenant_isolation(store: SharedStore) {
     let b = world(&store, "globex").await;
     // `world` gives both tenants a client called "app"; these names exist only in A.
     let only_a = client(a.tenant, "a-only", None);
-    store.insert_client(&only_a).await.unwrap();
+    store.insert_client(&only_a, &[]).await.unwrap();
     let session = Session { hash: h(1), tenant: a.tenant, user_id: a.user.id, auth_time: NOW, created_at: NOW, expires_at: NOW + 3_600 };
     store.insert_session(&session).await.unwrap();
     let interaction = Interaction {
@@ -447,7 +452,7 @@ pub async fn tenant_isolation(store: SharedStore) {
     assert!(!matches!(rotated, Ok(RotateOutcome::Rotated)), "rotated another tenant's token: {rotated:?}");
     let _ = store.revoke_token(t, issued.access.hash, NOW).await;
     let _ = store.revoke_family(t, issued.family.id, NOW).await;
-    let _ = store.update_client_secret(t, "a-only", h(25)).await;
+    let _ = store.rotate_client_secret(t, "a-only", h(25), NOW, Some(NOW + 3600)).await;
     let _ = store.delete_session(t, session.hash).await;
     let _ = store.delete_interaction(t, interaction.id).await;
     assert_eq!(store.delete_user(t, a.user.id).await.ok(), Some(false), "deleted another tenant's user");
@@ -513,7 +518,7 @@ pub async fn businesses_and_memberships(store: SharedStore) {
 pub async fn clients_crud_and_secret_rotation(store: SharedStore) {
     let w = world(&store, "acme").await; // Client "app", confidential.
     let public = client(w.tenant, "spa", None);
-    store.insert_client(&public).await.unwrap();
+    store.insert_client(&public, &[]).await.unwrap();
 
     assert_eq!(store.find_client(w.tenant, "app").await.unwrap(), Some(w.client.clone()));
     assert_eq!(store.find_client(w.tenant, "spa").await.unwrap(), Some(public.clone()));
@@ -522,11 +527,11 @@ pub async fn clients_crud_and_secret_rotation(store: SharedStore) {
     listed.sort_by(|x, y| x.client_id.cmp(&y.client_id));
     assert_eq!(listed, vec![w.client.clone(), public.clone()]);
 
-    assert!(store.update_client_secret(w.tenant, "app", h(1001)).await.unwrap());
+    assert!(store.rotate_client_secret(w.tenant, "app", h(1001), NOW, None).await.unwrap());
     assert_eq!(store.find_client(w.tenant, "app").await.unwrap().unwrap().secret_hash, Some(h(1001)));
-    assert!(!store.update_client_secret(w.tenant, "spa", h(1002)).await.unwrap(), "a public client must stay public");
+    assert!(!store.rotate_client_secret(w.tenant, "spa", h(1002), NOW, None).await.unwrap(), "a public client must stay public");
     assert_eq!(store.find_client(w.tenant, "spa").await.unwrap().unwrap().secret_hash, None);
-    assert!(!store.update_client_secret(w.tenant, "nope", h(1003)).await.unwrap());
+    assert!(!store.rotate_client_secret(w.tenant, "nope", h(1003), NOW, None).await.unwrap());
 
     let issued = issue(&store, &w, 10).await;
     assert!(store.delete_client(w.tenant, "app").await.unwrap());
@@ -540,15 +545,93 @@ pub async fn clients_crud_and_secret_rotation(store: SharedStore) {
     assert!(store.find_user(w.tenant, w.user.id).await.unwrap().is_some(), "delete_client must not delete users");
 }
 
+/// A rotation with a grace period keeps the replaced secret (with when it was made and last
+/// used) until then; one without drops it, and any kept from before.
+pub async fn client_secrets_rotate_with_a_grace_period(store: SharedStore) {
+    let w = world(&store, "acme").await; // Client "app", confidential.
+    assert!(store.rotate_client_secret(w.tenant, "app", h(1), NOW, None).await.unwrap());
+    store.record_client_secret_use(w.tenant, "app", false, NOW + 5).await.unwrap();
+    let c = store.find_client(w.tenant, "app").await.unwrap().unwrap();
+    assert_eq!(c.secret_info, SecretInfo { created_at: Some(NOW), last_used_at: Some(NOW + 5), previous: None });
+
+    assert!(store.rotate_client_secret(w.tenant, "app", h(2), NOW + 10, Some(NOW + 3610)).await.unwrap());
+    let c = store.find_client(w.tenant, "app").await.unwrap().unwrap();
+    assert_eq!(c.secret_hash, Some(h(2)));
+    let previous = PreviousSecret { hash: h(1), created_at: Some(NOW), expires_at: NOW + 3610, last_used_at: Some(NOW + 5) };
+    assert_eq!(c.secret_info, SecretInfo { created_at: Some(NOW + 10), last_used_at: None, previous: Some(previous.clone()) });
+    store.record_client_secret_use(w.tenant, "app", true, NOW + 20).await.unwrap();
+    let c = store.find_client(w.tenant, "app").await.unwrap().unwrap();
+    assert_eq!(c.secret_info.previous, Some(PreviousSecret { last_used_at: Some(NOW + 20), ..previous }));
+    assert_eq!(c.secret_info.last_used_at, None, "the other secret's use is its own");
+
+    assert!(store.rotate_client_secret(w.tenant, "app", h(3), NOW + 30, None).await.unwrap());
+    let c = store.find_client(w.tenant, "app").await.unwrap().unwrap();
+    assert_eq!((c.secret_hash, c.secret_info.previous), (Some(h(3)), None), "a rotation without grace ends every older secret");
+}
+
+/// Owners: an app registered with its owners is listed for each of them with its count of
+/// authorizing users, and for nobody else; the profile and the developer flag round-trip.
+pub async fn clients_have_owners_and_profiles(store: SharedStore) {
+    let w = world(&store, "acme").await; // The user has a grant to "app".
+    let (ada, bob) = (user(w.tenant, "ada@example.com"), user(w.tenant, "bob@example.com"));
+    store.insert_user(&ada).await.unwrap();
+    store.insert_user(&bob).await.unwrap();
+    assert!(store.update_user_developer(w.tenant, ada.id, true).await.unwrap());
+    assert!(store.find_user(w.tenant, ada.id).await.unwrap().unwrap().developer);
+    assert!(!store.find_user(w.tenant, bob.id).await.unwrap().unwrap().developer);
+    assert!(!store.update_user_developer(w.tenant, Uuid::new_v4(), true).await.unwrap());
+
+    let mut owned = client(w.tenant, "owned", Some(h(1)));
+    owned.profile = ClientProfile {
+        website: Some("https://owned.example".into()),
+        privacy_policy: Some("https://owned.example/privacy".into()),
+        terms_of_service: None,
+        logo: Some("https://owned.example/logo.png".into()),
+    };
+    store.insert_client(&owned, &[ada.id, bob.id]).await.unwrap();
+    assert_eq!(store.find_client(w.tenant, "owned").await.unwrap(), Some(owned.clone()));
+    let mut owners = store.list_client_owners(w.tenant, "owned").await.unwrap();
+    owners.sort();
+    let mut expected = vec![ada.id, bob.id];
+    expected.sort();
+    assert_eq!(owners, expected);
+    assert_eq!(store.list_client_owners(w.tenant, "app").await.unwrap(), Vec::<Uuid>::new());
+
+    // "app" gets Ada as owner through a second registration path: none exists, so she owns
+    // only "owned"; the user of `world` authorized "app", nobody "owned".
+    let listed = store.list_owned_clients(w.tenant, ada.id).await.unwrap();
+    assert_eq!(listed, vec![ClientSummary { client: owned.clone(), authorized_users: 0 }]);
+    assert_eq!(store.list_owned_clients(w.tenant, w.user.id).await.unwrap(), vec![]);
+    let mut with_users = client(w.tenant, "popular", Some(h(2)));
+    with_users.name = "Popular".into();
+    store.insert_client(&with_users, &[ada.id]).await.unwrap();
+    store.upsert_grant(&Grant { client_id: "popular".into(), id: Uuid::new_v4(), ..w.grant.clone() }).await.unwrap();
+    let listed = store.list_owned_clients(w.tenant, ada.id).await.unwrap();
+    let counts: Vec<(String, u64)> = listed.iter().map(|s| (s.client.client_id.clone(), s.authorized_users)).collect();
+    assert_eq!(counts, vec![("owned".into(), 0), ("popular".into(), 1)], "by name, with their users");
+    assert_eq!(store.list_owned_clients(tenant(&store, "globex").await, ada.id).await.unwrap(), vec![], "tenant isolation");
+
+    owned.profile.terms_of_service = Some("https://owned.example/terms".into());
+    assert!(store.update_client(&owned).await.unwrap());
+    assert_eq!(store.find_client(w.tenant, "owned").await.unwrap().unwrap().profile, owned.profile);
+
+    // An owner's account going away leaves the app to its other owners; the app going away
+    // takes its ownerships with it.
+    assert!(store.delete_user(w.tenant, bob.id).await.unwrap());
+    assert_eq!(store.list_client_owners(w.tenant, "owned").await.unwrap(), vec![ada.id]);
+    assert!(store.delete_client(w.tenant, "owned").await.unwrap());
+    assert_eq!(store.list_client_owners(w.tenant, "owned").await.unwrap(), Vec::<Uuid>::new());
+}
+
 /// A client id is unique within a tenant.
 pub async fn clients_duplicate_id_conflicts(store: SharedStore) {
     let a = tenant(&store, "acme").await;
     let b = tenant(&store, "globex").await;
     let first = client(a, "app", Some(h(1)));
-    store.insert_client(&first).await.unwrap();
-    assert_conflict(store.insert_client(&client(a, "app", None)).await, "same client_id, same tenant");
+    store.insert_client(&first, &[]).await.unwrap();
+    assert_conflict(store.insert_client(&client(a, "app", None), &[]).await, "same client_id, same tenant");
     assert_eq!(store.find_client(a, "app").await.unwrap(), Some(first), "a conflicting insert must write nothing");
-    store.insert_client(&client(b, "app", None)).await.unwrap();
+    store.insert_client(&client(b, "app", None), &[]).await.unwrap();
 }
 
 /// Signing keys come back newest first, only the tenant's own.
@@ -639,8 +722,8 @@ pub async fn grants_upsert_keeps_one_grant(store: SharedStore) {
     let t = tenant(&store, "acme").await;
     let alice = user(t, "alice@example.com");
     store.insert_user(&alice).await.unwrap();
-    store.insert_client(&client(t, "app", None)).await.unwrap();
-    store.insert_client(&client(t, "other", None)).await.unwrap();
+    store.insert_client(&client(t, "app", None), &[]).await.unwrap();
+    store.insert_client(&client(t, "other", None), &[]).await.unwrap();
     let biz = business(t, "Acme Retail");
     store.insert_business(&biz).await.unwrap();
 
@@ -1061,7 +1144,7 @@ pub async fn removing_a_business_revokes_its_access(store: SharedStore) {
     let f1 = family(&c1);
     store.redeem_code(w.tenant, c1.hash, NOW, &f1, &pair(&f1, h(61), h(62))).await.unwrap();
     let other_client = client(w.tenant, "other", Some(h(1001)));
-    store.insert_client(&other_client).await.unwrap();
+    store.insert_client(&other_client, &[]).await.unwrap();
     let for_b2 = store.upsert_grant(&grant(w.tenant, w.user.id, "other", Some(b2.id), "openid")).await.unwrap();
     let mut c2 = code(w.tenant, h(70), w.user.id, "other", for_b2.id);
     c2.business_id = Some(b2.id);
@@ -1212,10 +1295,10 @@ pub async fn text_with_a_nul_is_refused(store: SharedStore) {
     assert_invalid(store.find_user_by_email(w.tenant, nul).await, "find_user_by_email");
     assert_invalid(store.insert_business(&business(w.tenant, nul)).await, "insert_business");
     assert_invalid(store.find_business_by_name(w.tenant, nul).await, "find_business_by_name");
-    assert_invalid(store.insert_client(&client(w.tenant, nul, None)).await, "insert_client");
+    assert_invalid(store.insert_client(&client(w.tenant, nul, None), &[]).await, "insert_client");
     let mut developer = client(w.tenant, "other", None);
     developer.developer = nul.to_owned();
-    assert_invalid(store.insert_client(&developer).await, "insert_client developer");
+    assert_invalid(store.insert_client(&developer, &[]).await, "insert_client developer");
     assert_invalid(store.find_client(w.tenant, nul).await, "find_client");
     assert_invalid(store.find_client_and_token(w.tenant, nul, h(1)).await, "find_client_and_token");
     assert_invalid(store.delete_client(w.tenant, nul).await, "delete_client");

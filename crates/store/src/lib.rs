@@ -13,7 +13,7 @@ pub mod rows;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
     SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
@@ -88,7 +88,11 @@ impl Texts for Business {
 
 impl Texts for Client {
     fn texts(&self) -> impl Iterator<Item = &str> {
-        [self.client_id.as_str(), &self.name, &self.developer].into_iter().chain(self.redirect_uris.iter().map(String::as_str))
+        let p = &self.profile;
+        [self.client_id.as_str(), &self.name, &self.developer]
+            .into_iter()
+            .chain(self.redirect_uris.iter().map(String::as_str))
+            .chain([&p.website, &p.privacy_policy, &p.terms_of_service, &p.logo].into_iter().filter_map(|u| u.as_deref()))
     }
 }
 
@@ -244,6 +248,8 @@ pub trait UserStore: Send + Sync {
     /// Sets a user's password hash and ends every session of theirs but `keep` (a password
     /// change signs out the other browsers). False if the user is unknown.
     async fn update_user_password(&self, tenant: TenantId, user: Uuid, password_hash: &str, keep: Option<SecretHash>) -> StoreResult<bool>;
+    /// Lets a user register apps, or no longer; false if the user is unknown.
+    async fn update_user_developer(&self, tenant: TenantId, user: Uuid, developer: bool) -> StoreResult<bool>;
 }
 
 /// Businesses and who belongs to them.
@@ -266,14 +272,34 @@ pub trait BusinessStore: Send + Sync {
 /// Clients (registered applications).
 #[async_trait]
 pub trait ClientStore: Send + Sync {
-    async fn insert_client(&self, client: &Client) -> StoreResult<()>;
+    /// Registers a client with its owners (the developers who manage it; none for a client an
+    /// operator registered), at once.
+    async fn insert_client(&self, client: &Client, owners: &[Uuid]) -> StoreResult<()>;
     async fn find_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<Option<Client>>;
     async fn list_clients(&self, tenant: TenantId) -> StoreResult<Vec<Client>>;
+    /// The clients `owner` owns, with how many users have authorized each, by name.
+    async fn list_owned_clients(&self, tenant: TenantId, owner: Uuid) -> StoreResult<Vec<ClientSummary>>;
+    /// The users who own a client, oldest first.
+    async fn list_client_owners(&self, tenant: TenantId, client_id: &str) -> StoreResult<Vec<Uuid>>;
     /// Deletes the client and every grant, code and token issued to it.
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool>;
-    async fn update_client_secret(&self, tenant: TenantId, client_id: &str, secret_hash: SecretHash) -> StoreResult<bool>;
+    /// Gives a confidential client a new secret made at `now`. With `previous_until`, the
+    /// secret it replaces keeps working until then (a grace period); without, it stops at
+    /// once, and so does a secret kept from an earlier rotation. False if the client is
+    /// unknown or public.
+    async fn rotate_client_secret(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        secret_hash: SecretHash,
+        now: UnixTime,
+        previous_until: Option<UnixTime>,
+    ) -> StoreResult<bool>;
+    /// Records that the current secret (or, with `previous`, the replaced one) authenticated a
+    /// request at `now`.
+    async fn record_client_secret_use(&self, tenant: TenantId, client_id: &str, previous: bool, now: UnixTime) -> StoreResult<()>;
     /// Replaces what a client is registered with (name, developer, redirect URIs, scopes, grant
-    /// types, PKCE, token settings); its id, secret and creation stay. False if unknown.
+    /// types, PKCE, token settings, profile); its id, secrets and creation stay. False if unknown.
     async fn update_client(&self, client: &Client) -> StoreResult<bool>;
 }
 

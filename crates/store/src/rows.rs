@@ -12,7 +12,7 @@
 
 use crate::{StoreError, StoreResult};
 use latchkey_core::model::{
-    AuthCode, Business, Client, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, PreviousSecret, ScopeEntry, SecretInfo, Session,
     SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
@@ -83,7 +83,7 @@ pub fn tenant(r: &impl Row) -> StoreResult<Tenant> {
     })
 }
 
-/// Columns: `tenant_id, id, email, name, password_hash, default_business_id, created_at`.
+/// Columns: `tenant_id, id, email, name, password_hash, default_business_id, developer, created_at`.
 pub fn user(r: &impl Row) -> StoreResult<User> {
     Ok(User {
         tenant: r.tenant()?,
@@ -92,6 +92,7 @@ pub fn user(r: &impl Row) -> StoreResult<User> {
         name: r.text("name")?,
         password_hash: r.text("password_hash")?,
         default_business_id: r.opt_uuid("default_business_id")?,
+        developer: r.flag("developer")?,
         created_at: r.int("created_at")?,
     })
 }
@@ -102,7 +103,9 @@ pub fn business(r: &impl Row) -> StoreResult<Business> {
 }
 
 /// Columns: `tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes,
-/// grant_types, require_pkce, settings, created_at` (a hot path: in this order).
+/// grant_types, require_pkce, settings, profile, secret_created_at, secret_last_used_at,
+/// previous_secret_hash, previous_secret_created_at, previous_secret_expires_at,
+/// previous_secret_last_used_at, created_at` (a hot path: in this order).
 pub fn client(r: &impl Row) -> StoreResult<Client> {
     Ok(Client {
         tenant: r.tenant()?,
@@ -115,8 +118,29 @@ pub fn client(r: &impl Row) -> StoreResult<Client> {
         grant_types: r.json("grant_types")?,
         require_pkce: r.flag("require_pkce")?,
         token_settings: r.json("settings")?,
+        profile: r.json("profile")?,
+        secret_info: {
+            let created_at = r.opt_int("secret_created_at")?;
+            let last_used_at = r.opt_int("secret_last_used_at")?;
+            let hash = r.opt_hash("previous_secret_hash")?;
+            let previous_created_at = r.opt_int("previous_secret_created_at")?;
+            let expires_at = r.opt_int("previous_secret_expires_at")?;
+            let previous_last_used_at = r.opt_int("previous_secret_last_used_at")?;
+            let previous = hash.zip(expires_at).map(|(hash, expires_at)| PreviousSecret {
+                hash,
+                created_at: previous_created_at,
+                expires_at,
+                last_used_at: previous_last_used_at,
+            });
+            SecretInfo { created_at, last_used_at, previous }
+        },
         created_at: r.int("created_at")?,
     })
+}
+
+/// Columns: those of [`client`], then `authorized_users`.
+pub fn client_summary(r: &impl Row) -> StoreResult<ClientSummary> {
+    Ok(ClientSummary { client: client(r)?, authorized_users: u64::try_from(r.int("authorized_users")?).unwrap_or(0) })
 }
 
 /// Columns: `tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period`.
@@ -308,6 +332,7 @@ macro_rules! row_mappers {
             user_from_row => user: ::latchkey_core::model::User,
             business_from_row => business: ::latchkey_core::model::Business,
             client_from_row => client: ::latchkey_core::model::Client,
+            client_summary_from_row => client_summary: ::latchkey_core::model::ClientSummary,
             signing_key_from_row => signing_key: ::latchkey_core::model::SigningKeyRecord,
             session_from_row => session: ::latchkey_core::model::Session,
             session_user_from_row => session_with_user: (::latchkey_core::model::Session, ::latchkey_core::model::User),

@@ -34,6 +34,8 @@ mod tests {
 
     fn client(public: bool) -> Client {
         Client {
+            profile: Default::default(),
+            secret_info: Default::default(),
             tenant: TenantId(uuid::Uuid::nil()),
             client_id: "job".into(),
             name: "Job".into(),

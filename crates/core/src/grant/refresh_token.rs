@@ -137,6 +137,8 @@ mod tests {
 
     fn client(id: &str) -> Client {
         Client {
+            profile: Default::default(),
+            secret_info: Default::default(),
             tenant: TenantId(Uuid::nil()),
             client_id: id.into(),
             name: String::new(),

@@ -30,6 +30,11 @@ impl From<AdminError> for AppError {
             AdminError::Field { field, message } => {
                 AppError::Api { status: StatusCode::BAD_REQUEST, error: "invalid_request", description: message, field: Some(field) }
             }
+            AdminError::Fields(mut fields) => {
+                let (field, message) = fields.remove(0);
+                AppError::Api { status: StatusCode::BAD_REQUEST, error: "invalid_request", description: message, field: Some(field) }
+            }
+            AdminError::Forbidden(d) => api(StatusCode::FORBIDDEN, "forbidden", d),
             AdminError::NotFound(d) => api(StatusCode::NOT_FOUND, "not_found", format!("{d} not found")),
             AdminError::Exists(d) => api(StatusCode::CONFLICT, "conflict", format!("{d} already exists")),
             AdminError::Store(e) => AppError::Store(e),

@@ -67,7 +67,9 @@ fn scope_lines<'a>(catalogue: &[ScopeEntry], scopes: impl Iterator<Item = &'a st
 fn field_errors(e: AdminError) -> AppResult<FieldErrors> {
     match e {
         AdminError::Field { field, message } => Ok(FieldErrors(vec![(field, message)])),
+        AdminError::Fields(fields) => Ok(FieldErrors(fields)),
         AdminError::Invalid(m) => Ok(FieldErrors(vec![("form", m)])),
+        AdminError::Forbidden(m) => Err(AppError::page(StatusCode::FORBIDDEN, "Not allowed", m)),
         AdminError::NotFound(_) => Err(AppError::page(StatusCode::NOT_FOUND, "Not found", "There is no such item in your account.")),
         AdminError::Exists(m) => Ok(FieldErrors(vec![("form", format!("{m} already exists."))])),
         AdminError::Store(e) => Err(AppError::Store(e)),

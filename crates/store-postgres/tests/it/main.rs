@@ -15,7 +15,7 @@ use latchkey_core::UnixTime;
 use latchkey_store::prelude::*;
 use latchkey_store::{RedeemOutcome, RotateOutcome, SharedStore, StoreError};
 use latchkey_store_postgres::testing::{create_schema, drop_schema, schema_url, valid_schema_name};
-use latchkey_store_postgres::PgStore;
+use latchkey_store_postgres::{PgStore, SCHEMA_VERSION};
 use sqlx::{Connection, Executor, PgConnection};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -127,6 +127,7 @@ fn pair(f: &Family, access: SecretHash, refresh: SecretHash) -> [TokenRecord; 2]
 async fn issue(store: &PgStore) -> (TenantId, Family) {
     let tenant = store.ensure_tenant("acme", NOW).await.unwrap().id;
     let user = User {
+        developer: false,
         id: Uuid::new_v4(),
         tenant,
         email: "alice@acme.example".into(),
@@ -138,6 +139,8 @@ async fn issue(store: &PgStore) -> (TenantId, Family) {
     store.insert_user(&user).await.unwrap();
     let scope = ScopeSet::parse("openid offline_access").unwrap();
     let client = Client {
+        profile: Default::default(),
+        secret_info: Default::default(),
         tenant,
         client_id: "app".into(),
         name: "App".into(),
@@ -150,7 +153,7 @@ async fn issue(store: &PgStore) -> (TenantId, Family) {
         token_settings: ClientTokenSettings::default(),
         created_at: NOW,
     };
-    store.insert_client(&client).await.unwrap();
+    store.insert_client(&client, &[]).await.unwrap();
     let grant = Grant {
         id: Uuid::new_v4(),
         tenant,
@@ -272,7 +275,7 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     let stores: Vec<PgStore> = opens.into_iter().map(|r| r.unwrap()).collect();
     let tenant = stores[0].ensure_tenant("default", NOW).await.unwrap();
     for store in &stores {
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     for store in &stores {
@@ -280,13 +283,13 @@ async fn concurrent_opens_migrate_once_and_reopening_keeps_data() {
     }
     for _ in 0..2 {
         let store = PgStore::open(&schema.url).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
         assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant.clone()));
     }
     let mut conn = schema.connect().await;
     let versions: Vec<i32> =
         sqlx::query_scalar("SELECT version FROM latchkey_schema_version ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5], "each migration is recorded once");
+    assert_eq!(versions, (1..=SCHEMA_VERSION as i32).collect::<Vec<_>>(), "each migration is recorded once");
 }
 
 /// Version 2 stops storing a client's own JWT access tokens: the ones version 1 stored and
@@ -346,7 +349,7 @@ async fn client_tokens_revoked_in_version_1_stay_revoked() {
         }
     }
     let store = PgStore::open(&schema.url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
     let tenant = TenantId(tenant);
     assert!(!store.self_contained_token_live(tenant, "job", revoked).await.unwrap());
     assert!(!store.self_contained_token_live(tenant, "job", in_revoked_family).await.unwrap());
@@ -411,7 +414,7 @@ async fn secret_hashes_from_version_3_are_rotated_and_still_found() {
         .unwrap();
     }
     let store = PgStore::open(&schema.url).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION as i64);
     let tenant = TenantId(tenant);
     let view = store.find_token(tenant, SecretHash(token)).await.unwrap().expect("the token is found by its hash");
     assert_eq!(view.token.hash, SecretHash(token));
@@ -427,7 +430,7 @@ async fn secret_hashes_from_version_3_are_rotated_and_still_found() {
         sqlx::query_as("SELECT hash, successor FROM tokens").fetch_one(&mut conn).await.unwrap();
     assert_eq!((stored, stored_successor), (rotated(token), rotated(successor)));
     // A new write goes in rotated too.
-    assert!(store.update_client_secret(tenant, "job", SecretHash(token)).await.unwrap());
+    assert!(store.rotate_client_secret(tenant, "job", SecretHash(token), NOW, None).await.unwrap());
     let stored: Vec<u8> = sqlx::query_scalar("SELECT secret_hash FROM clients").fetch_one(&mut conn).await.unwrap();
     assert_eq!(stored, rotated(token));
 }
@@ -440,10 +443,11 @@ async fn a_newer_schema_is_refused() {
     let schema = Schema::new().await;
     PgStore::open(&schema.url).await.unwrap().close().await;
     let mut conn = schema.connect().await;
-    conn.execute("INSERT INTO latchkey_schema_version (version, applied_at) VALUES (6, 0)").await.unwrap();
+    let newer = SCHEMA_VERSION + 1;
+    conn.execute(format!("INSERT INTO latchkey_schema_version (version, applied_at) VALUES ({newer}, 0)").as_str()).await.unwrap();
     match PgStore::open(&schema.url).await {
         Err(StoreError::Corrupt(msg)) => {
-            assert!(msg.contains("version 6, newer than this latchkey (5)"), "{msg}");
+            assert!(msg.contains(&format!("version {newer}, newer than this latchkey ({SCHEMA_VERSION})")), "{msg}");
             assert!(msg.contains(&schema.name), "the message names the schema: {msg}");
         }
         other => panic!("expected Corrupt, got {other:?}"),

@@ -8,7 +8,7 @@ use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
 use latchkey_store::prelude::*;
 use latchkey_store::SharedStore;
-use latchkey_store_sqlite::{Durability, SqliteStore};
+use latchkey_store_sqlite::{Durability, SqliteStore, SCHEMA_VERSION};
 use std::sync::Arc;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ async fn open_creates_and_migrates_the_file() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
     assert!(path.exists(), "open must create the database file");
-    assert_eq!(store.pragma("user_version").await.unwrap(), "6", "the schema must be at the latest version");
+    assert_eq!(store.pragma("user_version").await.unwrap(), SCHEMA_VERSION.to_string(), "the schema must be at the latest version");
     // The schema is usable right away.
     let tenant = store.ensure_tenant("default", 1).await.unwrap();
     assert_eq!(store.find_tenant_by_name("default").await.unwrap(), Some(tenant));
@@ -56,6 +56,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
         let tenant = store.ensure_tenant("default", 1).await.unwrap();
         let user = User {
+            developer: false,
             id: Uuid::new_v4(),
             tenant: tenant.id,
             email: "alice@example.com".to_owned(),
@@ -69,7 +70,7 @@ async fn reopen_is_idempotent_and_keeps_data() {
     };
     for _ in 0..2 {
         let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-        assert_eq!(store.pragma("user_version").await.unwrap(), "6");
+        assert_eq!(store.pragma("user_version").await.unwrap(), SCHEMA_VERSION.to_string());
         assert_eq!(store.find_tenant_by_name("default").await.unwrap().map(|t| t.id), Some(user.tenant));
         assert_eq!(store.find_user(user.tenant, user.id).await.unwrap(), Some(user.clone()));
     }
@@ -88,7 +89,7 @@ async fn a_version_1_database_is_upgraded() {
             .unwrap();
     }
     let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
-    assert_eq!(store.pragma("user_version").await.unwrap(), "6");
+    assert_eq!(store.pragma("user_version").await.unwrap(), SCHEMA_VERSION.to_string());
     let tenant = store.find_tenant_by_name("default").await.unwrap().expect("the old tenant is kept");
     assert_eq!(tenant.id.0.to_string(), "6f1c1d8e-0000-4000-8000-000000000001");
     assert_eq!(store.ensure_setting("master_key_check", "k").await.unwrap(), "k");
@@ -148,6 +149,8 @@ async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
     let (a, b) = (SqliteStore::open(&path, Durability::Full).await.unwrap(), SqliteStore::open(&path, Durability::Full).await.unwrap());
     let tenant = a.ensure_tenant("default", 1).await.unwrap().id;
     let client = Client {
+        profile: Default::default(),
+        secret_info: Default::default(),
         tenant,
         client_id: "app".to_owned(),
         name: "App".to_owned(),
@@ -160,7 +163,7 @@ async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
         token_settings: Default::default(),
         created_at: 1,
     };
-    a.insert_client(&client).await.unwrap();
+    a.insert_client(&client, &[]).await.unwrap();
     // A token of the client's own, so that introspection's read finds a row: the clients'
     // generation then comes with the token, in the same statement.
     let family = Family {
@@ -202,14 +205,14 @@ async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
         );
     }
 
-    assert!(b.update_client_secret(tenant, "app", SecretHash([2; 32])).await.unwrap());
+    assert!(b.rotate_client_secret(tenant, "app", SecretHash([2; 32]), 1, None).await.unwrap());
     assert_eq!(
         secret_and_token(a.find_client_and_token(tenant, "app", token).await.unwrap()),
         (Some(SecretHash([2; 32])), Some(token)),
         "the generation read with the token shows the change"
     );
     assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([2; 32])));
-    assert!(b.update_client_secret(tenant, "app", SecretHash([3; 32])).await.unwrap());
+    assert!(b.rotate_client_secret(tenant, "app", SecretHash([3; 32]), 1, None).await.unwrap());
     assert_eq!(a.find_client(tenant, "app").await.unwrap().and_then(|c| c.secret_hash), Some(SecretHash([3; 32])));
     let (found, _) = a.find_client_and_token(tenant, "app", SecretHash([8; 32])).await.unwrap();
     assert_eq!(found.and_then(|c| c.secret_hash), Some(SecretHash([3; 32])), "the read of an unknown token uses the cache too");
@@ -218,7 +221,7 @@ async fn a_client_changed_through_another_handle_is_seen_at_the_next_read() {
     assert_eq!(a.find_client_and_token(tenant, "app", token).await.unwrap(), (None, None), "the client's tokens go with it");
     assert_eq!(a.find_client(tenant, "app").await.unwrap(), None);
 
-    a.insert_client(&client).await.unwrap();
+    a.insert_client(&client, &[]).await.unwrap();
     assert!(b.find_client(tenant, "app").await.unwrap().is_some());
     {
         // As an operator's tool would: straight on the file, foreign keys on.

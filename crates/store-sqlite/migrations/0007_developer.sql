@@ -1,0 +1,27 @@
+-- Version 7: the developer area (issue 26).
+
+-- Who may register apps.
+ALTER TABLE users ADD COLUMN developer INTEGER NOT NULL DEFAULT 0;
+
+-- A client's profile (JSON: website, privacy policy, terms of service, logo) and the life of its
+-- secrets: when the current one was made and last used, and the one the last rotation replaced,
+-- accepted until previous_secret_expires_at.
+ALTER TABLE clients ADD COLUMN profile TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE clients ADD COLUMN secret_created_at INTEGER;
+ALTER TABLE clients ADD COLUMN secret_last_used_at INTEGER;
+ALTER TABLE clients ADD COLUMN previous_secret_hash BLOB;
+ALTER TABLE clients ADD COLUMN previous_secret_created_at INTEGER;
+ALTER TABLE clients ADD COLUMN previous_secret_expires_at INTEGER;
+ALTER TABLE clients ADD COLUMN previous_secret_last_used_at INTEGER;
+
+-- The developers who own an app (one or more). An app registered by an operator has none.
+CREATE TABLE client_owners (
+    tenant_id   TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, client_id, user_id),
+    FOREIGN KEY (tenant_id, client_id) REFERENCES clients(tenant_id, client_id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX client_owners_user ON client_owners(tenant_id, user_id);
