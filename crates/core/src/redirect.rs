@@ -18,6 +18,16 @@ pub fn validate_registration(uri: &str) -> Result<(), OAuthError> {
     if uri.contains('#') {
         return bad("must not contain a fragment");
     }
+    // RFC 9700 §4.1.1: redirect URIs are compared as exact strings, so a pattern could never
+    // match and must not look as if it would.
+    if uri.contains('*') {
+        return bad("must not contain a wildcard (*): register each address in full");
+    }
+    // RFC 3986 §3.2.1 deprecates a password in a URI, and RFC 3986 §7.6 notes how a user name
+    // makes one host look like another (https://trusted.example@evil.example/).
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return bad("must not contain a user name or password");
+    }
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&parsed) => Ok(()),
@@ -96,6 +106,10 @@ mod tests {
             "data:text/html,x",
             "myapp:/cb",
             "not a uri",
+            "https://*.c.example/cb",
+            "https://c.example/*",
+            "https://c.example@evil.example/cb",
+            "https://user:pass@c.example/cb",
         ];
         for u in bad {
             assert!(validate_registration(u).is_err(), "{u}");
