@@ -6,6 +6,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use latchkey_core::grant::{AccessTokenFormat, ClientTokenSettings, RefreshPolicy};
+use latchkey_core::model::ClientProfile;
 use latchkey_core::model::SigningAlg;
 use latchkey_server::account::{self, Actor};
 use latchkey_server::admin::{self, NewClient, NewUser};
@@ -112,6 +113,10 @@ struct TenantSettingsArgs {
     /// Seconds during which an exact duplicate refresh gets the same answer (0: off).
     #[arg(long, value_name = "SECONDS")]
     refresh_token_replay_window: Option<i64>,
+    /// Whether signed-in users may make themselves developers on /developer/signup: open or
+    /// closed (the default: only `user update --developer true` does).
+    #[arg(long, value_name = "open|closed")]
+    developer_signup: Option<String>,
     #[command(flatten)]
     tokens: TokenSettingsArgs,
 }
@@ -141,6 +146,11 @@ impl TenantSettingsArgs {
         if let Some(w) = self.refresh_token_replay_window {
             latchkey_server::config::check_replay_window(w).map_err(|r| anyhow::anyhow!("--refresh-token-replay-window {r}"))?;
             base.refresh_token_replay_window = Some(w);
+        }
+        if let Some(d) = &self.developer_signup {
+            let d = latchkey_core::model::DeveloperSignup::parse(d)
+                .ok_or_else(|| anyhow::anyhow!("--developer-signup takes open or closed, not {d:?}"))?;
+            base.developer_signup = Some(d);
         }
         Ok(base)
     }
@@ -431,6 +441,12 @@ enum ClientCommand {
         require_pkce: bool,
         #[command(flatten)]
         tokens: TokenSettingsArgs,
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// The email or id of a developer who owns the app and manages it in the developer area
+        /// (repeatable).
+        #[arg(long = "owner")]
+        owners: Vec<String>,
     },
     /// List clients.
     List,
@@ -472,6 +488,8 @@ enum ClientCommand {
         require_pkce: Option<bool>,
         #[command(flatten)]
         tokens: TokenSettingsArgs,
+        #[command(flatten)]
+        profile: ProfileArgs,
     },
     /// Replace a confidential client's secret; the old one stops working at once, or after
     /// --grace seconds, so that a deployed app can switch without downtime.
@@ -482,6 +500,44 @@ enum ClientCommand {
         #[arg(long, default_value_t = 0, value_name = "SECONDS")]
         grace: i64,
     },
+}
+
+/// What the consent page shows of an app besides its name.
+#[derive(Args, Debug, Default)]
+struct ProfileArgs {
+    /// The app's website (https).
+    #[arg(long)]
+    website: Option<String>,
+    /// The app's privacy policy (https).
+    #[arg(long)]
+    privacy_policy: Option<String>,
+    /// The app's terms of service (https).
+    #[arg(long)]
+    terms_of_service: Option<String>,
+    /// The app's logo (https), shown on the consent page.
+    #[arg(long)]
+    logo: Option<String>,
+}
+
+impl ProfileArgs {
+    /// `base` with the addresses given (an empty one removes it).
+    fn over(&self, base: ClientProfile) -> ClientProfile {
+        let pick = |given: &Option<String>, old: Option<String>| match given {
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(v.trim().to_owned()),
+            None => old,
+        };
+        ClientProfile {
+            website: pick(&self.website, base.website),
+            privacy_policy: pick(&self.privacy_policy, base.privacy_policy),
+            terms_of_service: pick(&self.terms_of_service, base.terms_of_service),
+            logo: pick(&self.logo, base.logo),
+        }
+    }
+
+    fn is_given(&self) -> bool {
+        self.website.is_some() || self.privacy_policy.is_some() || self.terms_of_service.is_some() || self.logo.is_some()
+    }
 }
 
 fn settings(cli: &Cli, serve: Option<&ServeArgs>) -> Result<latchkey_server::Config> {
@@ -654,6 +710,7 @@ fn client_json(c: &latchkey_core::model::Client) -> serde_json::Value {
         "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "require_pkce": c.needs_pkce(),
         "token_settings": c.token_settings,
+        "profile": c.profile,
         "created_at": c.created_at,
     })
 }
@@ -661,7 +718,11 @@ fn client_json(c: &latchkey_core::model::Client) -> serde_json::Value {
 async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
     let rt = open(cli).await?;
     match cmd {
-        ClientCommand::Create { name, developer, redirect_uris, scopes, public, grant_types, require_pkce, tokens } => {
+        ClientCommand::Create { name, developer, redirect_uris, scopes, public, grant_types, require_pkce, tokens, profile, owners } => {
+            let mut owner_ids = Vec::new();
+            for o in owners {
+                owner_ids.push(admin::find_user(&rt, o).await?.id);
+            }
             let (c, secret) = admin::create_client(
                 &rt,
                 NewClient {
@@ -674,7 +735,8 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
                     require_pkce: *require_pkce,
                     client_id: None,
                     token_settings: tokens.settings()?,
-                    ..NewClient::default()
+                    profile: profile.over(ClientProfile::default()),
+                    owners: owner_ids,
                 },
             )
             .await?;
@@ -694,8 +756,13 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
             grant_types,
             require_pkce,
             tokens,
+            profile,
         } => {
             let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+            let profile = match profile.is_given() {
+                true => Some(profile.over(admin::find_client(&rt, client_id).await?.profile)),
+                false => None,
+            };
             let changes = admin::ClientChanges {
                 name: name.clone(),
                 developer: developer.clone(),
@@ -704,6 +771,7 @@ async fn client(cli: &Cli, cmd: &ClientCommand) -> Result<()> {
                 grant_types: list(grant_types),
                 require_pkce: *require_pkce,
                 token_settings: Some(tokens.settings()?),
+                profile,
             };
             let c = admin::update_client(&rt, client_id, changes).await?;
             print(cli, client_json(&c), || format!("updated client {} ({})", c.client_id, c.name));

@@ -2,11 +2,11 @@
 //! `client_secret_post` and `none` (RFC 6749 §2.3.1, OpenID Connect Core §9).
 
 use crate::model::{Client, SecretUsed};
-use crate::UnixTime;
 use crate::params::Params;
 use crate::secret::SecretHasher;
 use crate::text;
 use crate::OAuthError;
+use crate::UnixTime;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -91,11 +91,7 @@ impl ClientCredentials {
             (Self::Basic { secret, .. } | Self::Post { secret, .. }, Some(stored)) => {
                 let presented = hasher.hash(secret);
                 let current = presented.ct_eq(stored);
-                let previous = client
-                    .secret_info
-                    .previous
-                    .as_ref()
-                    .is_some_and(|p| presented.ct_eq(&p.hash) & (now < p.expires_at));
+                let previous = client.secret_info.previous.as_ref().is_some_and(|p| presented.ct_eq(&p.hash) & (now < p.expires_at));
                 match (current, previous) {
                     (true, _) => Ok(SecretUsed::Current),
                     (false, true) => Ok(SecretUsed::Previous),

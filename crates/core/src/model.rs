@@ -50,6 +50,31 @@ pub struct TenantSettings {
     /// Seconds during which an exact duplicate refresh gets the same answer (0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_replay_window: Option<i64>,
+    /// Whether a signed-in user may make themself a developer on the developer sign-up page
+    /// (`None`: closed; then only an operator makes developers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developer_signup: Option<DeveloperSignup>,
+}
+
+/// Who may become a developer (issue 26).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeveloperSignup {
+    /// Only an operator makes developers (`latchkey user update --developer true`).
+    #[default]
+    Closed,
+    /// Any signed-in user may, on `/developer/signup`.
+    Open,
+}
+
+impl DeveloperSignup {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
 }
 
 /// Tenant names: 1 to 40 of `a-z`, `0-9` and `-`, so they fit in cookie names and paths.
@@ -239,6 +264,18 @@ pub struct GrantSummary {
     /// When a token was last issued under the grant (a code redeemed, a refresh), as long as
     /// housekeeping has kept a trace of it.
     pub last_used_at: Option<UnixTime>,
+}
+
+/// An invitation to own an app with its developers; the invited user must accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerInvitation {
+    pub tenant: TenantId,
+    pub client_id: String,
+    /// The app's name, for the invited user's list.
+    pub client_name: String,
+    pub user_id: Uuid,
+    pub invited_by: Uuid,
+    pub created_at: UnixTime,
 }
 
 /// An entry of a tenant's scope catalogue: what a scope means in words (consent and account

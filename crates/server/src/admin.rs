@@ -184,6 +184,29 @@ pub(crate) fn parse_grant_types(names: &[String]) -> AdminResult<Vec<GrantType>>
     Ok(if grant_types.is_empty() { GrantType::DEFAULT.to_vec() } else { grant_types })
 }
 
+/// An address of a client's profile (`ClientProfile`): empty is none; otherwise an absolute
+/// https URL, or http on a loopback host (a developer trying things locally), without a user
+/// name or password (RFC 3986 §7.6: `https://trusted.example@evil.example/`). `https_only` for
+/// what the consent page loads (the logo): mixed content would be blocked or warned about.
+pub(crate) fn profile_address(value: &str, https_only: bool) -> Result<Option<String>, &'static str> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let ok = url::Url::parse(value).ok().filter(|u| {
+        let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        u.username().is_empty()
+            && u.password().is_none()
+            && u.host_str().is_some()
+            && (u.scheme() == "https" || (!https_only && u.scheme() == "http" && loopback))
+    });
+    match ok {
+        Some(_) if value.len() <= 2000 => Ok(Some(value.to_owned())),
+        _ if https_only => Err("Enter an address that starts with https://, such as https://example.com/logo.png."),
+        _ => Err("Enter an address that starts with https://, such as https://example.com/privacy."),
+    }
+}
+
 /// The rules every registration must keep, checked on the whole client: at creation and after
 /// every change.
 pub(crate) fn check_client(client: &Client) -> AdminResult<()> {
@@ -199,6 +222,17 @@ pub(crate) fn check_client(client: &Client) -> AdminResult<()> {
     }
     if client.is_public() && client.grant_types.contains(&GrantType::Password) {
         return Err(AdminError::Invalid("a public client cannot use the password grant (RFC 9700 §2.4)".into()));
+    }
+    let p = &client.profile;
+    for (what, address, https_only) in [
+        ("website", &p.website, false),
+        ("privacy policy", &p.privacy_policy, false),
+        ("terms of service", &p.terms_of_service, false),
+        ("logo", &p.logo, true),
+    ] {
+        if let Some(a) = address {
+            profile_address(a, https_only).map_err(|m| AdminError::Invalid(format!("the {what} address {a:?} is refused: {m}")))?;
+        }
     }
     // docs/security.md TK-01: absurd lifetimes are refused when they are set, not when they bite.
     client.token_settings.lifetimes(Lifetimes::default()).validate().map_err(AdminError::Invalid)
@@ -254,6 +288,8 @@ pub struct ClientChanges {
     pub require_pkce: Option<bool>,
     /// Laid over the client's own token settings (only the values given change).
     pub token_settings: Option<ClientTokenSettings>,
+    /// Replaces the consent page's links and logo.
+    pub profile: Option<ClientProfile>,
 }
 
 /// Changes what a client is registered with; its id and secret stay (rotate the secret with
@@ -280,6 +316,9 @@ pub async fn update_client(rt: &Runtime, client_id: &str, changes: ClientChanges
     }
     if let Some(t) = changes.token_settings {
         client.token_settings = t.over(client.token_settings);
+    }
+    if let Some(profile) = changes.profile {
+        client.profile = profile;
     }
     check_client(&client)?;
     if !rt.store.update_client(&client).await? {

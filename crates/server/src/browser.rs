@@ -189,7 +189,14 @@ pub(crate) fn layout<'a>(
         Some(_) => csrf_token(state, headers, browser_cookie(state, headers).unwrap_or_default()),
         None => String::new(),
     };
-    crate::pages::Layout { base: &state.base_path, site: state.site_name(), user: user.map(|u| u.name.as_str()), csrf, current }
+    crate::pages::Layout {
+        base: &state.base_path,
+        site: state.site_name(),
+        user: user.map(|u| u.name.as_str()),
+        csrf,
+        current,
+        developer: user.is_some_and(|u| u.developer),
+    }
 }
 
 /// The device cookie (OWASP, "Slow Down Online Guessing Attacks with Device Cookies"): a

@@ -10,6 +10,7 @@ mod bearer;
 mod browser;
 pub mod catalogue;
 pub mod config;
+pub mod developer;
 pub mod error;
 mod handlers;
 pub mod housekeeping;

@@ -20,6 +20,8 @@ pub struct Layout<'a> {
     pub csrf: String,
     /// Which entry of the account navigation is this page ("" for none).
     pub current: &'static str,
+    /// The signed-in user may use the developer area.
+    pub developer: bool,
 }
 
 impl Layout<'_> {
@@ -49,6 +51,8 @@ pub struct ConsentPage<'a> {
     pub layout: Layout<'a>,
     pub client_name: &'a str,
     pub developer: &'a str,
+    /// The app's links and logo.
+    pub profile: &'a latchkey_core::model::ClientProfile,
     pub user_email: &'a str,
     pub interaction: String,
     pub csrf: &'a str,
@@ -233,6 +237,137 @@ pub struct AppsPage<'a> {
     pub notice: Option<&'a str>,
 }
 
+#[derive(Template)]
+#[template(path = "developer/signup.html")]
+pub struct SignupPage<'a> {
+    pub layout: Layout<'a>,
+    pub csrf: &'a str,
+}
+
+/// An app in the developer's list.
+pub struct DevAppRow {
+    pub client_id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub users: u64,
+    pub created: When,
+}
+
+#[derive(Template)]
+#[template(path = "developer/apps.html")]
+pub struct DevAppsPage<'a> {
+    pub layout: Layout<'a>,
+    pub apps: Vec<DevAppRow>,
+    /// (client_id, app name, who invited): invitations to own an app, waiting for an answer.
+    pub invitations: Vec<(String, String, String)>,
+    pub csrf: &'a str,
+    pub notice: Option<&'a str>,
+}
+
+/// A kind of app to choose at registration.
+pub struct KindChoice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub checked: bool,
+}
+
+/// The fields of an app, as its form shows them (what was typed, kept on an error).
+pub struct AppFields {
+    pub name: String,
+    pub developer: String,
+    pub website: String,
+    pub privacy_policy: String,
+    pub terms_of_service: String,
+    pub logo: String,
+    /// One per line.
+    pub redirect_uris: String,
+    pub has_redirect_uris: bool,
+    pub choices: Vec<ScopeChoice>,
+}
+
+#[derive(Template)]
+#[template(path = "developer/register.html")]
+pub struct RegisterAppPage<'a> {
+    pub layout: Layout<'a>,
+    pub kinds: Vec<KindChoice>,
+    pub fields: AppFields,
+    pub csrf: &'a str,
+    pub errors: FieldErrors,
+}
+
+/// A secret of an app, as its page lists it.
+pub struct SecretRow {
+    pub label: &'static str,
+    pub created: Option<When>,
+    pub last_used: Option<When>,
+    /// The end of a replaced secret's grace period.
+    pub expires: Option<When>,
+}
+
+/// The app's own values, ready to paste.
+pub struct QuickStart {
+    pub discovery: String,
+    pub authorize: Option<String>,
+    pub curl: String,
+}
+
+#[derive(Template)]
+#[template(path = "developer/app.html")]
+pub struct AppPage<'a> {
+    pub layout: Layout<'a>,
+    pub client_id: &'a str,
+    pub title: &'a str,
+    pub kind: &'static str,
+    pub users: u64,
+    pub fields: AppFields,
+    pub secrets: Vec<SecretRow>,
+    pub confidential: bool,
+    pub quick: QuickStart,
+    pub owners: Vec<String>,
+    /// The emails of developers invited to own it, who have not answered.
+    pub invited: Vec<String>,
+    pub invite_email: &'a str,
+    pub csrf: &'a str,
+    pub errors: FieldErrors,
+    pub notice: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "developer/secret.html")]
+pub struct AppSecretPage<'a> {
+    pub layout: Layout<'a>,
+    pub heading: &'a str,
+    pub name: &'a str,
+    pub client_id: &'a str,
+    pub secret: Option<&'a str>,
+    /// What happens to the old secret, after a rotation.
+    pub old: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "developer/rotate.html")]
+pub struct RotateSecretPage<'a> {
+    pub layout: Layout<'a>,
+    pub client_id: &'a str,
+    pub name: &'a str,
+    /// (seconds, label, checked)
+    pub graces: Vec<(i64, &'static str, bool)>,
+    pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "developer/delete.html")]
+pub struct DeleteAppPage<'a> {
+    pub layout: Layout<'a>,
+    pub client_id: &'a str,
+    pub name: &'a str,
+    pub users: u64,
+    pub typed: &'a str,
+    pub csrf: &'a str,
+    pub errors: FieldErrors,
+}
+
 /// Renders a page with the given status. Pages are never cached (docs/pages.md: every HTML answer
 /// carries `Cache-Control: no-store`): they hold a person's data and single-use form tokens.
 pub fn render(status: StatusCode, page: &impl Template) -> Response {
@@ -256,7 +391,7 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
 /// An error page. Errors are answered where no tenant state is at hand (`error.rs`), so its
 /// header is the plain one of the default tenant.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
-    let layout = Layout { base: "", site: "Latchkey", user: None, csrf: String::new(), current: "" };
+    let layout = Layout { base: "", site: "Latchkey", user: None, csrf: String::new(), current: "", developer: false };
     render(status, &ErrorPage { layout, title, message })
 }
 

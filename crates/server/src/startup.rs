@@ -1,7 +1,10 @@
 //! Building and running the server: bind (port 0 works), load keys, serve until a signal.
 
 use crate::config::Config;
-use crate::handlers::{account_api, account_pages, authorize, consent, discovery, introspect, login, misc, revoke, token, userinfo};
+use crate::handlers::{
+    account_api, account_pages, authorize, consent, developer_api, developer_pages, discovery, introspect, login, misc, revoke, token,
+    userinfo,
+};
 use crate::runtime::{Clock, Runtime, StartupError, SystemClock};
 use crate::state::{AppState, DemoInfo};
 use crate::tenants::{Registry, Shared};
@@ -250,6 +253,23 @@ fn routes() -> Vec<(&'static str, axum::routing::MethodRouter)> {
         ("/account/api/personal-tokens", get(account_api::personal_tokens_get).post(account_api::personal_tokens_post)),
         ("/account/api/personal-tokens/{id}/regenerate", post(account_api::personal_token_regenerate)),
         ("/account/api/personal-tokens/{id}/revoke", post(account_api::personal_token_revoke)),
+        ("/developer", get(developer_pages::apps_get)),
+        ("/developer/signup", get(developer_pages::signup_get).post(developer_pages::signup_post)),
+        ("/developer/apps", post(developer_pages::apps_post)),
+        ("/developer/apps/new", get(developer_pages::new_get)),
+        ("/developer/apps/{id}", get(developer_pages::app_get).post(developer_pages::app_post)),
+        ("/developer/apps/{id}/owners", post(developer_pages::owners_post)),
+        ("/developer/invitations/{id}/accept", post(developer_pages::invitation_accept)),
+        ("/developer/invitations/{id}/decline", post(developer_pages::invitation_decline)),
+        ("/developer/apps/{id}/rotate-secret", get(developer_pages::rotate_get).post(developer_pages::rotate_post)),
+        ("/developer/apps/{id}/delete", get(developer_pages::delete_get).post(developer_pages::delete_post)),
+        ("/developer/api/apps", get(developer_api::apps_get).post(developer_api::apps_post)),
+        ("/developer/api/apps/{id}", get(developer_api::app_get).patch(developer_api::app_patch).delete(developer_api::app_delete)),
+        ("/developer/api/apps/{id}/secret", post(developer_api::secret_post)),
+        ("/developer/api/apps/{id}/owners", post(developer_api::owners_post)),
+        ("/developer/api/apps/{id}/owners/{user}", axum::routing::delete(developer_api::owner_delete)),
+        ("/developer/api/invitations", get(developer_api::invitations_get)),
+        ("/developer/api/invitations/{id}", post(developer_api::invitation_post)),
         ("/healthz", get(misc::healthz)),
         ("/readyz", get(misc::readyz)),
         ("/assets/latchkey.css", get(misc::stylesheet)),

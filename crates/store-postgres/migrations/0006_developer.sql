@@ -25,3 +25,16 @@ CREATE TABLE client_owners (
     FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX client_owners_user ON client_owners(tenant_id, user_id);
+
+-- Invitations to own an app: the invited user accepts (becoming an owner) or declines.
+CREATE TABLE owner_invitations (
+    tenant_id   UUID NOT NULL,
+    client_id   TEXT NOT NULL,
+    user_id     UUID NOT NULL,
+    invited_by  UUID NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, client_id, user_id),
+    FOREIGN KEY (tenant_id, client_id) REFERENCES clients(tenant_id, client_id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users(tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX owner_invitations_user ON owner_invitations(tenant_id, user_id);

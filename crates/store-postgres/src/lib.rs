@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use conns::{on_conn, Conns};
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
-    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    PersonalTokenEvent, ScopeEntry, Session, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -588,7 +588,9 @@ impl UserStore for PgStore {
 
     async fn update_user_developer(&self, tenant: TenantId, user: Uuid, developer: bool) -> StoreResult<bool> {
         let n = self
-            .write(|| sqlx::query("UPDATE users SET developer = $1 WHERE tenant_id = $2 AND id = $3").bind(developer).bind(tenant.0).bind(user))
+            .write(|| {
+                sqlx::query("UPDATE users SET developer = $1 WHERE tenant_id = $2 AND id = $3").bind(developer).bind(tenant.0).bind(user)
+            })
             .await?;
         Ok(n > 0)
     }
@@ -804,6 +806,86 @@ impl ClientStore for PgStore {
         .await
         .map_err(fault)?;
         rows.iter().map(|r| r.try_get("user_id").map_err(fault)).collect()
+    }
+
+    async fn upsert_owner_invitation(&self, i: &OwnerInvitation) -> StoreResult<()> {
+        self.write(|| {
+            sqlx::query(
+                "INSERT INTO owner_invitations (tenant_id, client_id, user_id, invited_by, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant_id, client_id, user_id) DO UPDATE SET invited_by = excluded.invited_by, created_at = excluded.created_at",
+            )
+            .bind(i.tenant.0)
+            .bind(&i.client_id)
+            .bind(i.user_id)
+            .bind(i.invited_by)
+            .bind(i.created_at)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn list_owner_invitations(
+        &self,
+        tenant: TenantId,
+        client_id: Option<&str>,
+        user: Option<Uuid>,
+    ) -> StoreResult<Vec<OwnerInvitation>> {
+        let rows = on_conn!(self.conns, |c| sqlx::query(
+            r#"SELECT i.tenant_id, i.client_id, cl.name AS client_name, i.user_id, i.invited_by, i.created_at
+               FROM owner_invitations i JOIN clients cl ON cl.tenant_id = i.tenant_id AND cl.client_id = i.client_id
+               WHERE i.tenant_id = $1 AND ($2::text IS NULL OR i.client_id = $2) AND ($3::uuid IS NULL OR i.user_id = $3)
+               ORDER BY i.created_at, i.client_id COLLATE "C""#
+        )
+        .bind(tenant.0)
+        .bind(client_id)
+        .bind(user)
+        .fetch_all(c))
+        .await
+        .map_err(fault)?;
+        rows.iter().map(owner_invitation_from_row).collect()
+    }
+
+    async fn close_owner_invitation(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        user: Uuid,
+        accept: bool,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        // One statement: the invitation ends, and with `accept` its user becomes an owner.
+        let closed = self
+            .write_count(|| {
+                sqlx::query(
+                    "WITH closed AS (DELETE FROM owner_invitations WHERE tenant_id = $1 AND client_id = $2 AND user_id = $3
+                        RETURNING tenant_id, client_id, user_id),
+                     added AS (INSERT INTO client_owners (tenant_id, client_id, user_id, created_at)
+                        SELECT tenant_id, client_id, user_id, $5 FROM closed WHERE $4 ON CONFLICT DO NOTHING)
+                     SELECT count(*) FROM closed",
+                )
+                .bind(tenant.0)
+                .bind(client_id)
+                .bind(user)
+                .bind(accept)
+                .bind(now)
+            })
+            .await?;
+        Ok(closed > 0)
+    }
+
+    async fn delete_client_owner(&self, tenant: TenantId, client_id: &str, user: Uuid) -> StoreResult<bool> {
+        let n = self
+            .write(|| {
+                sqlx::query(
+                    "DELETE FROM client_owners WHERE tenant_id = $1 AND client_id = $2 AND user_id = $3
+                       AND (SELECT count(*) FROM client_owners WHERE tenant_id = $1 AND client_id = $2) > 1",
+                )
+                .bind(tenant.0)
+                .bind(client_id)
+                .bind(user)
+            })
+            .await?;
+        Ok(n > 0)
     }
 
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {

@@ -11,7 +11,8 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 pub(crate) const TENANT_SELECT: &str = "SELECT id, name, issuer, settings, created_at FROM tenants";
-pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
+pub(crate) const USER_SELECT: &str =
+    "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
 pub(crate) const BUSINESS_SELECT: &str = "SELECT tenant_id, id, name, created_at FROM businesses";
 pub(crate) const CLIENT_SELECT: &str =
     "SELECT tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, settings, profile,

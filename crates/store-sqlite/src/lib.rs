@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use clients::ClientCache;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
-    SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    PersonalTokenEvent, ScopeEntry, Session, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -662,8 +662,12 @@ impl UserStore for SqliteStore {
 
     async fn update_user_developer(&self, tenant: TenantId, user: Uuid, developer: bool) -> StoreResult<bool> {
         self.write(move |c| {
-            exec(c, "UPDATE users SET developer = ? WHERE tenant_id = ? AND id = ?", params![developer, tenant.0.to_string(), user.to_string()])
-                .map(|n| n > 0)
+            exec(
+                c,
+                "UPDATE users SET developer = ? WHERE tenant_id = ? AND id = ?",
+                params![developer, tenant.0.to_string(), user.to_string()],
+            )
+            .map(|n| n > 0)
         })
         .await
     }
@@ -885,6 +889,85 @@ impl ClientStore for SqliteStore {
                 |r| r.uuid("user_id"),
             )
         })
+    }
+
+    async fn upsert_owner_invitation(&self, i: &OwnerInvitation) -> StoreResult<()> {
+        check_text([i.client_id.as_str()])?;
+        let i = i.clone();
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO owner_invitations (tenant_id, client_id, user_id, invited_by, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (tenant_id, client_id, user_id) DO UPDATE SET invited_by = excluded.invited_by, created_at = excluded.created_at",
+                params![i.tenant.0.to_string(), i.client_id, i.user_id.to_string(), i.invited_by.to_string(), i.created_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn list_owner_invitations(
+        &self,
+        tenant: TenantId,
+        client_id: Option<&str>,
+        user: Option<Uuid>,
+    ) -> StoreResult<Vec<OwnerInvitation>> {
+        check_text(client_id)?;
+        self.read(|c| {
+            query_all(
+                c,
+                "SELECT i.tenant_id, i.client_id, cl.name AS client_name, i.user_id, i.invited_by, i.created_at
+                 FROM owner_invitations i JOIN clients cl ON cl.tenant_id = i.tenant_id AND cl.client_id = i.client_id
+                 WHERE i.tenant_id = ?1 AND (?2 IS NULL OR i.client_id = ?2) AND (?3 IS NULL OR i.user_id = ?3)
+                 ORDER BY i.created_at, i.client_id",
+                params![tenant.0.to_string(), client_id, user.map(|u| u.to_string())],
+                owner_invitation_from_row,
+            )
+        })
+    }
+
+    async fn close_owner_invitation(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        user: Uuid,
+        accept: bool,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        check_text([client_id])?;
+        let client_id = client_id.to_owned();
+        self.write(move |c| {
+            let (tenant, user) = (tenant.0.to_string(), user.to_string());
+            let closed = exec(
+                c,
+                "DELETE FROM owner_invitations WHERE tenant_id = ? AND client_id = ? AND user_id = ?",
+                params![tenant, client_id, user],
+            )?;
+            if closed > 0 && accept {
+                exec(
+                    c,
+                    "INSERT OR IGNORE INTO client_owners (tenant_id, client_id, user_id, created_at) VALUES (?, ?, ?, ?)",
+                    params![tenant, client_id, user, now],
+                )?;
+            }
+            Ok(closed > 0)
+        })
+        .await
+    }
+
+    async fn delete_client_owner(&self, tenant: TenantId, client_id: &str, user: Uuid) -> StoreResult<bool> {
+        check_text([client_id])?;
+        let client_id = client_id.to_owned();
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM client_owners WHERE tenant_id = ?1 AND client_id = ?2 AND user_id = ?3
+                   AND (SELECT count(*) FROM client_owners WHERE tenant_id = ?1 AND client_id = ?2) > 1",
+                params![tenant.0.to_string(), client_id, user.to_string()],
+            )
+            .map(|n| n > 0)
+        })
+        .await
     }
 
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool> {

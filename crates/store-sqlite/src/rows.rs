@@ -11,7 +11,8 @@ use std::cell::Cell;
 use std::str::FromStr;
 use uuid::Uuid;
 
-pub(crate) const USER_SELECT: &str = "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
+pub(crate) const USER_SELECT: &str =
+    "SELECT tenant_id, id, email, name, password_hash, default_business_id, developer, created_at FROM users";
 // The hot lookups' SQL is spelled out whole at compile time (`concat!` takes only literals,
 // hence the macros): built per call, it cost an allocation, a copy and the statement cache's
 // hash of a fresh string.

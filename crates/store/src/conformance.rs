@@ -17,8 +17,9 @@
 
 use crate::{Cleanup, RedeemOutcome, RotateOutcome, SealedReplay, SharedStore, StoreError};
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientProfile, ClientSummary, Family, PreviousSecret, SecretInfo, Grant, GrantType, Interaction, PersonalToken, ScopeEntry, Session, SigningAlg, SigningKeyRecord,
-    Tenant, TenantId, TenantSettings, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, ClientProfile, ClientSummary, Family, Grant, GrantType, Interaction, OwnerInvitation, PersonalToken,
+    PreviousSecret, ScopeEntry, SecretInfo, Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TenantSettings, TokenKind,
+    TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -48,6 +49,7 @@ macro_rules! conformance_cases {
             clients_duplicate_id_conflicts,
             client_secrets_rotate_with_a_grace_period,
             clients_have_owners_and_profiles,
+            owner_invitations_are_accepted_or_declined,
             signing_keys_newest_first,
             sessions_and_interactions,
             grants_upsert_keeps_one_grant,
@@ -621,6 +623,50 @@ pub async fn clients_have_owners_and_profiles(store: SharedStore) {
     assert_eq!(store.list_client_owners(w.tenant, "owned").await.unwrap(), vec![ada.id]);
     assert!(store.delete_client(w.tenant, "owned").await.unwrap());
     assert_eq!(store.list_client_owners(w.tenant, "owned").await.unwrap(), Vec::<Uuid>::new());
+}
+
+/// Invitations to own an app: listed for the app and for the invited user; accepting makes an
+/// owner, declining does not, each once; the last owner cannot be removed.
+pub async fn owner_invitations_are_accepted_or_declined(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let (ada, bob, cy) = (user(w.tenant, "ada@example.com"), user(w.tenant, "bob@example.com"), user(w.tenant, "cy@example.com"));
+    for u in [&ada, &bob, &cy] {
+        store.insert_user(u).await.unwrap();
+    }
+    let app = client(w.tenant, "shared", Some(h(1)));
+    store.insert_client(&app, &[ada.id]).await.unwrap();
+    let invite = |u: Uuid, at: UnixTime| OwnerInvitation {
+        tenant: w.tenant,
+        client_id: "shared".into(),
+        client_name: app.name.clone(),
+        user_id: u,
+        invited_by: ada.id,
+        created_at: at,
+    };
+    store.upsert_owner_invitation(&invite(bob.id, NOW)).await.unwrap();
+    store.upsert_owner_invitation(&invite(cy.id, NOW + 1)).await.unwrap();
+    store.upsert_owner_invitation(&invite(bob.id, NOW + 2)).await.unwrap(); // Renewed, not doubled.
+    assert_eq!(
+        store.list_owner_invitations(w.tenant, Some("shared"), None).await.unwrap(),
+        vec![invite(cy.id, NOW + 1), invite(bob.id, NOW + 2)]
+    );
+    assert_eq!(store.list_owner_invitations(w.tenant, None, Some(bob.id)).await.unwrap(), vec![invite(bob.id, NOW + 2)]);
+    assert_eq!(store.list_owner_invitations(tenant(&store, "globex").await, None, Some(bob.id)).await.unwrap(), vec![], "tenant isolation");
+
+    assert!(store.close_owner_invitation(w.tenant, "shared", bob.id, true, NOW + 3).await.unwrap());
+    assert!(!store.close_owner_invitation(w.tenant, "shared", bob.id, true, NOW + 3).await.unwrap(), "once");
+    assert!(store.close_owner_invitation(w.tenant, "shared", cy.id, false, NOW + 3).await.unwrap());
+    let mut owners = store.list_client_owners(w.tenant, "shared").await.unwrap();
+    owners.sort();
+    let mut expected = vec![ada.id, bob.id];
+    expected.sort();
+    assert_eq!(owners, expected, "Bob accepted, Cy declined");
+    assert_eq!(store.list_owner_invitations(w.tenant, Some("shared"), None).await.unwrap(), vec![]);
+
+    assert!(store.delete_client_owner(w.tenant, "shared", ada.id).await.unwrap());
+    assert!(!store.delete_client_owner(w.tenant, "shared", bob.id).await.unwrap(), "the last owner stays");
+    assert!(!store.delete_client_owner(w.tenant, "shared", cy.id).await.unwrap(), "not an owner");
+    assert_eq!(store.list_client_owners(w.tenant, "shared").await.unwrap(), vec![bob.id]);
 }
 
 /// A client id is unique within a tenant.

@@ -13,8 +13,8 @@ pub mod rows;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, ScopeEntry, Session,
-    SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    PersonalTokenEvent, ScopeEntry, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
 use latchkey_core::UnixTime;
@@ -281,6 +281,22 @@ pub trait ClientStore: Send + Sync {
     async fn list_owned_clients(&self, tenant: TenantId, owner: Uuid) -> StoreResult<Vec<ClientSummary>>;
     /// The users who own a client, oldest first.
     async fn list_client_owners(&self, tenant: TenantId, client_id: &str) -> StoreResult<Vec<Uuid>>;
+    /// Invites a user to own a client; inviting again renews the invitation.
+    async fn upsert_owner_invitation(&self, invitation: &OwnerInvitation) -> StoreResult<()>;
+    /// A client's open invitations (`client_id`), or a user's (`user`), oldest first.
+    async fn list_owner_invitations(
+        &self,
+        tenant: TenantId,
+        client_id: Option<&str>,
+        user: Option<Uuid>,
+    ) -> StoreResult<Vec<OwnerInvitation>>;
+    /// Ends an invitation; with `accept`, the user becomes an owner in the same transaction.
+    /// False, and nothing changed, when there was no such invitation.
+    async fn close_owner_invitation(&self, tenant: TenantId, client_id: &str, user: Uuid, accept: bool, now: UnixTime)
+        -> StoreResult<bool>;
+    /// Removes an owner, unless they are the last one (an app keeps someone to manage it).
+    /// False, and nothing changed, when they were not an owner or were the last.
+    async fn delete_client_owner(&self, tenant: TenantId, client_id: &str, user: Uuid) -> StoreResult<bool>;
     /// Deletes the client and every grant, code and token issued to it.
     async fn delete_client(&self, tenant: TenantId, client_id: &str) -> StoreResult<bool>;
     /// Gives a confidential client a new secret made at `now`. With `previous_until`, the

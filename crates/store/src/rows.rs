@@ -12,8 +12,9 @@
 
 use crate::{StoreError, StoreResult};
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, PersonalToken, PersonalTokenEvent, PreviousSecret, ScopeEntry, SecretInfo, Session,
-    SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
+    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    PersonalTokenEvent, PreviousSecret, ScopeEntry, SecretInfo, Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind,
+    TokenRecord, TokenView, User,
 };
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::secret::SecretHash;
@@ -141,6 +142,18 @@ pub fn client(r: &impl Row) -> StoreResult<Client> {
 /// Columns: those of [`client`], then `authorized_users`.
 pub fn client_summary(r: &impl Row) -> StoreResult<ClientSummary> {
     Ok(ClientSummary { client: client(r)?, authorized_users: u64::try_from(r.int("authorized_users")?).unwrap_or(0) })
+}
+
+/// Columns: `tenant_id, client_id, client_name, user_id, invited_by, created_at`.
+pub fn owner_invitation(r: &impl Row) -> StoreResult<OwnerInvitation> {
+    Ok(OwnerInvitation {
+        tenant: r.tenant()?,
+        client_id: r.text("client_id")?,
+        client_name: r.text("client_name")?,
+        user_id: r.uuid("user_id")?,
+        invited_by: r.uuid("invited_by")?,
+        created_at: r.int("created_at")?,
+    })
 }
 
 /// Columns: `tenant_id, kid, alg, sealed, public_jwk, created_at, activates_at, retires_at, period`.
@@ -333,6 +346,7 @@ macro_rules! row_mappers {
             business_from_row => business: ::latchkey_core::model::Business,
             client_from_row => client: ::latchkey_core::model::Client,
             client_summary_from_row => client_summary: ::latchkey_core::model::ClientSummary,
+            owner_invitation_from_row => owner_invitation: ::latchkey_core::model::OwnerInvitation,
             signing_key_from_row => signing_key: ::latchkey_core::model::SigningKeyRecord,
             session_from_row => session: ::latchkey_core::model::Session,
             session_user_from_row => session_with_user: (::latchkey_core::model::Session, ::latchkey_core::model::User),

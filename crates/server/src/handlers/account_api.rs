@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-fn api(status: StatusCode, error: &'static str, description: impl Into<String>) -> AppError {
+pub(crate) fn api(status: StatusCode, error: &'static str, description: impl Into<String>) -> AppError {
     AppError::Api { status, error, description: description.into(), field: None }
 }
 
@@ -43,18 +43,18 @@ impl From<AdminError> for AppError {
 }
 
 /// The session, or 401.
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<Session> {
+pub(crate) async fn signed_in(state: &AppState, headers: &HeaderMap) -> AppResult<Session> {
     browser::current_session(state, headers).await?.ok_or_else(|| api(StatusCode::UNAUTHORIZED, "login_required", "sign in first"))
 }
 
 /// Every change passes the checks of the pages' forms (`browser::check_post`), with the CSRF
 /// token in `X-CSRF-Token`: a custom header cannot be sent cross-site without CORS, which
 /// Latchkey never grants.
-fn check_csrf(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
+pub(crate) fn check_csrf(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
     let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
     browser::check_post(state, headers, sent).map_err(|refusal| {
         let description = match refusal {
-            Refusal::Token => "send the csrf_token of GET /account/api/personal-tokens in X-CSRF-Token".to_owned(),
+            Refusal::Token => "send in X-CSRF-Token the csrf_token that a GET of this API answers (GET /account/api/personal-tokens, GET /developer/api/apps)".to_owned(),
             other => format!("this change was sent from another site ({other})"),
         };
         api(StatusCode::FORBIDDEN, "csrf_failed", description)
@@ -62,7 +62,7 @@ fn check_csrf(state: &AppState, headers: &HeaderMap) -> AppResult<()> {
 }
 
 /// A JSON body: `Content-Type: application/json`, within the body limit, or a JSON error.
-pub(crate) struct JsonBody(Bytes);
+pub(crate) struct JsonBody(pub(crate) Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = AppError;

@@ -27,7 +27,7 @@ const TOKENS: &str = "/account/developer-settings";
 const APPS: &str = "/account/authorized-applications";
 
 /// The signed-in person, or the sign-in page first (and back here after it).
-async fn person(state: &AppState, headers: &HeaderMap, here: &str) -> AppResult<Result<(Session, User), Response>> {
+pub(crate) async fn person(state: &AppState, headers: &HeaderMap, here: &str) -> AppResult<Result<(Session, User), Response>> {
     match browser::current_user(state, headers).await? {
         Some(found) => Ok(Ok(found)),
         None => {
@@ -46,13 +46,14 @@ macro_rules! signed_in {
         }
     };
 }
+pub(crate) use signed_in;
 
-fn csrf(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn csrf(state: &AppState, headers: &HeaderMap) -> String {
     browser::csrf_token(state, headers, browser::browser_cookie(state, headers).unwrap_or_default())
 }
 
 /// A notice named in the query after a change (`?done=revoked`), in words.
-fn notice(query: &Option<String>, known: &[(&str, &'static str)]) -> Option<&'static str> {
+pub(crate) fn notice(query: &Option<String>, known: &[(&str, &'static str)]) -> Option<&'static str> {
     let q = Params::from_urlencoded(query.as_deref().unwrap_or_default());
     let done = q.get("done").ok().flatten()?;
     known.iter().find(|(k, _)| *k == done).map(|(_, v)| *v)
@@ -64,7 +65,7 @@ fn scope_lines<'a>(catalogue: &[ScopeEntry], scopes: impl Iterator<Item = &'a st
 
 /// A page for a form whose errors are shown next to their fields; any other failure of the
 /// operation is the usual error page.
-fn field_errors(e: AdminError) -> AppResult<FieldErrors> {
+pub(crate) fn field_errors(e: AdminError) -> AppResult<FieldErrors> {
     match e {
         AdminError::Field { field, message } => Ok(FieldErrors(vec![(field, message)])),
         AdminError::Fields(fields) => Ok(FieldErrors(fields)),

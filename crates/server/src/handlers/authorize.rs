@@ -230,6 +230,7 @@ async fn consent_page(
         layout: browser::layout(state, headers, Some(user), ""),
         client_name: &client.name,
         developer: &client.developer,
+        profile: &client.profile,
         user_email: &user.email,
         interaction: interaction.to_string(),
         csrf,

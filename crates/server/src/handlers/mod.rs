@@ -4,6 +4,8 @@ pub(crate) mod account_api;
 pub(crate) mod account_pages;
 pub(crate) mod authorize;
 pub(crate) mod consent;
+pub(crate) mod developer_api;
+pub(crate) mod developer_pages;
 pub(crate) mod discovery;
 pub(crate) mod introspect;
 pub(crate) mod login;

@@ -5,6 +5,7 @@
 
 mod account;
 mod authorize;
+mod developer;
 mod discovery;
 mod edges;
 mod hostile;
