@@ -151,6 +151,7 @@ async fn a_developer_registers_a_web_app_that_a_client_library_signs_people_in_w
     browser.choose("1 hour").await;
     browser.click("Rotate secret").await;
     assert!(browser.text().await.contains("The old secret keeps working for 1 hour"));
+    browser.check_page("developer-new-secret").await;
     let new_secret = browser.value("Client secret").await;
     assert_ne!(new_secret, secret);
     assert_eq!(authenticates(&app, &client_id, &secret, &access).await, 200, "the old secret, in its grace period");
@@ -170,6 +171,7 @@ async fn a_developer_registers_a_web_app_that_a_client_library_signs_people_in_w
 
     // Delete, after typing the name: the app's tokens stop at once.
     browser.click("Delete application").await;
+    browser.check_page("developer-delete").await;
     browser.fill("Type the app's name to confirm", "Orders").await;
     browser.click("Delete application").await;
     assert!(browser.text().await.contains("Type the app's name, Orders Board, to delete it."));
@@ -308,6 +310,7 @@ async fn nobody_reaches_another_developers_app_through_any_route() {
     .await;
     assert_eq!(status, 201, "{body}");
     let id = body["client_id"].as_str().unwrap().to_owned();
+    let ada_id = app.rt.store.find_user_by_email(app.rt.tenant.id, "ada@example.com").await.unwrap().unwrap().id;
 
     let bob = app.browser();
     account_sign_in(&app, &bob, "bob@example.com").await;
@@ -315,6 +318,8 @@ async fn nobody_reaches_another_developers_app_through_any_route() {
     assert!(!page.contains(&id) && !page.contains("Ada's App"), "Bob's list has only his apps");
     let bob_csrf = api_csrf(&app, &bob).await;
     let page_csrf = field(&bob.get(&app.url("/developer/apps/new")).await.text().await.unwrap(), "csrf").unwrap();
+    let r = bob.post_form(&format!("/developer/apps/{id}/owners"), &[("csrf", &page_csrf), ("email", "bob@example.com")]).await;
+    assert_eq!(r.status(), 404, "Bob cannot invite himself to Ada's app");
     for path in [format!("/developer/apps/{id}"), format!("/developer/apps/{id}/rotate-secret"), format!("/developer/apps/{id}/delete")] {
         let r = bob.get(&app.url(&path)).await;
         assert_eq!(r.status(), 404, "GET {path}");
@@ -331,12 +336,16 @@ async fn nobody_reaches_another_developers_app_through_any_route() {
         (reqwest::Method::PATCH, format!("/developer/api/apps/{id}"), Some(json!({"name": "Bob's now"}))),
         (reqwest::Method::DELETE, format!("/developer/api/apps/{id}"), None),
         (reqwest::Method::POST, format!("/developer/api/apps/{id}/secret"), Some(json!({"grace_seconds": 0}))),
+        (reqwest::Method::POST, format!("/developer/api/apps/{id}/owners"), Some(json!({"email": "bob@example.com"}))),
+        (reqwest::Method::DELETE, format!("/developer/api/apps/{id}/owners/{ada_id}"), None),
+        (reqwest::Method::POST, format!("/developer/api/invitations/{id}"), Some(json!({"accept": true}))),
     ] {
         let (status, answer) = api(&app, &bob, method.clone(), &path, &bob_csrf, body).await;
         assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")), "{method} {path}: {answer}");
     }
     let client = app.rt.store.find_client(app.rt.tenant.id, &id).await.unwrap().expect("Ada's app is still there");
     assert_eq!(client.name, "Ada's App", "and unchanged");
+    assert_eq!(app.rt.store.list_client_owners(app.rt.tenant.id, &id).await.unwrap(), vec![ada_id], "and still only Ada's");
 
     // Someone who is not a developer is told so, on the pages and the API.
     let carol = app.browser();
