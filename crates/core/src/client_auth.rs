@@ -164,6 +164,28 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
     }
 
+    /// A rotation's grace period: the replaced secret authenticates until `expires_at` (not at
+    /// it), and the answer says which secret matched.
+    #[test]
+    fn a_replaced_secret_works_until_its_grace_period_ends() {
+        use crate::model::{PreviousSecret, SecretInfo};
+        let hasher = SecretHasher::new([9; 32]);
+        let mut client = crate::grant::client_credentials::tests::client(false);
+        client.secret_hash = Some(hasher.hash("new"));
+        client.secret_info = SecretInfo {
+            previous: Some(PreviousSecret { hash: hasher.hash("old"), created_at: None, expires_at: 1000, last_used_at: None }),
+            ..SecretInfo::default()
+        };
+        let post = |secret: &str| ClientCredentials::Post { client_id: client.client_id.clone(), secret: secret.into() };
+        assert_eq!(post("new").authenticate(&client, &hasher, 999), Ok(SecretUsed::Current));
+        assert_eq!(post("old").authenticate(&client, &hasher, 999), Ok(SecretUsed::Previous));
+        assert_eq!(post("new").authenticate(&client, &hasher, 1000), Ok(SecretUsed::Current));
+        assert_eq!(post("old").authenticate(&client, &hasher, 1000).unwrap_err().code, ErrorCode::InvalidClient, "at the end of the grace");
+        assert_eq!(post("wrong").authenticate(&client, &hasher, 999).unwrap_err().code, ErrorCode::InvalidClient);
+        client.secret_info.previous = None;
+        assert!(post("old").authenticate(&client, &hasher, 0).is_err(), "no grace without a previous secret");
+    }
+
     #[test]
     fn basic_credentials_are_form_decoded() {
         let p = Params::default();

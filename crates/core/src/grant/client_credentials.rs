@@ -27,12 +27,12 @@ pub fn check_request(client: &Client, params: &Params) -> Result<ScopeSet, OAuth
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{GrantType, TenantId};
     use crate::ErrorCode;
 
-    fn client(public: bool) -> Client {
+    pub(crate) fn client(public: bool) -> Client {
         Client {
             profile: Default::default(),
             secret_info: Default::default(),
