@@ -178,7 +178,11 @@ pub async fn list_apps(rt: &Runtime, actor: Actor) -> AdminResult<Vec<ClientSumm
 pub async fn find_app(rt: &Runtime, actor: Actor, client_id: &str) -> AdminResult<Client> {
     check_developer(rt, actor).await?;
     let not_found = || AdminError::NotFound(format!("app {client_id:?}"));
-    let client = admin::find_client(rt, client_id).await.map_err(|_| not_found())?;
+    let client = match admin::find_client(rt, client_id).await {
+        Ok(client) => client,
+        Err(AdminError::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(e),
+    };
     if let Actor::User(id) = actor {
         if !rt.store.list_client_owners(rt.tenant.id, &client.client_id).await?.contains(&id) {
             return Err(not_found());
