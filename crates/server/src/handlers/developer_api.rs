@@ -49,6 +49,13 @@ fn describe(c: &Client) -> Value {
     })
 }
 
+/// Who makes a change: the signed-in developer, once the change passed the CSRF checks.
+async fn changer(state: &AppState, headers: &HeaderMap) -> AppResult<Actor> {
+    let session = signed_in(state, headers).await?;
+    check_csrf(state, headers)?;
+    Ok(Actor::User(session.user_id))
+}
+
 fn parse<T: DeserializeOwned>(body: &JsonBody, what: &str) -> AppResult<T> {
     serde_json::from_slice(&body.0)
         .map_err(|e| api(StatusCode::BAD_REQUEST, "invalid_request", format!("the body must be JSON with {what}: {e}")))
@@ -87,8 +94,8 @@ impl AppBody {
 }
 
 pub(crate) async fn apps_get(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    let apps = developer::list_apps(&state.rt, Actor::User(session.user_id)).await?;
+    let actor = Actor::User(signed_in(&state, &headers).await?.user_id);
+    let apps = developer::list_apps(&state.rt, actor).await?;
     let apps: Vec<Value> = apps
         .iter()
         .map(|s| {
@@ -103,19 +110,18 @@ pub(crate) async fn apps_get(Extension(state): Extension<AppState>, headers: Hea
 }
 
 pub(crate) async fn apps_post(Extension(state): Extension<AppState>, headers: HeaderMap, body: JsonBody) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
+    let actor = changer(&state, &headers).await?;
     let form =
         parse::<AppBody>(&body, "name, developer, kind (web, native or machine), redirect_uris and scopes")?.over(AppForm::default());
-    let (client, secret) = developer::register_app(&state.rt, Actor::User(session.user_id), &form).await?;
+    let (client, secret) = developer::register_app(&state.rt, actor, &form).await?;
     let mut body = describe(&client);
     body["client_secret"] = json!(secret.as_ref().map(|s| s.expose()));
     Ok(no_store((StatusCode::CREATED, axum::Json(body)).into_response()))
 }
 
 pub(crate) async fn app_get(Extension(state): Extension<AppState>, headers: HeaderMap, Path(id): Path<String>) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    let client = developer::find_app(&state.rt, Actor::User(session.user_id), &id).await?;
+    let actor = Actor::User(signed_in(&state, &headers).await?.user_id);
+    let client = developer::find_app(&state.rt, actor, &id).await?;
     Ok(no_store(axum::Json(describe(&client)).into_response()))
 }
 
@@ -125,9 +131,7 @@ pub(crate) async fn app_patch(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
-    let actor = Actor::User(session.user_id);
+    let actor = changer(&state, &headers).await?;
     let client = developer::find_app(&state.rt, actor, &id).await?;
     let changes = parse::<AppBody>(&body, "the fields to change")?;
     if changes.kind.is_some() {
@@ -138,9 +142,7 @@ pub(crate) async fn app_patch(
 }
 
 pub(crate) async fn app_delete(Extension(state): Extension<AppState>, headers: HeaderMap, Path(id): Path<String>) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
-    let actor = Actor::User(session.user_id);
+    let actor = changer(&state, &headers).await?;
     let client = developer::find_app(&state.rt, actor, &id).await?;
     // A script names the app in the path; the typed name is the pages' confirmation.
     developer::delete_app(&state.rt, actor, &client.client_id, &client.name).await?;
@@ -160,9 +162,7 @@ pub(crate) async fn secret_post(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
-    let actor = Actor::User(session.user_id);
+    let actor = changer(&state, &headers).await?;
     let rotate = parse::<RotateBody>(&body, "grace_seconds")?;
     let secret = developer::rotate_secret(&state.rt, actor, &id, rotate.grace_seconds).await?;
     let client = developer::find_app(&state.rt, actor, &id).await?;
@@ -183,10 +183,9 @@ pub(crate) async fn owners_post(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
+    let actor = changer(&state, &headers).await?;
     let invite = parse::<InviteBody>(&body, "the email of a developer")?;
-    let i = developer::invite_owner(&state.rt, Actor::User(session.user_id), &id, &invite.email).await?;
+    let i = developer::invite_owner(&state.rt, actor, &id, &invite.email).await?;
     let body = json!({"client_id": i.client_id, "user_id": i.user_id, "created_at": i.created_at});
     Ok(no_store((StatusCode::CREATED, axum::Json(body)).into_response()))
 }
@@ -196,16 +195,15 @@ pub(crate) async fn owner_delete(
     headers: HeaderMap,
     Path((id, user)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
+    let actor = changer(&state, &headers).await?;
     let user = user.parse().map_err(|_| api(StatusCode::NOT_FOUND, "not_found", "no such owner"))?;
-    developer::remove_owner(&state.rt, Actor::User(session.user_id), &id, user).await?;
+    developer::remove_owner(&state.rt, actor, &id, user).await?;
     Ok(no_store(axum::Json(json!({"client_id": id, "user_id": user, "removed": true})).into_response()))
 }
 
 pub(crate) async fn invitations_get(Extension(state): Extension<AppState>, headers: HeaderMap) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    let invitations: Vec<Value> = developer::my_invitations(&state.rt, Actor::User(session.user_id))
+    let actor = Actor::User(signed_in(&state, &headers).await?.user_id);
+    let invitations: Vec<Value> = developer::my_invitations(&state.rt, actor)
         .await?
         .iter()
         .map(|i| json!({"client_id": i.client_id, "name": i.client_name, "invited_by": i.invited_by, "created_at": i.created_at}))
@@ -225,9 +223,8 @@ pub(crate) async fn invitation_post(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> AppResult<Response> {
-    let session = signed_in(&state, &headers).await?;
-    check_csrf(&state, &headers)?;
+    let actor = changer(&state, &headers).await?;
     let answer = parse::<AnswerBody>(&body, "accept (true or false)")?;
-    developer::answer_invitation(&state.rt, Actor::User(session.user_id), &id, answer.accept).await?;
+    developer::answer_invitation(&state.rt, actor, &id, answer.accept).await?;
     Ok(no_store(axum::Json(json!({"client_id": id, "accepted": answer.accept})).into_response()))
 }
