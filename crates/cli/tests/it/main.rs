@@ -399,6 +399,7 @@ async fn the_scope_catalogue_is_managed_with_the_cli() {
 /// Papercuts found by trying the README as a newcomer (issue 25 §5).
 mod papercuts {
     use super::*;
+    use latchkey_server::runtime::Clock;
 
     fn bare(args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
@@ -532,6 +533,42 @@ mod papercuts {
         app.user("bob@example.com", &[]).await;
         assert!(!latchkey(&app, &["user", "update", "bob@example.com", "--email", "ada@new.example"], "").status.success(), "taken");
         assert!(!latchkey(&app, &["user", "update", "bob@example.com", "--email", "not an email"], "").status.success());
+
+        // The developer flag, and a client given to a developer with its consent-page links.
+        let u = json(&latchkey(&app, &["--json", "user", "update", "bob@example.com", "--developer", "true"], ""));
+        assert_eq!(u["developer"], true);
+        let made = json(&latchkey(
+            &app,
+            &[
+                "--json",
+                "client",
+                "create",
+                "--name",
+                "Bob's Tool",
+                "--redirect-uri",
+                "https://bob.example/cb",
+                "--owner",
+                "bob@example.com",
+                "--privacy-policy",
+                "https://bob.example/privacy",
+            ],
+            "",
+        ));
+        let id = made["client_id"].as_str().unwrap();
+        assert_eq!(app.rt.store.list_client_owners(app.rt.tenant.id, id).await.unwrap().len(), 1);
+        assert!(
+            !latchkey(&app, &["client", "update", id, "--logo", "http://bob.example/logo.png"], "").status.success(),
+            "an http logo is refused"
+        );
+        let shown = json(&latchkey(&app, &["--json", "client", "update", id, "--privacy-policy", ""], ""));
+        assert_eq!(shown["profile"], serde_json::json!({}), "an empty address removes it");
+        let rotated = json(&latchkey(&app, &["--json", "client", "rotate-secret", id, "--grace", "3600"], ""));
+        assert_eq!(rotated["grace"], 3600);
+        let c = app.rt.store.find_client(app.rt.tenant.id, id).await.unwrap().unwrap();
+        // The CLI runs on the system clock: an hour from the moment it ran.
+        let until = c.secret_info.previous.expect("the old secret is kept").expires_at - latchkey_server::SystemClock.now();
+        assert!((3500..=3600).contains(&until), "the old secret works for an hour: {until} s left");
+        assert!(!latchkey(&app, &["client", "rotate-secret", id, "--grace", "99999999"], "").status.success(), "at most 30 days");
     }
 
     /// `keys list` shows dates; `--json` keeps the Unix times.
