@@ -16,7 +16,8 @@
 //!   closed for another;
 //! - **memory:** once a burst is over (three quarters of at least [`BURST`] connections have
 //!   closed since the peak), the memory their buffers held is given back to the system
-//!   (`crate::memory`), a second later and off the runtime's threads.
+//!   (`crate::memory`), a second later and every second while connections keep closing, off
+//!   the runtime's threads.
 
 use crate::startup::RouteTenant;
 use axum::body::Body;
@@ -192,11 +193,20 @@ impl Connections {
     async fn give_back_after_bursts(&self) {
         loop {
             self.burst_over.notified().await;
-            // The rest of the burst closes meanwhile; its frees are then given back too.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let before = std::time::Instant::now();
-            let gave = tokio::task::spawn_blocking(crate::memory::give_back).await.unwrap_or(false);
-            tracing::debug!(gave, took_us = before.elapsed().as_micros() as u64, "memory given back after a burst of connections");
+            // The rest of the burst closes meanwhile (slowly on a busy machine): give back
+            // every second while connections keep closing, so that their frees go back too.
+            let mut open = usize::MAX;
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let before = std::time::Instant::now();
+                let gave = tokio::task::spawn_blocking(crate::memory::give_back).await.unwrap_or(false);
+                tracing::debug!(gave, took_us = before.elapsed().as_micros() as u64, "memory given back after a burst of connections");
+                let now = self.lock().conns.len();
+                if now >= open {
+                    break;
+                }
+                open = now;
+            }
         }
     }
 
