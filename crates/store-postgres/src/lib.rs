@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_rotated_secret_keys.sql"),
     include_str!("../migrations/0005_account.sql"),
     include_str!("../migrations/0006_developer.sql"),
+    include_str!("../migrations/0007_replays.sql"),
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -367,7 +368,7 @@ impl PgStore {
 /// how PostgreSQL guessed at the cutoff: a statement prepared once and run many times may get
 /// a generic plan, which assumes a third of the rows match, and then a LIMIT over a sequential
 /// scan of `tokens` (a walk over every live token, each pass) or a bitmap scan that reads the
-/// whole range of `tokens_replay` before the LIMIT looks cheapest. Ordered by the cutoff, the
+/// whole range of `replays_until` before the LIMIT looks cheapest. Ordered by the cutoff, the
 /// index gives the batch's first rows at once, in any plan (`housekeeping_plans_use_indexes`).
 ///
 /// Rows are picked by `ctid` (their physical address, which any table has): a row that a
@@ -390,9 +391,8 @@ pub(crate) mod sweep {
         };
     }
     pub(crate) const CODES: &str = sweep!("codes", "expires_at");
-    /// Replay answers past their window; the rows stay for reuse detection.
-    pub(crate) const REPLAYS: &str = "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE ctid = ANY(ARRAY(
-         SELECT ctid FROM tokens WHERE tenant_id = $1 AND replay_until <= $2 ORDER BY replay_until LIMIT $3))";
+    /// Replay answers past their window; the rotated tokens stay for reuse detection.
+    pub(crate) const REPLAYS: &str = sweep!("replays", "until");
     /// Families past their absolute lifetime; their tokens go with them (ON DELETE CASCADE).
     pub(crate) const FAMILIES: &str = sweep!("families", "expires_at");
     /// A batch of expired tokens, then those of their families that no unexpired token is left
@@ -1408,11 +1408,13 @@ impl TokenStore for PgStore {
         // `rotated_at IS NULL` on the committed row, match nothing and insert nothing.
         let sql = format!(
             "WITH rotated AS (
-                UPDATE tokens SET rotated_at = $14, replay = $15, replay_until = $16, successor = $17
+                UPDATE tokens SET rotated_at = $14
                 WHERE tenant_id = $18 AND hash = $19 AND kind = 'refresh_token' AND rotated_at IS NULL AND revoked_at IS NULL
                 AND EXISTS (SELECT 1 FROM families f WHERE f.tenant_id = tokens.tenant_id AND f.id = tokens.family_id AND f.revoked_at IS NULL)
-                RETURNING 1),
-             issued AS ({TOKEN_UNNEST} WHERE EXISTS (SELECT 1 FROM rotated))
+                RETURNING hash, tenant_id),
+             issued AS ({TOKEN_UNNEST} WHERE EXISTS (SELECT 1 FROM rotated)),
+             kept AS (INSERT INTO replays (hash, tenant_id, sealed, until, successor)
+                SELECT hash, tenant_id, $15, $16, $17 FROM rotated WHERE $15::bytea IS NOT NULL)
              SELECT count(*) FROM rotated"
         );
         let successor = replay.and_then(|_| tokens.iter().find(|t| t.kind == TokenKind::Refresh)).map(|t| key(&t.hash));
@@ -1436,9 +1438,10 @@ impl TokenStore for PgStore {
         // The successor, when there is one, must be current; a rotation that issued no new
         // refresh token leaves `successor` NULL and only the family's state matters.
         on_conn!(self.conns, |c| sqlx::query_scalar(
-            "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
-             WHERE t.tenant_id = $1 AND t.hash = $2 AND t.replay IS NOT NULL AND t.replay_until > $3 AND f.revoked_at IS NULL
-             AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
+            "SELECT r.sealed FROM replays r JOIN tokens t ON t.hash = r.hash AND t.tenant_id = r.tenant_id
+             JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
+             WHERE r.tenant_id = $1 AND r.hash = $2 AND r.until > $3 AND f.revoked_at IS NULL
+             AND (r.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = r.successor AND s.tenant_id = r.tenant_id
                   AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
         )
         .bind(tenant.0)

@@ -47,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_client_generation.sql"),
     include_str!("../migrations/0006_account.sql"),
     include_str!("../migrations/0007_developer.sql"),
+    include_str!("../migrations/0008_replays.sql"),
 ];
 
 /// The schema version this build writes (the number of migrations).
@@ -356,9 +357,8 @@ mod sweep {
         };
     }
     pub(crate) const CODES: &str = sweep!("codes", "expires_at <= ?2");
-    /// Replay answers past their window; the rows stay for reuse detection.
-    pub(crate) const REPLAYS: &str = "UPDATE tokens SET replay = NULL, replay_until = NULL WHERE rowid IN
-         (SELECT rowid FROM tokens WHERE tenant_id = ?1 AND replay_until <= ?2 LIMIT ?3)";
+    /// Replay answers past their window; the rotated tokens stay for reuse detection.
+    pub(crate) const REPLAYS: &str = sweep!("replays", "until <= ?2");
     /// Families past their absolute lifetime; their tokens go with them (ON DELETE CASCADE).
     pub(crate) const FAMILIES: &str = sweep!("families", "expires_at <= ?2");
     /// Expired tokens, with the family of each, for [`IDLED_FAMILY`].
@@ -1528,17 +1528,25 @@ impl TokenStore for SqliteStore {
         let (sealed, until) = (replay.map(|r| r.sealed.clone()), replay.map(|r| r.until));
         let tokens = tokens.to_vec();
         self.write(move |c| {
+            let tenant = tenant.0.to_string();
             let rotated = exec(
                 c,
-                "UPDATE tokens SET rotated_at = ?, replay = ?, replay_until = ?, successor = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
+                "UPDATE tokens SET rotated_at = ? WHERE tenant_id = ? AND hash = ? AND kind = 'refresh_token'
                  AND rotated_at IS NULL AND revoked_at IS NULL
                  AND EXISTS (SELECT 1 FROM families f WHERE f.tenant_id = tokens.tenant_id AND f.id = tokens.family_id AND f.revoked_at IS NULL)",
-                params![now, sealed, until, successor, tenant.0.to_string(), &old.0[..]],
+                params![now, tenant, &old.0[..]],
             )?;
             if rotated == 0 {
                 return Ok(RotateOutcome::NotCurrent);
             }
             insert_tokens(c, &tokens)?;
+            if let (Some(sealed), Some(until)) = (sealed, until) {
+                exec(
+                    c,
+                    "INSERT INTO replays (hash, tenant_id, sealed, until, successor) VALUES (?, ?, ?, ?, ?)",
+                    params![&old.0[..], tenant, sealed, until, successor],
+                )?;
+            }
             Ok(RotateOutcome::Rotated)
         })
         .await
@@ -1550,9 +1558,10 @@ impl TokenStore for SqliteStore {
         self.read(|c| {
             query_opt(
                 c,
-                "SELECT t.replay FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
-                 WHERE t.tenant_id = ?1 AND t.hash = ?2 AND t.replay IS NOT NULL AND t.replay_until > ?3 AND f.revoked_at IS NULL
-                 AND (t.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = t.successor AND s.tenant_id = t.tenant_id
+                "SELECT r.sealed FROM replays r JOIN tokens t ON t.hash = r.hash AND t.tenant_id = r.tenant_id
+                 JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
+                 WHERE r.tenant_id = ?1 AND r.hash = ?2 AND r.until > ?3 AND f.revoked_at IS NULL
+                 AND (r.successor IS NULL OR EXISTS (SELECT 1 FROM tokens s WHERE s.hash = r.successor AND s.tenant_id = r.tenant_id
                       AND s.rotated_at IS NULL AND s.revoked_at IS NULL))",
                 params![tenant.0.to_string(), &old.0[..], now],
                 |r| r.at(0),

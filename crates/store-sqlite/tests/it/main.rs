@@ -138,6 +138,57 @@ async fn client_tokens_revoked_before_version_3_stay_revoked() {
     assert!(store.self_contained_token_live(tenant, "job", live).await.unwrap());
 }
 
+/// Version 8 moves the replay answers out of the token rows: an answer kept by version 7 in
+/// its window is still found after the upgrade, and still only while its successor is current.
+#[tokio::test]
+async fn replay_answers_kept_before_version_8_are_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7.db");
+    let (old, successor, other) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../../migrations/0001_init.sql"),
+            include_str!("../../migrations/0002_replay_and_settings.sql"),
+            include_str!("../../migrations/0003_revoked_jtis.sql"),
+            include_str!("../../migrations/0004_housekeeping_indexes.sql"),
+            include_str!("../../migrations/0005_client_generation.sql"),
+            include_str!("../../migrations/0006_account.sql"),
+            include_str!("../../migrations/0007_developer.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 7;
+             INSERT INTO tenants (id, name, created_at) VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'default', 1);
+             INSERT INTO clients (tenant_id, client_id, name, developer, secret_hash, redirect_uris, scopes, grant_types, require_pkce, created_at)
+                 VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'app', 'App', 'dev', x'00', '[]', '[]', '[\"refresh_token\"]', 1, 1);
+             INSERT INTO families (tenant_id, id, client_id, scope, auth_time, created_at, expires_at)
+                 VALUES ('6f1c1d8e-0000-4000-8000-000000000001', 'f', 'app', 'offline_access', 1, 1, 9999999999);",
+        )
+        .unwrap();
+        // `old` was rotated into `successor` and kept its answer until 5000; so was `other`,
+        // whose successor has since been rotated in turn.
+        for (hash, rotated, replay, next) in [
+            (old, Some(10), Some(&b"sealed answer"[..]), Some(successor)),
+            (successor, None, None, None),
+            (other, Some(10), Some(&b"used answer"[..]), Some(old)),
+        ] {
+            conn.execute(
+                "INSERT INTO tokens (hash, tenant_id, kind, family_id, client_id, scope, jti, created_at, expires_at, rotated_at, replay, replay_until, successor)
+                 VALUES (?1, '6f1c1d8e-0000-4000-8000-000000000001', 'refresh_token', 'f', 'app', 'offline_access', ?2, 1, 9999999999, ?3, ?4, ?5, ?6)",
+                rusqlite::params![&hash[..], Uuid::new_v4().to_string(), rotated, replay, replay.map(|_| 5000), next.map(|n| n.to_vec())],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+    let tenant = store.find_tenant_by_name("default").await.unwrap().unwrap().id;
+    assert_eq!(store.find_replay(tenant, SecretHash(old), 20).await.unwrap().as_deref(), Some(&b"sealed answer"[..]));
+    assert_eq!(store.find_replay(tenant, SecretHash(old), 5000).await.unwrap(), None, "past its window");
+    assert_eq!(store.find_replay(tenant, SecretHash(other), 20).await.unwrap(), None, "its successor is no longer current");
+}
+
 /// Two nodes on one file (or a node and a CLI command): each keeps the clients it reads in
 /// memory, and a change made through the other is seen at the very next read, never served
 /// stale, whether it rotates the secret, deletes the client or deletes its tenant; and whether
