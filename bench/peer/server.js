@@ -1,6 +1,7 @@
 // node-oidc-provider 9.13.x peer for the Latchkey benchmark.
 // Env: PORT (3000), HOST (127.0.0.1), ISSUER (http://HOST:PORT), DATA_DIR (./data),
-//      SQLITE_SYNCHRONOUS (FULL), SQLITE_DRIVER (better-sqlite3|node:sqlite), ACCESS_LOG=1.
+//      SQLITE_SYNCHRONOUS (FULL), SQLITE_DRIVER (better-sqlite3|node:sqlite), ACCESS_LOG=1,
+//      SIGNING_ALG (RS256, the default of oidc-provider and of Latchkey; ES256 or EdDSA).
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -19,6 +20,8 @@ const PORT = Number(process.env.PORT ?? 3000);
 const HOST = process.env.HOST ?? '127.0.0.1';
 const ISSUER = process.env.ISSUER ?? `http://${HOST}:${PORT}`;
 const DATA_DIR = path.resolve(process.env.DATA_DIR ?? path.join(HERE, 'data'));
+const SIGNING_ALG = process.env.SIGNING_ALG ?? 'RS256';
+if (!['RS256', 'ES256', 'EdDSA'].includes(SIGNING_ALG)) throw new Error(`SIGNING_ALG ${SIGNING_ALG}: use RS256, ES256 or EdDSA`);
 const ACCOUNT_ID = 'bench-user';
 
 const OPAQUE_API = 'urn:latchkey:api';
@@ -35,7 +38,7 @@ const RESOURCE_SERVERS = {
     audience: JWT_API,
     accessTokenTTL: 3600,
     accessTokenFormat: 'jwt',
-    jwt: { sign: { alg: 'ES256' } },
+    jwt: { sign: { alg: SIGNING_ALG } },
   },
 };
 // client_id -> resource indicator used when the request names none
@@ -43,15 +46,18 @@ const DEFAULT_RESOURCE = { bench: OPAQUE_API, 'bench-jwt': JWT_API };
 
 fs.mkdirSync(DATA_DIR, { recursive: true });
 
-// Signing keys: ES256 (first, used for id_token + JWT access tokens) and RS256; kept across restarts.
+// Signing keys: RS256 (2048 bits, as Latchkey's), ES256 and EdDSA (Ed25519); each client signs
+// its id_tokens and JWT access tokens with SIGNING_ALG. Kept across restarts.
 function loadOrCreateJwks(file) {
   if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
-  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
   const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const ed = crypto.generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
   const jwks = {
     keys: [
-      { ...ec, kid: 'es256-1', alg: 'ES256', use: 'sig' },
       { ...rsa, kid: 'rs256-1', alg: 'RS256', use: 'sig' },
+      { ...ec, kid: 'es256-1', alg: 'ES256', use: 'sig' },
+      { ...ed, kid: 'eddsa-1', alg: 'EdDSA', use: 'sig' },
     ],
   };
   fs.writeFileSync(file, JSON.stringify(jwks), { mode: 0o600 });
@@ -67,7 +73,7 @@ const clientBase = {
   response_types: ['code'],
   redirect_uris: ['http://127.0.0.1:9999/cb'],
   token_endpoint_auth_method: 'client_secret_basic',
-  id_token_signed_response_alg: 'ES256',
+  id_token_signed_response_alg: SIGNING_ALG,
 };
 
 const configuration = {
@@ -77,7 +83,7 @@ const configuration = {
     { ...clientBase, client_id: 'bench', client_secret: 'bench-secret' },
     { ...clientBase, client_id: 'bench-jwt', client_secret: 'bench-jwt-secret' },
   ],
-  clientDefaults: { id_token_signed_response_alg: 'ES256', token_endpoint_auth_method: 'client_secret_basic' },
+  clientDefaults: { id_token_signed_response_alg: SIGNING_ALG, token_endpoint_auth_method: 'client_secret_basic' },
   responseTypes: ['code'],
   scopes: ['openid', 'offline_access', 'profile', 'email'],
   claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
@@ -177,7 +183,7 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 65_000;
 
 server.listen(PORT, HOST, () => {
-  console.log(`oidc-provider ${OP_VERSION} (node ${process.version}, ${driverName} ${JSON.stringify(pragmas())}) listening on ${ISSUER} after ${(process.uptime() * 1000).toFixed(0)} ms (pid ${process.pid})`);
+  console.log(`oidc-provider ${OP_VERSION} (node ${process.version}, ${driverName} ${JSON.stringify(pragmas())}) signing ${SIGNING_ALG}, listening on ${ISSUER} after ${(process.uptime() * 1000).toFixed(0)} ms (pid ${process.pid})`);
 });
 
 function shutdown() {

@@ -6,6 +6,7 @@ use crate::target::{sqlite_bytes_in_use, ClientCreds, CodeClient, Paths, RoundTr
 use crate::{pg, process, target};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use latchkey_core::model::SigningAlg;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -41,6 +42,8 @@ pub(crate) struct LatchkeyTarget {
     binary: PathBuf,
     backend: Backend,
     backend_name: &'static str,
+    /// Its signing algorithm: the server's default (RS256) is not set, the others are.
+    alg: SigningAlg,
     /// Holds the SQLite file, the configuration and the log; removed on drop.
     dir: TempDir,
     port: u16,
@@ -53,6 +56,8 @@ pub(crate) struct LatchkeyTarget {
     child: Option<Child>,
     /// Where to keep a copy of the server log when it stops.
     log_copy: Option<PathBuf>,
+    /// Where to keep a copy of the SQLite database (and its WAL) when it stops.
+    database_copy: Option<PathBuf>,
     proxied: bool,
     housekeeping: bool,
     /// PostgreSQL's processes on the server's core while the target runs, or why not.
@@ -75,8 +80,10 @@ impl LatchkeyTarget {
     pub(crate) async fn new(
         binary: &Path,
         backend: Backend,
+        alg: SigningAlg,
         pin: Option<String>,
         log_copy: Option<PathBuf>,
+        database_copy: Option<PathBuf>,
         housekeeping: bool,
     ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("latchkey-bench-").tempdir()?;
@@ -100,6 +107,7 @@ impl LatchkeyTarget {
             binary: binary.to_owned(),
             backend,
             backend_name,
+            alg,
             dir,
             port,
             database,
@@ -108,6 +116,7 @@ impl LatchkeyTarget {
             pin,
             child: None,
             log_copy,
+            database_copy,
             proxied: false,
             housekeeping,
             postgres_pinned: None,
@@ -126,7 +135,11 @@ impl LatchkeyTarget {
     fn latchkey(&self, database: &str) -> Command {
         let mut c = Command::new(&self.binary);
         c.arg("--config").arg(self.dir.path().join("bench.toml")).arg("--database").arg(database);
-        c.env("LATCHKEY_ID_TOKEN_SIGNING_ALG", "ES256").env("NO_COLOR", "1");
+        // The server's default is measured as an operator who changes nothing gets it.
+        if self.alg != SigningAlg::default() {
+            c.env("LATCHKEY_ID_TOKEN_SIGNING_ALG", self.alg.as_str());
+        }
+        c.env("NO_COLOR", "1");
         if let Some(key) = &self.master_key {
             c.env("LATCHKEY_MASTER_KEY", key);
         }
@@ -199,6 +212,10 @@ impl Target for LatchkeyTarget {
 
     fn backend(&self) -> &str {
         self.backend_name
+    }
+
+    fn signing_alg(&self) -> &str {
+        self.alg.as_str()
     }
 
     async fn start(&mut self) -> Result<Started> {
@@ -341,12 +358,30 @@ impl Target for LatchkeyTarget {
         Ok(Some(counter))
     }
 
+    async fn wal_position(&mut self) -> Result<Option<u64>> {
+        match &self.backend {
+            Backend::Postgres(url) => Ok(Some(pg::wal_position(url).await?)),
+            Backend::Sqlite => Ok(None),
+        }
+    }
+
     fn database_cpu_ticks(&self) -> Option<u64> {
         matches!(self.backend, Backend::Postgres(_)).then(|| crate::procfs::cpu_ticks_of_all("postgres"))
     }
 
     async fn stop(&mut self) -> Result<Stopped> {
         self.terminate().await?;
+        if let (Backend::Sqlite, Some(copy)) = (&self.backend, &self.database_copy) {
+            // As the run left it, free pages and all (sqlite3_analyzer or the dbstat table
+            // show what each table and index holds).
+            for suffix in ["", "-wal"] {
+                let from = PathBuf::from(format!("{}{suffix}", self.database));
+                if from.exists() {
+                    std::fs::copy(&from, format!("{}{suffix}", copy.display()))
+                        .with_context(|| format!("cannot copy {}", from.display()))?;
+                }
+            }
+        }
         let (log_problems, log_copy) = process::read_log(&self.log_path(), self.log_copy.as_ref(), |l| {
             l.contains("ERROR") || l.contains("WARN") || l.contains("panicked")
         });
@@ -369,7 +404,14 @@ impl Target for LatchkeyTarget {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = vec![
-            "server: release `latchkey serve`, LATCHKEY_ID_TOKEN_SIGNING_ALG=ES256, default durability (full), guessing budgets raised to 1e9 (config [guessing]) so that password checks are never refused".to_owned(),
+            format!(
+                "server: release `latchkey serve`, {}, default durability (full), guessing budgets raised to 1e9 (config [guessing]) so that password checks are never refused",
+                if self.alg == SigningAlg::default() {
+                    format!("signing with its default {}", self.alg.as_str())
+                } else {
+                    format!("LATCHKEY_ID_TOKEN_SIGNING_ALG={}", self.alg.as_str())
+                }
+            ),
         ];
         match &self.backend {
             Backend::Sqlite => notes.push(

@@ -20,8 +20,9 @@ mod target;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use latchkey::{Backend, LatchkeyTarget};
+use latchkey_core::model::SigningAlg;
 use peer::{Installed, PeerTarget};
-use report::{Argon2Bare, Machine, Report, RoundTrips, ScenarioReport, TargetReport};
+use report::{Bare, Machine, Report, RoundTrips, ScenarioReport, TargetReport};
 use scenario::{Cores, Fixtures, Load, Scenario};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -82,6 +83,9 @@ struct AllArgs {
     /// removal of expired rows during the run.
     #[arg(long)]
     no_housekeeping: bool,
+    /// Keep a copy of each SQLite database, as the run left it, beside the results.
+    #[arg(long)]
+    keep_databases: bool,
     /// Do not run `scripts/release` (the deployment build) first.
     #[arg(long)]
     no_build: bool,
@@ -93,6 +97,11 @@ struct AllArgs {
     /// The p99 target (at 70%) is then not judged.
     #[arg(long)]
     paced_rate: Option<f64>,
+    /// Signing algorithms (comma-separated). The first is the main configuration and runs every
+    /// scenario; each other one runs the scenarios that sign (cc_jwt, refresh, code_flow) as
+    /// extra rows, on SQLite and the peer. RS256 is the server's default.
+    #[arg(long, value_delimiter = ',', default_value = "RS256,ES256,EdDSA")]
+    algs: Vec<String>,
     /// The peer's SQLite durability; `full` is Latchkey's default.
     #[arg(long, value_enum, default_value_t = peer::Synchronous::Full)]
     peer_synchronous: peer::Synchronous,
@@ -262,6 +271,16 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     let mut machine = machine(&root, pinned);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
+    let mut algs = Vec::new();
+    for name in &args.algs {
+        let alg = SigningAlg::parse(name.trim()).with_context(|| format!("no signing algorithm {name:?}: use RS256, ES256 or EdDSA"))?;
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    if algs.is_empty() {
+        bail!("--algs needs at least one algorithm");
+    }
     let mut backends = Vec::new();
     if !args.no_sqlite {
         backends.push(Backend::Sqlite);
@@ -269,27 +288,35 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     if let Some(url) = &args.postgres {
         backends.push(Backend::Postgres(url.clone()));
     }
+    // The first algorithm is the main configuration: every scenario, on every backend and the
+    // peer. Each other one runs the scenarios that sign, on SQLite and the peer.
     let mut runs = Vec::new();
-    for backend in backends {
-        let name = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        };
-        let pin = pinned.then(|| SERVER_CORE.to_string());
-        let log_copy = Some(out.join(format!("server-latchkey-{name}.log")));
-        runs.push(match LatchkeyTarget::new(&binary, backend, pin, log_copy, !args.no_housekeeping).await {
-            Ok(t) => Run::new(Box::new(t)),
-            Err(e) => Run::failed(TargetReport::failed("latchkey", name, &e)),
-        });
-    }
-    // The peer gets the same scenarios, load and pinning.
-    if let Some(installed) = peer {
-        let pin = pinned.then(|| SERVER_CORE.to_string());
-        let log_copy = Some(out.join(format!("server-{}-sqlite.log", peer::NAME)));
-        runs.push(match PeerTarget::new(installed, args.peer_synchronous, pin, log_copy) {
-            Ok(t) => Run::new(Box::new(t)),
-            Err(e) => Run::failed(TargetReport::failed(peer::NAME, "sqlite", &e)),
-        });
+    for (i, &alg) in algs.iter().enumerate() {
+        let main = i == 0;
+        let alg_name = alg.as_str();
+        for backend in backends.iter().filter(|b| main || matches!(b, Backend::Sqlite)) {
+            let name = match backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres(_) => "postgres",
+            };
+            let pin = pinned.then(|| SERVER_CORE.to_string());
+            let log_copy = Some(out.join(format!("server-latchkey-{name}-{alg_name}.log")));
+            let database_copy = args.keep_databases.then(|| out.join(format!("latchkey-{name}-{alg_name}.db")));
+            let target = LatchkeyTarget::new(&binary, backend.clone(), alg, pin, log_copy, database_copy, !args.no_housekeeping).await;
+            runs.push(match target {
+                Ok(t) => Run::new(Box::new(t), main),
+                Err(e) => Run::failed(TargetReport::failed("latchkey", name, alg_name, &e)),
+            });
+        }
+        // The peer gets the same scenarios, load and pinning.
+        if let Some(installed) = &peer {
+            let pin = pinned.then(|| SERVER_CORE.to_string());
+            let log_copy = Some(out.join(format!("server-{}-sqlite-{alg_name}.log", peer::NAME)));
+            runs.push(match PeerTarget::new(installed.clone(), args.peer_synchronous, alg, pin, log_copy) {
+                Ok(t) => Run::new(Box::new(t), main),
+                Err(e) => Run::failed(TargetReport::failed(peer::NAME, "sqlite", alg_name, &e)),
+            });
+        }
     }
     // The targets take turns, scenario by scenario: the machine's speed drifts by a quarter
     // over minutes, and a ratio of two runs ten minutes apart measured the drift as much as
@@ -332,56 +359,95 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     Ok(())
 }
 
-/// Verifies a password against its Argon2id hash in a loop, with the parameters the server
-/// uses, on a thread of its own on `core` (the server's, while the server waits): the server's
-/// password threads run there too, and the cores of a virtual machine need not be equally fast.
-async fn bare_argon2(duration: Duration, core: Option<usize>) -> Result<Argon2Bare> {
+/// Runs an operation in a loop on a thread of its own on `core` (the server's, while the server
+/// is frozen or waits) for `duration`: the ceiling of a scenario bound by that operation. The
+/// cores of a virtual machine need not be equally fast, so it runs where the server does.
+/// `setup` runs on that thread and answers what the operation is, and the operation.
+async fn bare<F>(duration: Duration, core: Option<usize>, setup: impl FnOnce() -> Result<(String, F)> + Send + 'static) -> Result<Bare>
+where
+    F: FnMut() -> Result<()>,
+{
     let thread = std::thread::spawn(move || {
         let pinned = core.map(|id| core_affinity::set_for_current(core_affinity::CoreId { id }));
         if pinned == Some(false) {
             bail!("cannot run on core {core:?}");
         }
+        let (parameters, mut operation) = setup()?;
+        let start = Instant::now();
+        let mut operations = 0u64;
+        while start.elapsed() < duration {
+            operation()?;
+            operations += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let rate = operations as f64 / seconds;
+        Ok(Bare { parameters, core, operations, seconds, per_second: rate, parts: vec![rate] })
+    });
+    tokio::task::spawn_blocking(move || thread.join().map_err(|_| anyhow::anyhow!("the bare measurement's thread panicked"))?).await?
+}
+
+/// Verifies a password against its Argon2id hash, with the parameters and the function the
+/// server's password threads use (a buffer reused the same way).
+async fn bare_argon2(duration: Duration, core: Option<usize>) -> Result<Bare> {
+    bare(duration, core, || {
         let password = "bench password 1";
         let hash = latchkey_core::password::hash(password, &mut rand::thread_rng())?;
         let params = hash.split('$').nth(3).unwrap_or("?").to_owned();
-        let start = Instant::now();
-        let (mut verifies, mut memory) = (0u64, Vec::new());
-        while start.elapsed() < duration {
-            // The function the server's password threads call, with a buffer reused the same way.
+        let mut memory = Vec::new();
+        Ok((format!("argon2id {params}"), move || {
             if !latchkey_core::password::verify_with_memory(password, &hash, &mut memory) {
                 bail!("the password did not verify against its own hash");
             }
-            verifies += 1;
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        let rate = verifies as f64 / seconds;
-        Ok(Argon2Bare { parameters: format!("argon2id {params}"), core, verifies, seconds, verifies_per_second: rate, parts: vec![rate] })
-    });
-    tokio::task::spawn_blocking(move || thread.join().map_err(|_| anyhow::anyhow!("the Argon2id thread panicked"))?).await?
+            Ok(())
+        }))
+    })
+    .await
+}
+
+/// Signs a client's JWT access token with a fresh key of `alg`, through the function the
+/// server signs with (`KeyPair::sign_jwt`: the signature, plus the JSON and base64 around it).
+async fn bare_signing(alg: SigningAlg, duration: Duration, core: Option<usize>) -> Result<Bare> {
+    bare(duration, core, move || {
+        use latchkey_core::jose::{KeyPair, SystemRandom};
+        let nonces = SystemRandom::new();
+        let key = KeyPair::generate(alg, &mut rand::thread_rng(), &nonces)?;
+        let claims = serde_json::json!({
+            "iss": "http://127.0.0.1:8080", "sub": "bench-jwt", "aud": "http://127.0.0.1:8080", "client_id": "bench-jwt",
+            "scope": "api:read", "jti": uuid::Uuid::new_v4().to_string(), "iat": 1_800_000_000, "exp": 1_800_003_600,
+        });
+        let library = if alg == SigningAlg::RS256 { "AWS-LC, RSA 2048" } else { "ring" };
+        Ok((format!("{} sign_jwt ({library})", alg.as_str()), move || {
+            key.sign_jwt("at+jwt", &claims, &nonces)?;
+            Ok(())
+        }))
+    })
+    .await
 }
 
 /// One target of the run: its server, what was set up on it, and its report.
 struct Run {
     /// `None` once stopped (or never made).
     target: Option<Box<dyn Target>>,
+    /// The main configuration runs every scenario; another algorithm's, those that sign.
+    main: bool,
     seed: Option<Seed>,
     fixtures: Option<Fixtures>,
     report: TargetReport,
 }
 
 impl Run {
-    fn new(target: Box<dyn Target>) -> Self {
-        let mut report = TargetReport::new(target.name(), target.backend());
+    fn new(target: Box<dyn Target>, main: bool) -> Self {
+        let mut report = TargetReport::new(target.name(), target.backend(), target.signing_alg());
         report.durability = Some(target.durability());
-        Self { target: Some(target), seed: None, fixtures: None, report }
+        Self { target: Some(target), main, seed: None, fixtures: None, report }
     }
 
     fn failed(report: TargetReport) -> Self {
-        Self { target: None, seed: None, fixtures: None, report }
+        Self { target: None, main: false, seed: None, fixtures: None, report }
     }
 
     fn label(&self) -> String {
-        format!("{}/{}", self.report.target, self.report.backend)
+        self.report.label()
     }
 
     /// Starts the server on its fresh database, seeds it and freezes it until its turn.
@@ -406,6 +472,9 @@ impl Run {
 
     /// Runs `scenario` on the target, if it is still up.
     async fn scenario(&mut self, args: &AllArgs, scenario: Scenario) {
+        if !self.main && !scenario.signs() {
+            return;
+        }
         let Some(target) = self.target.as_mut() else { return };
         let Some(seed) = self.seed.as_ref() else { return };
         let done = async {
@@ -422,6 +491,8 @@ impl Run {
     /// Counts round trips where the target can, and stops it.
     async fn finish(&mut self, scenarios: &[Scenario]) {
         let Some(target) = self.target.as_mut() else { return };
+        let scenarios: Vec<Scenario> = scenarios.iter().copied().filter(|s| self.main || s.signs()).collect();
+        let scenarios = &scenarios[..];
         let Some(seed) = self.seed.as_ref() else { return };
         if let Err(e) = target.resume().await {
             return self.fail(e.context("resuming")).await;
@@ -493,14 +564,23 @@ async fn measure(
         report.scenarios.push(sr);
         return Ok(());
     };
-    // The machine's speed drifts over minutes: the bare Argon2id rate that password_login
-    // is compared with is measured half just before the run and half just after.
-    let bare_before = if scenario == Scenario::PasswordLogin {
-        eprintln!("{label}: bare Argon2id on the server's core for {} s", duration.as_secs_f64() / 2.0);
-        Some(bare_argon2(duration / 2, cores.map(|c| c.server)).await?)
-    } else {
-        None
+    // What bounds the scenario, alone on the server's core: Argon2id for password_login, the
+    // signature for cc_jwt (Latchkey's own signing function, so only for Latchkey). The
+    // machine's speed drifts over minutes, so half is measured just before the run and half
+    // just after.
+    let server_core = cores.map(|c| c.server);
+    let own_signer = SigningAlg::parse(target.signing_alg()).filter(|_| target.name() == "latchkey");
+    let bare_half = || async move {
+        match (scenario, own_signer) {
+            (Scenario::PasswordLogin, _) => bare_argon2(duration / 2, server_core).await.map(Some),
+            (Scenario::CcJwt, Some(alg)) => bare_signing(alg, duration / 2, server_core).await.map(Some),
+            _ => Ok(None),
+        }
     };
+    let bare_before = bare_half().await?;
+    if let Some(b) = &bare_before {
+        eprintln!("{label}: bare {} on the server's core for {} s, before and after", b.parameters, duration.as_secs_f64() / 2.0);
+    }
     eprintln!("{label}: {} ({connections} connections, {} s)", scenario.name(), args.duration);
     let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
     let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
@@ -516,10 +596,11 @@ async fn measure(
         }
     }
     if let Some(before) = bare_before {
-        eprintln!("{label}: bare Argon2id on the server's core again for {} s", duration.as_secs_f64() / 2.0);
-        sr.bare_argon2 = Some(before.and(&bare_argon2(duration / 2, cores.map(|c| c.server)).await?));
-        sr.ratio_to_bare_argon2 =
-            sr.bare_argon2.as_ref().filter(|a| a.verifies_per_second > 0.0).map(|a| sat.throughput / a.verifies_per_second);
+        if let Some(after) = bare_half().await? {
+            let bare = before.and(&after);
+            sr.ratio_to_bare = (bare.per_second > 0.0).then(|| sat.throughput / bare.per_second);
+            sr.bare = Some(bare);
+        }
     }
     eprintln!(
         "{label}: {}: {:.1}/s, p50 {} µs, p99 {} µs, {} errors",
@@ -544,9 +625,9 @@ async fn measure(
     Ok(())
 }
 
-/// Database round trips per operation, for targets that can count them (Latchkey on
-/// PostgreSQL): the server is restarted behind a counting proxy, and each scenario's operation
-/// runs sequentially on one connection.
+/// Database round trips, statements and WAL bytes per operation, for targets that can count
+/// them (Latchkey on PostgreSQL): the server is restarted behind a counting proxy, and each
+/// scenario's operation runs sequentially on one connection.
 async fn round_trips(target: &mut dyn Target, seed: &Seed, scenarios: &[Scenario]) -> Result<Vec<RoundTrips>> {
     let Some(counter) = target.restart_counting_round_trips().await? else { return Ok(Vec::new()) };
     eprintln!("{}/{}: counting database round trips", target.name(), target.backend());
@@ -560,8 +641,20 @@ async fn round_trips(target: &mut dyn Target, seed: &Seed, scenarios: &[Scenario
         let Some(mut ops) = scenario::ops(s, seed, fixtures.as_ref(), 1)? else { continue };
         let Some(op) = ops.first_mut() else { continue };
         let count = if s == Scenario::PasswordLogin { 10 } else { 50 };
-        let per_operation = scenario::round_trips_per_op(&seed.endpoint, op, 5, count, &counter).await.with_context(|| s.name())?;
-        out.push(RoundTrips { scenario: s.name().into(), per_operation, operations: count });
+        // Warmed up first, so that the WAL read around the counted operations is theirs.
+        scenario::round_trips_per_op(&seed.endpoint, op, 5, 0, &counter).await.with_context(|| s.name())?;
+        let wal_before = target.wal_position().await?;
+        let (per_operation, statements_per_operation) =
+            scenario::round_trips_per_op(&seed.endpoint, op, 0, count, &counter).await.with_context(|| s.name())?;
+        let wal_after = target.wal_position().await?;
+        let wal_bytes_per_operation = wal_before.zip(wal_after).map(|(b, a)| a.saturating_sub(b) as f64 / count as f64);
+        out.push(RoundTrips {
+            scenario: s.name().into(),
+            per_operation,
+            statements_per_operation,
+            wal_bytes_per_operation,
+            operations: count,
+        });
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use crate::process;
 use crate::target::{sqlite_bytes_in_use, ClientCreds, CodeClient, Paths, Seed, Started, Stopped, Target};
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use latchkey_core::model::SigningAlg;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -128,6 +129,8 @@ pub(crate) fn install(source: &Path, scratch: &Path) -> Result<Installed> {
 pub(crate) struct PeerTarget {
     installed: Installed,
     synchronous: Synchronous,
+    /// The algorithm of its id_tokens and JWT access tokens (server.js's SIGNING_ALG).
+    alg: SigningAlg,
     /// Holds the database (`data/`) and the log; removed on drop.
     dir: TempDir,
     port: u16,
@@ -141,10 +144,16 @@ pub(crate) struct PeerTarget {
 }
 
 impl PeerTarget {
-    pub(crate) fn new(installed: Installed, synchronous: Synchronous, pin: Option<String>, log_copy: Option<PathBuf>) -> Result<Self> {
+    pub(crate) fn new(
+        installed: Installed,
+        synchronous: Synchronous,
+        alg: SigningAlg,
+        pin: Option<String>,
+        log_copy: Option<PathBuf>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("latchkey-bench-peer-").tempdir()?;
         let port = process::free_port()?;
-        Ok(Self { installed, synchronous, dir, port, pin, child: None, log_copy, startup_line: None })
+        Ok(Self { installed, synchronous, alg, dir, port, pin, child: None, log_copy, startup_line: None })
     }
 
     fn issuer(&self) -> String {
@@ -180,6 +189,10 @@ impl Target for PeerTarget {
         "sqlite"
     }
 
+    fn signing_alg(&self) -> &str {
+        self.alg.as_str()
+    }
+
     async fn start(&mut self) -> Result<Started> {
         let log = std::fs::File::create(self.log_path())?;
         let mut node = Command::new(&self.installed.node);
@@ -189,6 +202,7 @@ impl Target for PeerTarget {
             .env("PORT", self.port.to_string())
             .env("DATA_DIR", self.dir.path().join("data"))
             .env("SQLITE_SYNCHRONOUS", self.synchronous.pragma())
+            .env("SIGNING_ALG", self.alg.as_str())
             // No silent fallback to node:sqlite: the install checked that better-sqlite3 is built.
             .env("SQLITE_DRIVER", "better-sqlite3")
             .env("NODE_ENV", "production")
@@ -299,7 +313,7 @@ impl Target for PeerTarget {
                 self.installed.dir.display(),
                 self.startup_line.as_deref().unwrap_or("(no startup line)")
             ),
-            "configured like Latchkey: client `bench` (opaque access tokens) and `bench-jwt` (ES256 JWT access tokens, through a resource indicator), client_secret_basic, PKCE S256 required, refresh token rotation, ES256 id_tokens, login and consent done by server.js at GET /interaction/:uid".into(),
+            format!("configured like Latchkey: client `bench` (opaque access tokens) and `bench-jwt` ({alg} JWT access tokens, through a resource indicator), client_secret_basic, PKCE S256 required, refresh token rotation, {alg} id_tokens (SIGNING_ALG), login and consent done by server.js at GET /interaction/:uid", alg = self.alg.as_str()),
             format!("code_flow and the browsers' sign-in ask with prompt=consent and scope `{SCOPE}` (oidc-provider issues a refresh token for offline_access only after a consent prompt); one flow = GET /auth, 303 to /interaction/:uid, 303 to /auth/:uid, 303 to the client, then POST /token; each browser keeps its cookies from flow to flow (oidc-provider replaces the session at every flow)"),
             "introspect: the opaque access token of a code redemption, introspected by its own client `bench` (oidc-provider cannot introspect its JWT access tokens)".into(),
             "password_login: not supported (oidc-provider has no password grant)".into(),

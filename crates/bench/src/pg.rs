@@ -1,6 +1,7 @@
-//! PostgreSQL helpers: the size of a schema, a TCP proxy that counts the round trips a server
-//! makes (each `Sync` of the extended protocol and each simple `Query` is one wait for the
-//! database's answer), and PostgreSQL's processes moved to the server's core for a run.
+//! PostgreSQL helpers: the size of a schema, the position of the write-ahead log, a TCP proxy
+//! that counts the round trips a server makes (each `Sync` of the extended protocol and each
+//! simple `Query` is one wait for the database's answer) and the statements it runs, and
+//! PostgreSQL's processes moved to the server's core for a run.
 
 use crate::target::RoundTripCounter;
 use anyhow::{Context, Result};
@@ -19,6 +20,14 @@ pub(crate) async fn schema_bytes(server_url: &str, schema: &str) -> Result<u64> 
     .bind(schema)
     .fetch_one(&mut conn)
     .await?;
+    conn.close().await?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
+}
+
+/// Bytes of write-ahead log the whole cluster has written so far (`pg_current_wal_lsn`).
+pub(crate) async fn wal_position(server_url: &str) -> Result<u64> {
+    let mut conn = PgConnection::connect(server_url).await.context("cannot connect to PostgreSQL")?;
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint").fetch_one(&mut conn).await?;
     conn.close().await?;
     Ok(u64::try_from(bytes).unwrap_or(0))
 }
@@ -97,14 +106,15 @@ const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
 
 impl FrontendCounter {
-    /// Takes the next bytes the client sent; returns how many `Sync` and `Query` messages they
-    /// completed.
-    pub(crate) fn feed(&mut self, data: &[u8]) -> u64 {
+    /// Takes the next bytes the client sent; returns the round trips (`Sync` and `Query`
+    /// messages) and the statements (`Execute` and `Query`) they completed. A simple `Query`
+    /// may hold several statements; the server sends one only outside requests (migrations).
+    pub(crate) fn feed(&mut self, data: &[u8]) -> (u64, u64) {
         if self.opaque {
-            return 0;
+            return (0, 0);
         }
         self.buf.extend_from_slice(data);
-        let (mut pos, mut count) = (0usize, 0u64);
+        let (mut pos, mut count, mut statements) = (0usize, 0u64, 0u64);
         let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         loop {
             let rest = &self.buf[pos..];
@@ -116,7 +126,7 @@ impl FrontendCounter {
                 if code == SSL_REQUEST || code == GSSENC_REQUEST || len < 8 {
                     self.opaque = true;
                     self.buf.clear();
-                    return count;
+                    return (count, statements);
                 }
                 if rest.len() < len {
                     break;
@@ -131,7 +141,7 @@ impl FrontendCounter {
                 if len < 4 {
                     self.opaque = true;
                     self.buf.clear();
-                    return count;
+                    return (count, statements);
                 }
                 if rest.len() < 1 + len {
                     break;
@@ -139,11 +149,14 @@ impl FrontendCounter {
                 if rest[0] == b'S' || rest[0] == b'Q' {
                     count += 1;
                 }
+                if rest[0] == b'E' || rest[0] == b'Q' {
+                    statements += 1;
+                }
                 pos += 1 + len;
             }
         }
         self.buf.drain(..pos);
-        count
+        (count, statements)
     }
 }
 
@@ -177,7 +190,9 @@ async fn relay(client: TcpStream, upstream: SocketAddr, counter: RoundTripCounte
             if n == 0 {
                 break;
             }
-            counter.0.fetch_add(parser.feed(&buf[..n]), Ordering::Relaxed);
+            let (round_trips, statements) = parser.feed(&buf[..n]);
+            counter.round_trips.fetch_add(round_trips, Ordering::Relaxed);
+            counter.statements.fetch_add(statements, Ordering::Relaxed);
             server_write.write_all(&buf[..n]).await?;
         }
         server_write.shutdown().await
@@ -239,8 +254,8 @@ mod tests {
         // Every way of cutting the stream in two gives the same count.
         for cut in 0..stream.len() {
             let mut c = FrontendCounter::default();
-            let n = c.feed(&stream[..cut]) + c.feed(&stream[cut..]);
-            assert_eq!(n, 4, "cut at {cut}");
+            let (a, b) = (c.feed(&stream[..cut]), c.feed(&stream[cut..]));
+            assert_eq!((a.0 + b.0, a.1 + b.1), (4, 4), "cut at {cut}: 4 round trips, 4 statements");
             assert!(!c.opaque);
         }
     }
@@ -250,8 +265,8 @@ mod tests {
         let mut c = FrontendCounter::default();
         let mut ssl = 8u32.to_be_bytes().to_vec();
         ssl.extend(SSL_REQUEST.to_be_bytes());
-        assert_eq!(c.feed(&ssl), 0);
+        assert_eq!(c.feed(&ssl), (0, 0));
         assert!(c.opaque);
-        assert_eq!(c.feed(&message(b'S', b"")), 0);
+        assert_eq!(c.feed(&message(b'S', b"")), (0, 0));
     }
 }

@@ -35,25 +35,38 @@ pub(crate) struct Settings {
     pub(crate) scenarios: Vec<String>,
 }
 
+/// A primitive run alone in a loop on the server's core: the ceiling of a scenario bound by it.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Argon2Bare {
-    /// Parameters of `latchkey_core::password` (the argon2 crate's defaults).
+pub(crate) struct Bare {
+    /// What was run, with its parameters (`argon2id m=19456,t=2,p=1`, `RS256 sign_jwt`).
     pub(crate) parameters: String,
     /// The core it ran on (the server's), when pinned.
     pub(crate) core: Option<usize>,
-    pub(crate) verifies: u64,
+    pub(crate) operations: u64,
     pub(crate) seconds: f64,
-    pub(crate) verifies_per_second: f64,
+    pub(crate) per_second: f64,
     /// The rate of each measurement added up here (before and after the server's run).
     pub(crate) parts: Vec<f64>,
 }
 
-impl Argon2Bare {
+impl Bare {
     /// Both measurements as one.
-    pub(crate) fn and(self, other: &Argon2Bare) -> Argon2Bare {
-        let (verifies, seconds) = (self.verifies + other.verifies, self.seconds + other.seconds);
+    pub(crate) fn and(self, other: &Bare) -> Bare {
+        let (operations, seconds) = (self.operations + other.operations, self.seconds + other.seconds);
         let parts = self.parts.iter().chain(&other.parts).copied().collect();
-        Argon2Bare { verifies, seconds, verifies_per_second: verifies as f64 / seconds, parts, ..self }
+        Bare { operations, seconds, per_second: operations as f64 / seconds, parts, ..self }
+    }
+
+    /// A line of the Markdown summary: `scenario` ran at `ratio` of this rate.
+    fn line(&self, scenario: &str, ratio: f64) -> String {
+        format!(
+            "- {scenario}: {:.0}% of the bare rate ({}: {:.1}/s on {}, measured just before and after: {})",
+            ratio * 100.0,
+            self.parameters,
+            self.per_second,
+            self.core.map_or("the driver's thread".to_owned(), |c| format!("the server's core {c}")),
+            self.parts.iter().map(|r| format!("{r:.1}/s")).collect::<Vec<_>>().join(" and "),
+        )
     }
 }
 
@@ -74,13 +87,14 @@ pub(crate) struct ScenarioReport {
     pub(crate) db_bytes_per_million_tokens: Option<f64>,
     /// The server's `VmHWM` (peak resident set since it started) after this scenario, in kB.
     pub(crate) server_vm_hwm_kb: Option<u64>,
-    /// Password grants per second over bare Argon2id verifications per second on one core.
+    /// The scenario's rate over the bare rate of what bounds it on one core: Argon2id
+    /// verifications for password_login, JWT signatures for cc_jwt.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) ratio_to_bare_argon2: Option<f64>,
-    /// The bare Argon2id rate that ratio is taken against, measured on the server's core just
-    /// before the scenario.
+    pub(crate) ratio_to_bare: Option<f64>,
+    /// The bare rate that ratio is taken against, measured on the server's core half just
+    /// before the scenario and half just after.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) bare_argon2: Option<Argon2Bare>,
+    pub(crate) bare: Option<Bare>,
 }
 
 impl ScenarioReport {
@@ -97,8 +111,8 @@ impl ScenarioReport {
             tokens_issued: None,
             db_bytes_per_million_tokens: None,
             server_vm_hwm_kb: None,
-            ratio_to_bare_argon2: None,
-            bare_argon2: None,
+            ratio_to_bare: None,
+            bare: None,
         }
     }
 }
@@ -106,7 +120,11 @@ impl ScenarioReport {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RoundTrips {
     pub(crate) scenario: String,
+    /// Round trips (waits for the database's answer) per operation.
     pub(crate) per_operation: f64,
+    pub(crate) statements_per_operation: f64,
+    /// Write-ahead log the cluster wrote per operation, while nothing else ran on the server.
+    pub(crate) wal_bytes_per_operation: Option<f64>,
     pub(crate) operations: usize,
 }
 
@@ -114,6 +132,8 @@ pub(crate) struct RoundTrips {
 pub(crate) struct TargetReport {
     pub(crate) target: String,
     pub(crate) backend: String,
+    /// The algorithm of its id_tokens and JWT access tokens (`RS256`, Latchkey's default).
+    pub(crate) signing_alg: String,
     /// How durable an acknowledged write is.
     pub(crate) durability: Option<String>,
     pub(crate) start_to_first_answer_ms: Option<f64>,
@@ -132,10 +152,11 @@ pub(crate) struct TargetReport {
 }
 
 impl TargetReport {
-    pub(crate) fn new(target: &str, backend: &str) -> Self {
+    pub(crate) fn new(target: &str, backend: &str, signing_alg: &str) -> Self {
         Self {
             target: target.to_owned(),
             backend: backend.to_owned(),
+            signing_alg: signing_alg.to_owned(),
             durability: None,
             start_to_first_answer_ms: None,
             first_answer_probe: None,
@@ -150,12 +171,12 @@ impl TargetReport {
     }
 
     /// A target that could not even be set up.
-    pub(crate) fn failed(target: &str, backend: &str, error: &anyhow::Error) -> Self {
-        Self { error: Some(format!("{error:#}")), ..Self::new(target, backend) }
+    pub(crate) fn failed(target: &str, backend: &str, signing_alg: &str, error: &anyhow::Error) -> Self {
+        Self { error: Some(format!("{error:#}")), ..Self::new(target, backend, signing_alg) }
     }
 
-    fn label(&self) -> String {
-        format!("{}/{}", self.target, self.backend)
+    pub(crate) fn label(&self) -> String {
+        format!("{}/{}/{}", self.target, self.backend, self.signing_alg)
     }
 
     fn scenario(&self, name: &str) -> Option<&ScenarioReport> {
@@ -195,10 +216,12 @@ pub(crate) struct ComparisonRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Comparison {
-    /// `latchkey/sqlite`.
+    /// `latchkey/sqlite/RS256`.
     pub(crate) latchkey: String,
-    /// The peer's target and backend (`oidc-provider/sqlite`).
+    /// The peer's target, backend and algorithm (`oidc-provider/sqlite/RS256`).
     pub(crate) peer: String,
+    /// The main configuration (the server's defaults), or an extra algorithm's scenarios.
+    pub(crate) main: bool,
     /// Each side's durability, in words: the comparison is only fair at the same durability.
     pub(crate) latchkey_durability: Option<String>,
     pub(crate) peer_durability: Option<String>,
@@ -218,14 +241,22 @@ const FIRST_ANSWER_MS: f64 = 50.0;
 /// Issue 6: p99 at 70% of the saturation rate under 10 ms (Latchkey, absolute).
 const P99_PACED_MS: f64 = 10.0;
 
-/// Latchkey on SQLite against every other target of the run (the peers). `paced_at_70` says
-/// whether the paced runs went at 70% of each target's rate, the load of the p99 target.
+/// Latchkey on SQLite against every other target of the run (the peers) that signs with the
+/// same algorithm. `paced_at_70` says whether the paced runs went at 70% of each target's rate,
+/// the load of the p99 target. The first Latchkey on SQLite is the main configuration (the
+/// server's defaults): its comparisons have every row; those of the other algorithms, which
+/// run only the scenarios that sign, compare those scenarios' rates.
 pub(crate) fn compare(targets: &[TargetReport], paced_at_70: bool) -> Vec<Comparison> {
-    let Some(lk) = targets.iter().find(|t| t.target == "latchkey" && t.backend == "sqlite") else { return Vec::new() };
-    targets.iter().filter(|t| t.target != "latchkey").map(|peer| compare_one(lk, peer, paced_at_70)).collect()
+    let mut out = Vec::new();
+    for (i, lk) in targets.iter().filter(|t| t.target == "latchkey" && t.backend == "sqlite").enumerate() {
+        for peer in targets.iter().filter(|t| t.target != "latchkey" && t.signing_alg == lk.signing_alg) {
+            out.push(compare_one(lk, peer, paced_at_70, i == 0));
+        }
+    }
+    out
 }
 
-fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool) -> Comparison {
+fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool, main: bool) -> Comparison {
     let mut rows = Vec::new();
     let mut names: Vec<&str> = lk.scenarios.iter().map(|sc| sc.scenario.as_str()).collect();
     names.extend(peer.scenarios.iter().map(|sc| sc.scenario.as_str()).filter(|n| lk.scenario(n).is_none()));
@@ -252,6 +283,10 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool) -> Com
                     // A server that does not use its core is waiting: on the disk, at full durability.
                     if let Some(c) = r.server_cpu_percent.filter(|c| *c < IDLE_CPU) {
                         notes.push(format!("{label}: server CPU {c:.0}%"));
+                    }
+                    // A rate bound by a primitive: how near its ceiling it runs.
+                    if let (Some(ratio), Some(bare)) = (sc.ratio_to_bare, &sc.bare) {
+                        notes.push(format!("{label}: {:.0}% of the bare {}", ratio * 100.0, bare.parameters));
                     }
                     // Over enough tokens that free pages cannot hide the growth.
                     if sc.db_bytes_per_million_tokens == Some(0.0) && sc.tokens_issued.is_some_and(|n| n >= 1000) {
@@ -280,6 +315,16 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool) -> Com
         });
     }
 
+    if !main {
+        return Comparison {
+            latchkey: lk.label(),
+            peer: peer.label(),
+            main,
+            latchkey_durability: lk.durability.clone(),
+            peer_durability: peer.durability.clone(),
+            rows,
+        };
+    }
     // Peak RSS: the largest VmRSS sampled during the scenarios both ran; and apart, during those
     // before any browser signs in, since Latchkey checks passwords with Argon2id (19 MiB each)
     // there while the peer's programmatic login checks none.
@@ -367,6 +412,7 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool) -> Com
     Comparison {
         latchkey: lk.label(),
         peer: peer.label(),
+        main,
         latchkey_durability: lk.durability.clone(),
         peer_durability: peer.durability.clone(),
         rows,
@@ -375,7 +421,8 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool) -> Com
 
 /// The ratio table of one comparison, in Markdown.
 fn comparison_markdown(s: &mut String, c: &Comparison) {
-    let _ = writeln!(s, "\n## {} against {}\n", c.latchkey, c.peer);
+    let what = if c.main { "" } else { " (the scenarios that sign, with another algorithm)" };
+    let _ = writeln!(s, "\n## {} against {}{what}\n", c.latchkey, c.peer);
     let _ = writeln!(
         s,
         "Same machine, pinning, load and scenarios, the targets taking turns scenario by scenario. Durability: {}: {}; {}: {}.\n",
@@ -478,7 +525,7 @@ pub(crate) fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for t in &r.targets {
-        let backend = format!("{}/{}", t.target, t.backend);
+        let backend = t.label();
         for sc in &t.scenarios {
             let Some(sat) = &sc.saturation else {
                 let _ =
@@ -524,7 +571,7 @@ pub(crate) fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "\nNo ratio table: the run had no latchkey/sqlite to compare the peer with.");
     }
     for t in &r.targets {
-        let _ = writeln!(s, "\n## {}/{}\n", t.target, t.backend);
+        let _ = writeln!(s, "\n## {}\n", t.label());
         if let Some(e) = &t.error {
             let _ = writeln!(s, "- **failed**: {e}");
         }
@@ -536,30 +583,46 @@ pub(crate) fn markdown(r: &Report) -> String {
             let _ = writeln!(s, "- start to first answer (spawn to first 200 from {probe}, fresh database): {ms:.1} ms");
         }
         for sc in &t.scenarios {
-            if let (Some(ratio), Some(a)) = (sc.ratio_to_bare_argon2, &sc.bare_argon2) {
-                let _ = writeln!(
-                    s,
-                    "- password_login: {:.0}% of the bare Argon2id rate ({}: {:.1} verifications/s on {}, measured just before and \
-                     after: {})",
-                    ratio * 100.0,
-                    a.parameters,
-                    a.verifies_per_second,
-                    a.core.map_or("the driver's thread".to_owned(), |c| format!("the server's core {c}")),
-                    a.parts.iter().map(|r| format!("{r:.1}/s")).collect::<Vec<_>>().join(" and "),
-                );
+            if let (Some(ratio), Some(bare)) = (sc.ratio_to_bare, &sc.bare) {
+                let _ = writeln!(s, "{}", bare.line(&sc.scenario, ratio));
             }
         }
         if let Some(hwm) = t.scenarios.iter().filter_map(|sc| sc.server_vm_hwm_kb).max() {
             let _ = writeln!(s, "- server VmHWM (peak resident set) at the end: {:.1} MB", hwm as f64 / 1024.0);
         }
         for sc in &t.scenarios {
-            if let Some(db) = sc.saturation.as_ref().and_then(|r| r.database_cpu_percent) {
-                let _ = writeln!(s, "- {}: postgres processes' CPU {db:.0}% of one core", sc.scenario);
+            let Some(run) = sc.saturation.as_ref() else { continue };
+            if let Some(db) = run.database_cpu_percent {
+                // CPU per operation: a percent of one core over operations per second.
+                let per_op = |percent: f64| percent * 10_000.0 / run.throughput;
+                let _ = writeln!(
+                    s,
+                    "- {}: postgres processes' CPU {db:.0}% of one core, {:.0} µs per operation (the server's: {})",
+                    sc.scenario,
+                    per_op(db),
+                    opt(run.server_cpu_percent, |c| format!("{:.0} µs", per_op(c)))
+                );
             }
         }
         if !t.round_trips.is_empty() {
-            let list: Vec<String> = t.round_trips.iter().map(|rt| format!("{} {:.2}", rt.scenario, rt.per_operation)).collect();
-            let _ = writeln!(s, "- database round trips per operation: {}", list.join(", "));
+            let list: Vec<String> = t
+                .round_trips
+                .iter()
+                .map(|rt| {
+                    format!(
+                        "{} {:.2} / {:.2} / {}",
+                        rt.scenario,
+                        rt.per_operation,
+                        rt.statements_per_operation,
+                        opt(rt.wal_bytes_per_operation, bytes)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "- database work per operation (round trips / statements / WAL bytes, sequential operations on one connection): {}",
+                list.join(", ")
+            );
         }
         if let Some(e) = &t.round_trips_error {
             let _ = writeln!(s, "- round trips not measured: {e}");
@@ -658,38 +721,42 @@ mod tests {
     }
 
     #[test]
-    fn bare_argon2_measurements_add_up() {
-        let m = |verifies, seconds: f64| Argon2Bare {
+    fn bare_measurements_add_up() {
+        let m = |operations, seconds: f64| Bare {
             parameters: "argon2id m=19456,t=2,p=1".into(),
             core: Some(0),
-            verifies,
+            operations,
             seconds,
-            verifies_per_second: verifies as f64 / seconds,
-            parts: vec![verifies as f64 / seconds],
+            per_second: operations as f64 / seconds,
+            parts: vec![operations as f64 / seconds],
         };
         let both = m(400, 5.0).and(&m(500, 5.0));
-        assert_eq!((both.verifies, both.seconds, both.verifies_per_second), (900, 10.0, 90.0));
+        assert_eq!((both.operations, both.seconds, both.per_second), (900, 10.0, 90.0));
         assert_eq!(both.parts, vec![80.0, 100.0]);
         assert_eq!(both.core, Some(0));
+        assert_eq!(
+            both.line("password_login", 0.9),
+            "- password_login: 90% of the bare rate (argon2id m=19456,t=2,p=1: 90.0/s on the server's core 0, measured just before and after: 80.0/s and 100.0/s)"
+        );
     }
 
     #[test]
     fn the_ratio_table_compares_latchkey_on_sqlite_with_the_peer() {
-        let mut lk = TargetReport::new("latchkey", "sqlite");
+        let mut lk = TargetReport::new("latchkey", "sqlite", "RS256");
         lk.start_to_first_answer_ms = Some(12.0);
         lk.scenarios = vec![
             scenario("cc_opaque", Some(6000.0), 10 * 1024, 2000),
             scenario("introspect", Some(7000.0), 100 * 1024, 12_000),
             scenario("password_login", Some(8.0), 300 * 1024, 0),
         ];
-        let mut peer = TargetReport::new("oidc-provider", "sqlite");
+        let mut peer = TargetReport::new("oidc-provider", "sqlite", "RS256");
         peer.start_to_first_answer_ms = Some(400.0);
         peer.scenarios = vec![
             scenario("cc_opaque", Some(1000.0), 150 * 1024, 30_000),
             scenario("introspect", Some(1000.0), 150 * 1024, 5000),
             scenario("password_login", None, 0, 0),
         ];
-        let mut postgres = TargetReport::new("latchkey", "postgres");
+        let mut postgres = TargetReport::new("latchkey", "postgres", "RS256");
         postgres.scenarios = vec![scenario("cc_opaque", Some(1.0), 1, 1)];
         let comparisons = compare(&[lk.clone(), postgres.clone(), peer.clone()], true);
         assert_eq!(comparisons.len(), 1, "one peer, compared with latchkey/sqlite only");
@@ -711,6 +778,33 @@ mod tests {
         comparison_markdown(&mut md, c);
         assert!(md.contains("| password_login (requests/s) | 8.0 | not supported |"), "{md}");
         assert!(md.contains("| cc_opaque (requests/s) | 6000 | 1000 | 6.0× | ≥ 5× | yes |"), "{md}");
+    }
+
+    #[test]
+    fn each_algorithm_is_compared_with_the_peer_signing_with_it() {
+        let target = |name: &str, alg: &str, rate: f64| {
+            let mut t = TargetReport::new(name, "sqlite", alg);
+            t.scenarios = vec![scenario("cc_jwt", Some(rate), 10 * 1024, 1000)];
+            t
+        };
+        let targets = [
+            target("latchkey", "RS256", 2400.0),
+            target("oidc-provider", "RS256", 800.0),
+            target("latchkey", "ES256", 9000.0),
+            target("oidc-provider", "ES256", 1000.0),
+            target("latchkey", "EdDSA", 12000.0),
+        ];
+        let c = compare(&targets, true);
+        let pairs: Vec<(&str, &str, bool)> = c.iter().map(|c| (c.latchkey.as_str(), c.peer.as_str(), c.main)).collect();
+        assert_eq!(
+            pairs,
+            [("latchkey/sqlite/RS256", "oidc-provider/sqlite/RS256", true), ("latchkey/sqlite/ES256", "oidc-provider/sqlite/ES256", false)],
+            "no peer signs with EdDSA here"
+        );
+        assert_eq!(c[0].rows.iter().find(|r| r.measure == "cc_jwt").and_then(|r| r.ratio), Some(3.0));
+        // Another algorithm's comparison has its rates only: memory, start and p99 are the main configuration's.
+        assert_eq!(c[1].rows.iter().map(|r| r.measure.as_str()).collect::<Vec<_>>(), ["cc_jwt"]);
+        assert_eq!(c[1].rows[0].ratio, Some(9.0));
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl Scenario {
         matches!(self, Scenario::CcOpaque | Scenario::CcJwt | Scenario::Refresh | Scenario::CodeFlow | Scenario::PasswordLogin)
     }
 
+    /// Whether each operation signs a JWT (a JWT access token, or an id_token: the code
+    /// client asks for `openid`): the scenarios run again with each extra algorithm.
+    pub(crate) fn signs(self) -> bool {
+        matches!(self, Scenario::CcJwt | Scenario::Refresh | Scenario::CodeFlow)
+    }
+
     /// Whether its latency at 70% of saturation is measured (the latency target excludes
     /// password checks).
     pub(crate) fn paced(self) -> bool {
@@ -568,17 +574,17 @@ pub(crate) async fn run(endpoint: &Endpoint, ops: Vec<Op>, load: Load, target: &
     Ok((ops, result))
 }
 
-/// Runs `ops` one after another on one connection, `count` times each, and returns how many
-/// database round trips each took on average (after `warm` uncounted runs).
+/// Runs `op` one operation after another on one connection, `count` times (after `warm`
+/// uncounted runs), and returns the database round trips and statements each took on average.
 pub(crate) async fn round_trips_per_op(
     endpoint: &Endpoint,
     op: &mut Op,
     warm: usize,
     count: usize,
     counter: &crate::target::RoundTripCounter,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let mut conn = Conn::open(endpoint).await?;
-    let mut total = 0;
+    let (mut round_trips, mut statements) = (0, 0);
     for i in 0..warm + count {
         if i == warm {
             // Let the server's pool settle after the warm-up (statements prepared, connections open).
@@ -591,8 +597,11 @@ pub(crate) async fn round_trips_per_op(
         })?;
         if i >= warm {
             // Counted per operation, so background work between operations is not.
-            total += counter.get() - before;
+            let after = counter.get();
+            round_trips += after.0 - before.0;
+            statements += after.1 - before.1;
         }
     }
-    Ok(total as f64 / count as f64)
+    let count = count.max(1) as f64;
+    Ok((round_trips as f64 / count, statements as f64 / count))
 }

@@ -85,14 +85,20 @@ pub(crate) struct Stopped {
     pub(crate) log_copy: Option<String>,
 }
 
-/// A count of database round trips (messages the server waits on: PostgreSQL's Sync and
-/// simple Query), shared with the proxy that counts them.
+/// Counts of database round trips and statements (PostgreSQL protocol messages), shared with
+/// the proxy that counts them.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RoundTripCounter(pub(crate) Arc<AtomicU64>);
+pub(crate) struct RoundTripCounter {
+    /// Waits for the database's answer: each `Sync` and each simple `Query`.
+    pub(crate) round_trips: Arc<AtomicU64>,
+    /// Statements run: each `Execute` and each simple `Query`.
+    pub(crate) statements: Arc<AtomicU64>,
+}
 
 impl RoundTripCounter {
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+    /// Round trips and statements so far.
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (self.round_trips.load(Ordering::Relaxed), self.statements.load(Ordering::Relaxed))
     }
 }
 
@@ -102,6 +108,8 @@ pub(crate) trait Target: Send {
     fn name(&self) -> &str;
     /// Its storage (`sqlite`, `postgres`).
     fn backend(&self) -> &str;
+    /// The algorithm of its id_tokens and JWT access tokens (`RS256`, `ES256`, `EdDSA`).
+    fn signing_alg(&self) -> &str;
     /// Starts the server on its fresh database and waits for its first answer.
     async fn start(&mut self) -> Result<Started>;
     /// Creates the user and clients (the server may already run).
@@ -115,6 +123,11 @@ pub(crate) trait Target: Send {
     async fn sign_in(&self, browser: &mut Browser, authorize_path: &str, seed: &Seed) -> Result<String>;
     /// Restarts the server so that its database round trips are counted, if the target can.
     async fn restart_counting_round_trips(&mut self) -> Result<Option<RoundTripCounter>> {
+        Ok(None)
+    }
+    /// The database's write-ahead log position in bytes, for a database that has one
+    /// (PostgreSQL's `pg_current_wal_lsn`): the WAL written between two readings.
+    async fn wal_position(&mut self) -> Result<Option<u64>> {
         Ok(None)
     }
     /// CPU ticks used so far by the database server's processes, when it runs apart.

@@ -461,8 +461,10 @@ pub struct Interaction {
 }
 
 /// Signing algorithms for id_tokens (OpenID Connect Core §3.1.3.7; RFC 7518; RFC 8037).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// RS256 is the default, the algorithm every relying party accepts (docs/security.md OI-02).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum SigningAlg {
+    #[default]
     RS256,
     ES256,
     EdDSA,

@@ -232,9 +232,12 @@ impl Settings {
                 ))
             }
         };
-        let alg = self.id_token_signing_alg.unwrap_or_else(|| "RS256".to_owned());
-        let id_token_alg =
-            SigningAlg::parse(&alg).ok_or_else(|| invalid("id_token_signing_alg", format!("{alg:?}: use RS256, ES256 or EdDSA")))?;
+        let id_token_alg = match self.id_token_signing_alg {
+            None => SigningAlg::default(),
+            Some(alg) => {
+                SigningAlg::parse(&alg).ok_or_else(|| invalid("id_token_signing_alg", format!("{alg:?}: use RS256, ES256 or EdDSA")))?
+            }
+        };
         let durability = match self.durability.as_deref() {
             None | Some("full") => latchkey_store_sqlite::Durability::Full,
             Some("normal") => latchkey_store_sqlite::Durability::Normal,
