@@ -257,6 +257,22 @@ pub(crate) fn compare(targets: &[TargetReport], paced_at_70: bool) -> Vec<Compar
 }
 
 fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool, main: bool) -> Comparison {
+    let (mut rows, both) = rate_rows(lk, peer);
+    if main {
+        rows.extend(whole_run_rows(lk, peer, &both, paced_at_70));
+    }
+    Comparison {
+        latchkey: lk.label(),
+        peer: peer.label(),
+        main,
+        latchkey_durability: lk.durability.clone(),
+        peer_durability: peer.durability.clone(),
+        rows,
+    }
+}
+
+/// A row per scenario: the two rates and their ratio; and the scenarios both measured.
+fn rate_rows<'a>(lk: &'a TargetReport, peer: &'a TargetReport) -> (Vec<ComparisonRow>, Vec<&'a str>) {
     let mut rows = Vec::new();
     let mut names: Vec<&str> = lk.scenarios.iter().map(|sc| sc.scenario.as_str()).collect();
     names.extend(peer.scenarios.iter().map(|sc| sc.scenario.as_str()).filter(|n| lk.scenario(n).is_none()));
@@ -315,26 +331,22 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool, main: 
         });
     }
 
-    if !main {
-        return Comparison {
-            latchkey: lk.label(),
-            peer: peer.label(),
-            main,
-            latchkey_durability: lk.durability.clone(),
-            peer_durability: peer.durability.clone(),
-            rows,
-        };
-    }
+    (rows, both)
+}
+
+/// The rows of the main configuration that are about the whole run: memory, start, p99.
+fn whole_run_rows(lk: &TargetReport, peer: &TargetReport, both: &[&str], paced_at_70: bool) -> Vec<ComparisonRow> {
+    let mut rows = Vec::new();
     // Peak RSS: the largest VmRSS sampled during the scenarios both ran; and apart, during those
     // before any browser signs in, since Latchkey checks passwords with Argon2id (19 MiB each)
     // there while the peer's programmatic login checks none.
     let without_sign_in: Vec<&str> =
         both.iter().copied().filter(|n| !Scenario::parse(n).is_some_and(crate::scenario::needs_fixtures)).collect();
     for (measure, names, note) in [
-        ("peak_rss_before_sign_in", &without_sign_in, "largest VmRSS sampled during the scenarios both ran before any browser signs in"),
+        ("peak_rss_before_sign_in", &without_sign_in[..], "largest VmRSS sampled during the scenarios both ran before any browser signs in"),
         (
             "peak_rss",
-            &both,
+            both,
             "largest VmRSS sampled during the scenarios both ran, those after the browsers signed in included: Latchkey's browsers sign in with a password (Argon2id, 19 MiB per check), the peer's with none; the scenarios start 6 s after the sign-ins, and Latchkey frees its Argon2 memory 5 s after the last check",
         ),
     ] {
@@ -408,15 +420,7 @@ fn compare_one(lk: &TargetReport, peer: &TargetReport, paced_at_70: bool, main: 
         holds: lw.as_ref().filter(|_| paced_at_70).map(|(_, ms)| *ms < P99_PACED_MS),
         notes,
     });
-
-    Comparison {
-        latchkey: lk.label(),
-        peer: peer.label(),
-        main,
-        latchkey_durability: lk.durability.clone(),
-        peer_durability: peer.durability.clone(),
-        rows,
-    }
+    rows
 }
 
 /// The ratio table of one comparison, in Markdown.

@@ -274,14 +274,7 @@ pub struct KindChoice {
 
 /// The fields of an app, as its form shows them (what was typed, kept on an error).
 pub struct AppFields {
-    pub name: String,
-    pub developer: String,
-    pub website: String,
-    pub privacy_policy: String,
-    pub terms_of_service: String,
-    pub logo: String,
-    /// One per line.
-    pub redirect_uris: String,
+    pub form: crate::developer::AppForm,
     pub has_redirect_uris: bool,
     pub choices: Vec<ScopeChoice>,
 }

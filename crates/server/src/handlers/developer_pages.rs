@@ -89,17 +89,7 @@ async fn fields(state: &AppState, form: &AppForm, has_redirect_uris: bool) -> Ap
             checked: form.scopes.contains(&e.name),
         })
         .collect();
-    Ok(AppFields {
-        name: form.name.clone(),
-        developer: form.developer.clone(),
-        website: form.website.clone(),
-        privacy_policy: form.privacy_policy.clone(),
-        terms_of_service: form.terms_of_service.clone(),
-        logo: form.logo.clone(),
-        redirect_uris: form.redirect_uris.join("\n"),
-        has_redirect_uris,
-        choices,
-    })
+    Ok(AppFields { form: form.clone(), has_redirect_uris, choices })
 }
 
 fn status(errors: &FieldErrors) -> StatusCode {
