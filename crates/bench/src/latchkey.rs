@@ -179,7 +179,7 @@ impl LatchkeyTarget {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
         let issuer = self.issuer();
         let listen = format!("127.0.0.1:{}", self.port);
-        let mut cmd = process::pinned(self.latchkey(database), self.pin.as_deref());
+        let mut cmd = process::server_command(self.latchkey(database), self.pin.as_deref());
         cmd.args(["serve", "--listen", &listen, "--issuer", &issuer]);
         for (k, v) in env {
             cmd.env(k, v);

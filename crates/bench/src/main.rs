@@ -205,7 +205,15 @@ fn main() -> Result<()> {
     };
     let pinned = pin_self()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(bench(args, root, binary, pinned, peer))
+    rt.block_on(async {
+        // The servers run in process groups of their own (`process::server_command`), so a
+        // Ctrl-C reaches only this process: stopping here drops the targets, whose servers are
+        // then killed (`kill_on_drop`), frozen or not.
+        tokio::select! {
+            done = bench(args, root, binary, pinned, peer) => done,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted: the servers were stopped"),
+        }
+    })
 }
 
 fn loadavg() -> String {

@@ -207,7 +207,7 @@ impl Target for PeerTarget {
             .env("SQLITE_DRIVER", "better-sqlite3")
             .env("NODE_ENV", "production")
             .kill_on_drop(true);
-        let mut cmd = process::pinned(node, self.pin.as_deref());
+        let mut cmd = process::server_command(node, self.pin.as_deref());
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let endpoint = Endpoint::new(self.addr(), &self.issuer());
         let spawned = Instant::now();

@@ -12,24 +12,37 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// `cmd` run under `taskset -c CORES` when `cores` is set, with the same arguments, environment
-/// and working directory. `taskset` execs the program, so the child's pid is the server's own:
-/// the CPU time and memory read from `/proc` are the server's, not a wrapper's.
-pub(crate) fn pinned(cmd: Command, cores: Option<&str>) -> Command {
-    let Some(cores) = cores else { return cmd };
-    let inner = cmd.as_std();
-    let mut c = Command::new("taskset");
-    c.arg("-c").arg(cores).arg(inner.get_program()).args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    if let Some(dir) = inner.get_current_dir() {
-        c.current_dir(dir);
-    }
-    c.kill_on_drop(true);
+/// `cmd` as a server under test runs: in a process group of its own, and under
+/// `taskset -c CORES` when `cores` is set, with the same arguments, environment and working
+/// directory. `taskset` execs the program, so the child's pid is the server's own: the CPU
+/// time and memory read from `/proc` are the server's, not a wrapper's.
+///
+/// A group of its own, because the servers spend most of a run frozen (SIGSTOP) while another
+/// one is measured, and the kernel hangs up (SIGHUP, then SIGCONT) every process of a group
+/// with a stopped member once that group is orphaned: started in the background from a shell
+/// that then exited, the benchmark saw every frozen server end at once, mid-run. The
+/// benchmark ends its servers itself (`terminate`, or SIGKILL when it drops them, also on
+/// Ctrl-C), so they need nothing from its group.
+pub(crate) fn server_command(cmd: Command, cores: Option<&str>) -> Command {
+    let mut c = match cores {
+        None => cmd,
+        Some(cores) => {
+            let inner = cmd.as_std();
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cores).arg(inner.get_program()).args(inner.get_args());
+            for (k, v) in inner.get_envs() {
+                match v {
+                    Some(v) => c.env(k, v),
+                    None => c.env_remove(k),
+                };
+            }
+            if let Some(dir) = inner.get_current_dir() {
+                c.current_dir(dir);
+            }
+            c
+        }
+    };
+    c.process_group(0).kill_on_drop(true);
     c
 }
 
@@ -127,17 +140,32 @@ mod tests {
         assert_eq!(strip_ansi("plain"), "plain");
     }
 
+    #[tokio::test]
+    async fn a_server_runs_in_a_process_group_of_its_own() {
+        for cores in [None, Some("0")] {
+            let mut sleep = Command::new("sleep");
+            sleep.arg("5");
+            let mut child = server_command(sleep, cores).spawn().unwrap();
+            let pid = child.id().unwrap();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // pid (comm) state ppid pgrp ...
+            let pgrp: u32 = stat.rsplit(") ").next().unwrap().split(' ').nth(2).unwrap().parse().unwrap();
+            assert_eq!(pgrp, pid, "{cores:?}: {stat}");
+            child.kill().await.unwrap();
+        }
+    }
+
     #[test]
     fn pinning_wraps_the_program_and_keeps_its_setup() {
         let mut cmd = Command::new("node");
         cmd.arg("server.js").env("PORT", "3000").current_dir("/tmp");
-        let c = pinned(cmd, Some("0"));
+        let c = server_command(cmd, Some("0"));
         let c = c.as_std();
         assert_eq!(c.get_program(), "taskset");
         assert_eq!(c.get_args().collect::<Vec<_>>(), ["-c", "0", "node", "server.js"]);
         assert_eq!(c.get_envs().collect::<Vec<_>>(), [(std::ffi::OsStr::new("PORT"), Some(std::ffi::OsStr::new("3000")))]);
         assert_eq!(c.get_current_dir(), Some(Path::new("/tmp")));
-        let plain = pinned(Command::new("node"), None);
+        let plain = server_command(Command::new("node"), None);
         assert_eq!(plain.as_std().get_program(), "node");
     }
 }
