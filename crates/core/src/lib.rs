@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod business;
 pub mod claims;
 pub mod client_auth;
+pub mod client_token;
 pub mod error;
 pub mod grant;
 pub mod guessing;

@@ -367,6 +367,11 @@ impl Family {
             revoked_at: None,
         }
     }
+
+    /// A client's own tokens (client_credentials): no user, no grant.
+    pub fn is_clients_own(&self) -> bool {
+        self.user_id.is_none() && self.grant_id.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,10 +1,11 @@
-//! What a presented token is: an access token of a grant, a client's own JWT access token, or
-//! a personal access token. Shared by UserInfo, introspection and revocation, so all judge
-//! tokens alike.
+//! What a presented token is: an access token of a grant, a client's own access token (a JWT
+//! or a sealed opaque token), or a personal access token. Shared by UserInfo, introspection
+//! and revocation, so all judge tokens alike.
 
 use crate::error::AppResult;
 use crate::state::AppState;
 use latchkey_core::claims::AccessTokenClaims;
+use latchkey_core::client_token;
 use latchkey_core::jose;
 use latchkey_core::model::{TokenKind, TokenView};
 use latchkey_core::scope::ScopeSet;
@@ -51,7 +52,7 @@ pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Opt
 pub(crate) fn row_key(state: &AppState, token: &str) -> Option<SecretHash> {
     let personal = token.starts_with(SecretKind::PersonalAccessToken.prefix());
     // An opaque token has no dots, so the peek is quick.
-    let clients_own = || jose::peek_jwt::<AccessTokenClaims>(token).is_some_and(|c| c.is_clients_own());
+    let clients_own = || client_token::is_sealed(token) || jose::peek_jwt::<AccessTokenClaims>(token).is_some_and(|c| c.is_clients_own());
     (!personal && !clients_own()).then(|| state.hasher().hash(token))
 }
 
@@ -78,8 +79,9 @@ pub(crate) fn from_row(view: Option<TokenView>, now: UnixTime) -> Option<ActiveT
     })
 }
 
-/// A token without a row of its own: a personal access token, or a client's own JWT (one
-/// whose signature does not hold is looked up as a row, and found by no hash).
+/// A token without a row of its own: a personal access token, or a client's own JWT or sealed
+/// token (one whose signature or seal does not hold is looked up as a row, and found by no
+/// hash).
 async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<ActiveToken>> {
     let now = state.now();
     if token.starts_with(SecretKind::PersonalAccessToken.prefix()) {
@@ -102,23 +104,29 @@ async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<Acti
             jti: pat.id.to_string(),
         }));
     }
-    if let Some(claims) = clients_own_jwt(state, token).await {
+    if let Some(claims) = clients_own(state, token).await {
         return self_contained(state, claims, now).await;
     }
     Ok(from_row(state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await?, now))
 }
 
-/// The claims of `token` if it is a client's own JWT access token that this tenant signed.
-/// Those are not stored (`token::client_credentials`): the signature stands in for the row.
-/// Every other JWT access token has a row, and is judged by it like an opaque one.
-pub(crate) async fn clients_own_jwt(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
-    // The unverified claims only choose the way (an opaque token has no dots, so this is
-    // quick); the verified ones decide.
-    if !jose::peek_jwt::<AccessTokenClaims>(token)?.is_clients_own() {
-        return None;
-    }
-    // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
-    let claims: AccessTokenClaims = state.keys.current(&state.rt).await.verify(token, "at+jwt")?;
+/// The claims of `token` if it is a client's own access token that this tenant made: a JWT it
+/// signed, or an opaque token it sealed (`core::client_token`). Those are not stored
+/// (`token::client_credentials`): the signature or the seal stands in for the row. Every other
+/// access token has a row, and is judged by it.
+pub(crate) async fn clients_own(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
+    let claims = if client_token::is_sealed(token) {
+        client_token::open(&state.rt.client_token_key, token)?
+    } else {
+        // The unverified claims only choose the way (an opaque token has no dots, so this is
+        // quick); the verified ones decide.
+        if !jose::peek_jwt::<AccessTokenClaims>(token)?.is_clients_own() {
+            return None;
+        }
+        // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
+        state.keys.current(&state.rt).await.verify(token, "at+jwt")?
+    };
+    // A token another tenant made (the key is the server's) names that tenant's issuer.
     (claims.is_clients_own() && claims.iss == state.issuer).then_some(claims)
 }
 

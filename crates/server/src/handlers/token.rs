@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::business::business_for;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
+use latchkey_core::client_token;
 use latchkey_core::grant;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
@@ -175,16 +176,12 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
         Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, FamilyOwner::Client, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
     let mut minted = mint(state, &ring, client, &family, &scope, now)?;
-    minted.records.retain(|r| r.kind == TokenKind::Access);
     minted.refresh = None;
-    let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
-    // A client's own JWT access token is self-contained, as RFC 9068 means it: it has no user
-    // or grant to end with, so its signature stands in for a row and nothing is written
-    // (`bearer::clients_own_jwt`; revoking one records its jti). An opaque token is its row.
-    if access_format(state, client) == AccessTokenFormat::Opaque {
-        state.store().insert_family(state.tenant_id(), &family, &minted.records).await?;
-    }
-    Ok(answer)
+    // A client's own access token is self-contained: it has no user or grant to end with, so
+    // its signature (a JWT, as RFC 9068 means it) or its sealed claims (an opaque one,
+    // `core::client_token`) stand in for a row and nothing is written (`bearer::clients_own`;
+    // revoking one records its jti).
+    respond(state, client, &family, &scope, None, &minted, now).await
 }
 
 /// The client's access token format, or the server's.
@@ -260,26 +257,29 @@ fn mint_rotation(
     let mut rng = rand::thread_rng();
     let jti = Uuid::new_v4();
     let lifetimes = state.lifetimes_for(client);
+    let claims = || AccessTokenClaims {
+        iss: state.issuer.clone(),
+        exp: now + lifetimes.access_token,
+        aud: state.issuer.clone(),
+        sub: family.user_id.map_or_else(|| client.client_id.clone(), |u| u.to_string()),
+        client_id: client.client_id.clone(),
+        iat: now,
+        jti: jti.to_string(),
+        scope: access_scope.to_string(),
+        auth_time: family.user_id.map(|_| family.auth_time),
+        authorized_business_id: family.business_id.map(|b| b.to_string()),
+    };
     let access = match access_format(state, client) {
+        // A client's own opaque token carries its claims sealed, as its JWT carries them
+        // signed: neither is stored (`client_credentials`).
+        AccessTokenFormat::Opaque if family.is_clients_own() => Secret::from_presented(
+            client_token::seal(&state.rt.client_token_key, &claims(), &mut rng).map_err(|e| AppError::Internal(e.into()))?,
+        ),
         AccessTokenFormat::Opaque => new_secret(SecretKind::AccessToken, &mut rng),
-        AccessTokenFormat::Jwt => {
-            let claims = AccessTokenClaims {
-                iss: state.issuer.clone(),
-                exp: now + lifetimes.access_token,
-                aud: state.issuer.clone(),
-                sub: family.user_id.map_or_else(|| client.client_id.clone(), |u| u.to_string()),
-                client_id: client.client_id.clone(),
-                iat: now,
-                jti: jti.to_string(),
-                scope: access_scope.to_string(),
-                auth_time: family.user_id.map(|_| family.auth_time),
-                authorized_business_id: family.business_id.map(|b| b.to_string()),
-            };
-            // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
-            Secret::from_presented(
-                signer(ring, now)?.sign_jwt("at+jwt", &claims, &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?,
-            )
-        }
+        // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
+        AccessTokenFormat::Jwt => Secret::from_presented(
+            signer(ring, now)?.sign_jwt("at+jwt", &claims(), &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?,
+        ),
     };
     let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
         .then(|| new_secret(SecretKind::RefreshToken, &mut rng));

@@ -90,6 +90,18 @@ async fn jwt_access_tokens_verify_and_still_revoke() {
 /// any other token, through a real OAuth client library.
 #[tokio::test]
 async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
+    a_clients_own_token_is_self_contained_and_still_revokes(AccessTokenFormat::Jwt).await;
+}
+
+/// The same with opaque tokens: the claims are sealed instead of signed (`lk_ct_`), and the
+/// client cannot read them; nothing is stored either, and every rule holds alike.
+#[tokio::test]
+async fn client_credentials_opaque_token_is_sealed_and_still_revokes() {
+    a_clients_own_token_is_self_contained_and_still_revokes(AccessTokenFormat::Opaque).await;
+}
+
+async fn a_clients_own_token_is_self_contained_and_still_revokes(format: AccessTokenFormat) {
+    use latchkey_core::client_token;
     use openidconnect::core::{CoreClient, CoreProviderMetadata};
     use openidconnect::{ClientId, ClientSecret, IntrospectionUrl, IssuerUrl, OAuth2TokenResponse, TokenIntrospectionResponse};
 
@@ -101,7 +113,7 @@ async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
         redirect_uris: vec!["https://job.example/cb".into()],
         scopes: vec!["reports:read reports:write".into()],
         grant_types: vec!["client_credentials".into()],
-        token_settings: ClientTokenSettings { access_token_format: Some(AccessTokenFormat::Jwt), ..Default::default() },
+        token_settings: ClientTokenSettings { access_token_format: Some(format), ..Default::default() },
         ..Default::default()
     };
     let c = app.client_with(job("Job")).await;
@@ -118,12 +130,21 @@ async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
 
     let t = job_rp.exchange_client_credentials().unwrap().request_async(&http).await.unwrap();
     let at = t.access_token().clone();
-    let header = part(at.secret(), 0);
-    assert_eq!((header["typ"].as_str(), header["alg"].as_str()), (Some("at+jwt"), Some("ES256")));
-    let claims = part(at.secret(), 1);
+    // What the token says: read from the JWT as anyone can, or opened with the server's key.
+    let claims = match format {
+        AccessTokenFormat::Jwt => {
+            let header = part(at.secret(), 0);
+            assert_eq!((header["typ"].as_str(), header["alg"].as_str()), (Some("at+jwt"), Some("ES256")));
+            part(at.secret(), 1)
+        }
+        AccessTokenFormat::Opaque => {
+            assert!(at.secret().starts_with("lk_ct_") && !at.secret().contains('.'), "{}", at.secret());
+            serde_json::to_value(client_token::open(&app.rt.client_token_key, at.secret()).expect("it opens")).unwrap()
+        }
+    };
     assert_eq!(claims["sub"], c.client_id.as_str());
     assert!(claims.get("auth_time").is_none());
-    assert_eq!(rows().await, before, "a client's own JWT is not stored");
+    assert_eq!(rows().await, before, "a client's own token is not stored");
 
     // Introspection: active, with what the token says, for any confidential client (IN-03).
     macro_rules! introspect {
@@ -142,14 +163,29 @@ async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
         Some(vec!["reports:read".into(), "reports:write".into()])
     );
 
-    // A forged payload under the real signature, or the real payload with another signature, is inactive (IN-02).
-    let (head, rest) = at.secret().split_once('.').unwrap();
-    let (body, sig) = rest.split_once('.').unwrap();
+    // Forgeries are inactive (IN-02). A JWT: a wider payload under the real signature, or the
+    // real payload with another signature. A sealed token: a changed character, a wider claim
+    // set sealed under another key, the sealed part under another prefix.
     let mut wider = claims.clone();
     wider["scope"] = "reports:read reports:write admin".into();
-    let forged = format!("{head}.{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wider).unwrap()));
-    let other_sig = part_raw(active_token_of(&app, &other).await.as_str(), 2);
-    for fake in [forged, format!("{head}.{body}.{other_sig}")] {
+    let fakes = match format {
+        AccessTokenFormat::Jwt => {
+            let (head, rest) = at.secret().split_once('.').unwrap();
+            let (body, sig) = rest.split_once('.').unwrap();
+            let forged = format!("{head}.{}.{sig}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wider).unwrap()));
+            let other_sig = part_raw(active_token_of(&app, &other).await.as_str(), 2);
+            vec![forged, format!("{head}.{body}.{other_sig}")]
+        }
+        AccessTokenFormat::Opaque => {
+            let mut changed = at.secret().clone().into_bytes();
+            let last = changed.len() - 1;
+            changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+            let wider = serde_json::from_value(wider).unwrap();
+            let resealed = client_token::seal(&[7; 32], &wider, &mut rand::thread_rng()).unwrap();
+            vec![String::from_utf8(changed).unwrap(), resealed, at.secret().replacen("lk_ct_", "lk_at_", 1)]
+        }
+    };
+    for fake in fakes {
         let r = app
             .http()
             .post(app.url("/oauth/introspect"))
