@@ -175,12 +175,11 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let family =
         Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, FamilyOwner::Client, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
-    let mut minted = mint(state, &ring, client, &family, &scope, now)?;
-    minted.refresh = None;
     // A client's own access token is self-contained: it has no user or grant to end with, so
     // its signature (a JWT, as RFC 9068 means it) or its sealed claims (an opaque one,
-    // `core::client_token`) stand in for a row and nothing is written (`bearer::clients_own`;
-    // revoking one records its jti).
+    // `core::client_token`) stand in for a row, `mint` makes no record and nothing is written
+    // (`bearer::clients_own`; revoking one records its jti).
+    let minted = mint(state, &ring, client, &family, &scope, now)?;
     respond(state, client, &family, &scope, None, &minted, now).await
 }
 
@@ -281,8 +280,11 @@ fn mint_rotation(
             signer(ring, now)?.sign_jwt("at+jwt", &claims(), &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?,
         ),
     };
-    let refresh = (client.allows_grant(GrantType::RefreshToken) && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
-        .then(|| new_secret(SecretKind::RefreshToken, &mut rng));
+    // RFC 6749 §4.4.3: a client acting for itself gets no refresh token.
+    let refresh = (!family.is_clients_own()
+        && client.allows_grant(GrantType::RefreshToken)
+        && state.refresh_policy_for(client).issues_refresh_token(refresh_scope))
+    .then(|| new_secret(SecretKind::RefreshToken, &mut rng));
     let record = |secret: &Secret, kind: TokenKind, scope: &ScopeSet, expires_at: i64| TokenRecord {
         hash: state.hasher().hash(secret.expose()),
         tenant: state.tenant_id(),
@@ -298,7 +300,11 @@ fn mint_rotation(
         revoked_at: None,
         rotated_at: None,
     };
-    let mut records = vec![record(&access, TokenKind::Access, access_scope, now + lifetimes.access_token)];
+    // A client's own access token is self-contained (above), so it gets no row.
+    let mut records = Vec::new();
+    if !family.is_clients_own() {
+        records.push(record(&access, TokenKind::Access, access_scope, now + lifetimes.access_token));
+    }
     if let Some(r) = &refresh {
         // RFC 9700 §4.14.2: a refresh token expires when unused for the idle lifetime, and
         // never outlives its family.
