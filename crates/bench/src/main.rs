@@ -299,6 +299,7 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
     // The first algorithm is the main configuration: every scenario, on every backend and the
     // peer. Each other one runs the scenarios that sign, on SQLite and the peer.
     let mut runs = Vec::new();
+    let pin = pinned.then(|| SERVER_CORE.to_string());
     for (i, &alg) in algs.iter().enumerate() {
         let main = i == 0;
         let alg_name = alg.as_str();
@@ -307,10 +308,10 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
                 Backend::Sqlite => "sqlite",
                 Backend::Postgres(_) => "postgres",
             };
-            let pin = pinned.then(|| SERVER_CORE.to_string());
             let log_copy = Some(out.join(format!("server-latchkey-{name}-{alg_name}.log")));
             let database_copy = args.keep_databases.then(|| out.join(format!("latchkey-{name}-{alg_name}.db")));
-            let target = LatchkeyTarget::new(&binary, backend.clone(), alg, pin, log_copy, database_copy, !args.no_housekeeping).await;
+            let target =
+                LatchkeyTarget::new(&binary, backend.clone(), alg, pin.clone(), log_copy, database_copy, !args.no_housekeeping).await;
             runs.push(match target {
                 Ok(t) => Run::new(Box::new(t), main),
                 Err(e) => Run::failed(TargetReport::failed("latchkey", name, alg_name, &e)),
@@ -318,9 +319,8 @@ async fn bench(args: AllArgs, root: PathBuf, binary: PathBuf, pinned: bool, peer
         }
         // The peer gets the same scenarios, load and pinning.
         if let Some(installed) = &peer {
-            let pin = pinned.then(|| SERVER_CORE.to_string());
             let log_copy = Some(out.join(format!("server-{}-sqlite-{alg_name}.log", peer::NAME)));
-            runs.push(match PeerTarget::new(installed.clone(), args.peer_synchronous, alg, pin, log_copy) {
+            runs.push(match PeerTarget::new(installed.clone(), args.peer_synchronous, alg, pin.clone(), log_copy) {
                 Ok(t) => Run::new(Box::new(t), main),
                 Err(e) => Run::failed(TargetReport::failed(peer::NAME, "sqlite", alg_name, &e)),
             });
@@ -458,6 +458,12 @@ impl Run {
         self.report.label()
     }
 
+    /// Whether it runs `scenario`: the main configuration every one, another algorithm's those
+    /// that sign.
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.main || scenario.signs()
+    }
+
     /// Starts the server on its fresh database, seeds it and freezes it until its turn.
     async fn begin(&mut self) {
         let label = self.label();
@@ -480,7 +486,7 @@ impl Run {
 
     /// Runs `scenario` on the target, if it is still up.
     async fn scenario(&mut self, args: &AllArgs, scenario: Scenario) {
-        if !self.main && !scenario.signs() {
+        if !self.runs(scenario) {
             return;
         }
         let Some(target) = self.target.as_mut() else { return };
@@ -498,8 +504,8 @@ impl Run {
 
     /// Counts round trips where the target can, and stops it.
     async fn finish(&mut self, scenarios: &[Scenario]) {
+        let scenarios: Vec<Scenario> = scenarios.iter().copied().filter(|s| self.runs(*s)).collect();
         let Some(target) = self.target.as_mut() else { return };
-        let scenarios: Vec<Scenario> = scenarios.iter().copied().filter(|s| self.main || s.signs()).collect();
         let scenarios = &scenarios[..];
         let Some(seed) = self.seed.as_ref() else { return };
         if let Err(e) = target.resume().await {
