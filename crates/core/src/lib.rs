@@ -9,7 +9,6 @@ pub mod authorize;
 pub mod business;
 pub mod claims;
 pub mod client_auth;
-pub mod client_token;
 pub mod error;
 pub mod grant;
 pub mod guessing;
@@ -21,6 +20,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod revocation;
 pub mod scope;
+pub mod sealed_token;
 pub mod secret;
 pub mod text;
 

@@ -439,6 +439,14 @@ impl TokenView {
     }
 }
 
+/// The family of a self-contained access token, as a lookup finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyView {
+    pub family: Family,
+    /// The email of the family's user, read in the same query (as [`TokenView::subject_email`]).
+    pub subject_email: Option<String>,
+}
+
 /// A signed-in browser. The cookie holds the secret; the store holds its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {

@@ -20,8 +20,9 @@ pub enum Revocation {
     /// Nothing: the token is another client's, or already over. RFC 7009 §2.2: the answer is
     /// the same either way, so it tells nobody whether the token exists.
     Nothing,
-    /// A client's own self-contained token, which has no row: its `jti` is recorded until it
-    /// expires.
+    /// A self-contained access token (sealed, or a client's own JWT), which has no row: its
+    /// `jti` is recorded until it expires. The rest of its grant lives on, as with a stored
+    /// access token.
     Jti { jti: Uuid, until: UnixTime },
     /// A refresh token: its whole family, the access tokens of the same grant included (RFC
     /// 7009 §2.1).
@@ -41,8 +42,8 @@ pub fn of_stored(view: &TokenView, client_id: &str) -> Revocation {
     }
 }
 
-/// A client's own JWT access token (`client` and `jti` from its verified claims), alive until
-/// `exp`: only its client may revoke it, and only while it could still be used.
+/// A self-contained access token (`client` and `jti` from its verified or opened claims),
+/// alive until `exp`: only its client may revoke it, and only while it could still be used.
 pub fn of_self_contained(token_client: &str, jti: &str, exp: UnixTime, client_id: &str, now: UnixTime) -> Revocation {
     match Uuid::parse_str(jti) {
         Ok(jti) if token_client == client_id && exp > now => Revocation::Jti { jti, until: exp },

@@ -1,14 +1,14 @@
-//! What a presented token is: an access token of a grant, a client's own access token (a JWT
-//! or a sealed opaque token), or a personal access token. Shared by UserInfo, introspection
-//! and revocation, so all judge tokens alike.
+//! What a presented token is: an access or refresh token with a row of its own, a
+//! self-contained access token (a sealed opaque token, or a client's own JWT), or a personal
+//! access token. Shared by UserInfo, introspection and revocation, so all judge tokens alike.
 
 use crate::error::AppResult;
 use crate::state::AppState;
 use latchkey_core::claims::AccessTokenClaims;
-use latchkey_core::client_token;
 use latchkey_core::jose;
 use latchkey_core::model::{TokenKind, TokenView};
 use latchkey_core::scope::ScopeSet;
+use latchkey_core::sealed_token::{self, Sealed};
 use latchkey_core::secret::{SecretHash, SecretKind};
 use latchkey_core::UnixTime;
 use uuid::Uuid;
@@ -45,15 +45,17 @@ pub(crate) async fn active_token(state: &AppState, token: &str) -> AppResult<Opt
     }
 }
 
-/// The hash of `token` when its row in `tokens` alone decides it (an opaque token, or a JWT
-/// access token issued for a user), so that the row may be read beforehand: introspection
-/// reads it with the caller's client. `None` for a personal access token and for what looks
-/// like a client's own JWT, which `active_token` judges otherwise.
+/// The hash of `token` when its row in `tokens` alone decides it (a refresh token, a JWT
+/// access token issued for a user, an opaque access token of an earlier version), so that the
+/// row may be read beforehand: introspection reads it with the caller's client. `None` for a
+/// personal access token and for what looks self-contained, which `active_token` judges
+/// otherwise.
 pub(crate) fn row_key(state: &AppState, token: &str) -> Option<SecretHash> {
     let personal = token.starts_with(SecretKind::PersonalAccessToken.prefix());
     // An opaque token has no dots, so the peek is quick.
-    let clients_own = || client_token::is_sealed(token) || jose::peek_jwt::<AccessTokenClaims>(token).is_some_and(|c| c.is_clients_own());
-    (!personal && !clients_own()).then(|| state.hasher().hash(token))
+    let self_contained =
+        || sealed_token::is_sealed(token) || jose::peek_jwt::<AccessTokenClaims>(token).is_some_and(|c| c.is_clients_own());
+    (!personal && !self_contained()).then(|| state.hasher().hash(token))
 }
 
 /// Judges the row read for `row_key(token)`: active if it is live, unrotated and not expired.
@@ -79,9 +81,8 @@ pub(crate) fn from_row(view: Option<TokenView>, now: UnixTime) -> Option<ActiveT
     })
 }
 
-/// A token without a row of its own: a personal access token, or a client's own JWT or sealed
-/// token (one whose signature or seal does not hold is looked up as a row, and found by no
-/// hash).
+/// A token without a row of its own: a personal access token, or a self-contained token (one
+/// whose signature or seal does not hold is looked up as a row, and found by no hash).
 async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<ActiveToken>> {
     let now = state.now();
     if token.starts_with(SecretKind::PersonalAccessToken.prefix()) {
@@ -104,19 +105,19 @@ async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<Acti
             jti: pat.id.to_string(),
         }));
     }
-    if let Some(claims) = clients_own(state, token).await {
-        return self_contained(state, claims, now).await;
+    if let Some(sealed) = self_contained(state, token).await {
+        return judge_self_contained(state, sealed, now).await;
     }
     Ok(from_row(state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await?, now))
 }
 
-/// The claims of `token` if it is a client's own access token that this tenant made: a JWT it
-/// signed, or an opaque token it sealed (`core::client_token`). Those are not stored
-/// (`token::client_credentials`): the signature or the seal stands in for the row. Every other
-/// access token has a row, and is judged by it.
-pub(crate) async fn clients_own(state: &AppState, token: &str) -> Option<AccessTokenClaims> {
-    let claims = if client_token::is_sealed(token) {
-        client_token::open(&state.rt.client_token_key, token)?
+/// What `token` carries if it is a self-contained access token that this tenant made: an
+/// opaque token it sealed (`core::sealed_token`), for a user or for a client acting for
+/// itself, or a client's own JWT it signed. Those are not stored (`token::mint`): the seal or
+/// the signature stands in for the row. Every other token has a row, and is judged by it.
+pub(crate) async fn self_contained(state: &AppState, token: &str) -> Option<Sealed> {
+    let sealed = if sealed_token::is_sealed(token) {
+        sealed_token::open(&state.rt.sealed_token_key, token)?
     } else {
         // The unverified claims only choose the way (an opaque token has no dots, so this is
         // quick); the verified ones decide.
@@ -124,25 +125,44 @@ pub(crate) async fn clients_own(state: &AppState, token: &str) -> Option<AccessT
             return None;
         }
         // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
-        state.keys.current(&state.rt).await.verify(token, "at+jwt")?
+        let claims: AccessTokenClaims = state.keys.current(&state.rt).await.verify(token, "at+jwt")?;
+        // A user's JWT has a row; only a client's own is self-contained.
+        claims.is_clients_own().then_some(Sealed { claims, family: None })?
     };
     // A token another tenant made (the key is the server's) names that tenant's issuer.
-    (claims.is_clients_own() && claims.iss == state.issuer).then_some(claims)
+    (sealed.claims.iss == state.issuer).then_some(sealed)
 }
 
-/// A self-contained token is active until its `exp` (RFC 7519 §4.1.4) while its client exists
-/// and its jti is not revoked: one read, for both.
-async fn self_contained(state: &AppState, c: AccessTokenClaims, now: UnixTime) -> AppResult<Option<ActiveToken>> {
+/// A self-contained token is active until its `exp` (RFC 7519 §4.1.4) while its jti is not
+/// revoked and, for a user's token, its family is neither revoked nor gone (with its client,
+/// its user or its consent); for a client's own token, while the client exists. One read.
+async fn judge_self_contained(state: &AppState, s: Sealed, now: UnixTime) -> AppResult<Option<ActiveToken>> {
+    let c = s.claims;
     let (Ok(jti), Ok(scope)) = (Uuid::parse_str(&c.jti), ScopeSet::parse(&c.scope)) else { return Ok(None) };
-    if c.exp <= now || !state.store().self_contained_token_live(state.tenant_id(), &c.client_id, jti).await? {
+    if c.exp <= now {
         return Ok(None);
     }
+    let (user_id, user_email, business_id) = match s.family {
+        None if c.is_clients_own() => {
+            if !state.store().self_contained_token_live(state.tenant_id(), &c.client_id, jti).await? {
+                return Ok(None);
+            }
+            (None, None, None)
+        }
+        None => return Ok(None),
+        Some(family) => match state.store().find_family_of_token(state.tenant_id(), family, jti).await? {
+            Some(view) if view.family.revoked_at.is_none() && view.family.client_id == c.client_id => {
+                (view.family.user_id, view.subject_email, view.family.business_id)
+            }
+            _ => return Ok(None),
+        },
+    };
     Ok(Some(ActiveToken {
         kind: Presented::Issued(TokenKind::Access),
         client_id: Some(c.client_id),
-        user_id: None,
-        user_email: None,
-        business_id: None,
+        user_id,
+        user_email,
+        business_id,
         scope,
         issued_at: c.iat,
         expires_at: c.exp,

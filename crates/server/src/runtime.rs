@@ -103,9 +103,9 @@ impl MasterKey {
         SecretHasher::new(self.derive("latchkey secret hashing v1"))
     }
 
-    /// The key that seals a client's own opaque access tokens (`core::client_token`).
-    pub fn client_token_key(&self) -> [u8; 32] {
-        self.derive("latchkey client access tokens v1")
+    /// The key that seals opaque access tokens (`core::sealed_token`).
+    pub fn sealed_token_key(&self) -> [u8; 32] {
+        self.derive("latchkey sealed access tokens v1")
     }
 
     /// A value that tells this key from another without revealing it: every node on one
@@ -141,8 +141,8 @@ pub struct Runtime {
     pub tenant: Tenant,
     pub master: MasterKey,
     pub hasher: SecretHasher,
-    /// `master.client_token_key()`, derived once.
-    pub client_token_key: [u8; 32],
+    /// `master.sealed_token_key()`, derived once.
+    pub sealed_token_key: [u8; 32],
     pub clock: Arc<dyn Clock>,
 }
 
@@ -164,7 +164,7 @@ impl Runtime {
             )));
         }
         let tenant = store.ensure_tenant(DEFAULT_TENANT, clock.now()).await?;
-        Ok(Self { hasher: master.secret_hasher(), client_token_key: master.client_token_key(), store, tenant, master, clock })
+        Ok(Self { hasher: master.secret_hasher(), sealed_token_key: master.sealed_token_key(), store, tenant, master, clock })
     }
 
     /// [`Runtime::open`] for a database that must exist already: the admin commands work on a

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use clients::ClientCache;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    AuthCode, Business, Client, ClientSummary, Family, FamilyView, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
     PersonalTokenEvent, ScopeEntry, Session, SigningKeyRecord, Tenant, TenantId, TokenKind, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
@@ -1342,7 +1342,7 @@ impl GrantStore for SqliteStore {
                 c,
                 "SELECT g.tenant_id, g.id, g.user_id, g.client_id, g.business_id, g.scope, g.created_at,
                         c.name AS client_name, c.developer, b.name AS business_name,
-                        (SELECT MAX(t.created_at) FROM families f JOIN tokens t ON t.tenant_id = f.tenant_id AND t.family_id = f.id
+                        (SELECT MAX(COALESCE(t.created_at, f.created_at)) FROM families f LEFT JOIN tokens t ON t.tenant_id = f.tenant_id AND t.family_id = f.id
                           WHERE f.tenant_id = g.tenant_id AND f.grant_id = g.id) AS last_used_at
                  FROM grants g
                  JOIN clients c ON c.tenant_id = g.tenant_id AND c.client_id = g.client_id
@@ -1618,6 +1618,12 @@ impl TokenStore for SqliteStore {
                 params![tenant.0.to_string(), client_id, jti.to_string()],
                 |row| row.at::<bool>(0),
             )
+        })
+    }
+
+    async fn find_family_of_token(&self, tenant: TenantId, family: Uuid, jti: Uuid) -> StoreResult<Option<FamilyView>> {
+        self.read(|c| {
+            query_opt(c, FAMILY_OF_TOKEN, params![tenant.0.to_string(), family.to_string(), jti.to_string()], family_view_from_row)
         })
     }
 }

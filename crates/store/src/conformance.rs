@@ -61,6 +61,7 @@ macro_rules! conformance_cases {
             revocation,
             client_families_have_no_user,
             self_contained_tokens_revoke_by_jti,
+            users_self_contained_tokens_follow_their_family,
             personal_tokens_lifecycle,
             housekeeping_deletes_only_what_cannot_matter,
             removing_a_business_revokes_its_access,
@@ -1073,6 +1074,57 @@ pub async fn self_contained_tokens_revoke_by_jti(store: SharedStore) {
     assert_eq!(store.delete_expired(w.tenant, NOW + 601, NOW, NOW, 1_000).await.unwrap().revoked_jtis, 0, "gone with the client");
 }
 
+/// A user's self-contained (sealed) access token has no row: its family, read with the user's
+/// email, says whether it lives; a revoked jti ends it alone; revoking the family, or deleting
+/// the family's grant, user or client ends every such token of it; tenants are isolated.
+pub async fn users_self_contained_tokens_follow_their_family(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let other = world(&store, "globex").await;
+    let c = code(w.tenant, h(70), w.user.id, &w.client.client_id, w.grant.id);
+    let f = family(&c);
+    // A family with a refresh token only: the access token is sealed.
+    store.insert_family(w.tenant, &f, &[token(&f, TokenKind::Refresh, h(71), Uuid::new_v4())]).await.unwrap();
+    let (jti, kept) = (Uuid::new_v4(), Uuid::new_v4());
+    let found = store.find_family_of_token(w.tenant, f.id, jti).await.unwrap().expect("the family is found");
+    assert_eq!(found.family, f);
+    assert_eq!(found.subject_email.as_deref(), Some(w.user.email.as_str()));
+    assert!(store.find_family_of_token(other.tenant, f.id, jti).await.unwrap().is_none(), "tenant isolation");
+    assert!(store.find_family_of_token(w.tenant, Uuid::new_v4(), jti).await.unwrap().is_none(), "an unknown family");
+
+    // Revoking one token's jti ends that token, not its family's others.
+    store.revoke_jti(w.tenant, &w.client.client_id, jti, NOW + 3_600, NOW).await.unwrap();
+    assert!(store.find_family_of_token(w.tenant, f.id, jti).await.unwrap().is_none(), "revoked jti");
+    assert!(store.find_family_of_token(w.tenant, f.id, kept).await.unwrap().is_some());
+
+    // Revoking the family shows in what is read (the caller judges it).
+    store.revoke_family(w.tenant, f.id, NOW + 1).await.unwrap();
+    assert_eq!(store.find_family_of_token(w.tenant, f.id, kept).await.unwrap().unwrap().family.revoked_at, Some(NOW + 1));
+
+    // A family with no token row at all (no refresh token, a sealed access token) lives until
+    // its own expiry, and housekeeping takes it then.
+    let bare = Family { id: Uuid::new_v4(), expires_at: NOW + 3_600, ..f.clone() };
+    store.insert_family(w.tenant, &bare, &[]).await.unwrap();
+    assert!(store.find_family_of_token(w.tenant, bare.id, kept).await.unwrap().is_some());
+    store.delete_expired(w.tenant, NOW + 3_599, NOW, NOW, 1_000).await.unwrap();
+    assert!(store.find_family_of_token(w.tenant, bare.id, kept).await.unwrap().is_some(), "not before its expiry");
+    store.delete_expired(w.tenant, NOW + 3_600, NOW, NOW, 1_000).await.unwrap();
+    assert!(store.find_family_of_token(w.tenant, bare.id, kept).await.unwrap().is_none(), "taken at its expiry");
+
+    // Deleting the user takes the families, and so every sealed token of them.
+    let gone = Family { id: Uuid::new_v4(), ..f.clone() };
+    store.insert_family(w.tenant, &gone, &[]).await.unwrap();
+    assert!(store.delete_user(w.tenant, w.user.id).await.unwrap());
+    assert!(store.find_family_of_token(w.tenant, gone.id, kept).await.unwrap().is_none(), "the user is gone");
+
+    // Deleting the client does too.
+    let c = code(other.tenant, h(72), other.user.id, &other.client.client_id, other.grant.id);
+    let theirs = family(&c);
+    store.insert_family(other.tenant, &theirs, &[]).await.unwrap();
+    assert!(store.find_family_of_token(other.tenant, theirs.id, kept).await.unwrap().is_some());
+    assert!(store.delete_client(other.tenant, &other.client.client_id).await.unwrap());
+    assert!(store.find_family_of_token(other.tenant, theirs.id, kept).await.unwrap().is_none(), "the client is gone");
+}
+
 /// Personal access tokens: one record through creation, regeneration and revocation, with its
 /// audit trail; isolated by tenant; deleted with their user.
 pub async fn personal_tokens_lifecycle(store: SharedStore) {
@@ -1407,6 +1459,10 @@ pub async fn grants_are_listed_and_revoked_with_everything_issued_under_them(sto
     let listed = store.list_user_grants(w.tenant, w.user.id).await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(NOW));
     assert_eq!(listed[0].grant.scope, scope("openid offline_access"));
+    // A later family whose only token is sealed (no row) is a use all the same.
+    let sealed_only = Family { id: Uuid::new_v4(), created_at: NOW + 3, ..family(&pending) };
+    store.insert_family(w.tenant, &sealed_only, &[]).await.unwrap();
+    assert_eq!(store.list_user_grants(w.tenant, w.user.id).await.unwrap()[0].last_used_at, Some(NOW + 3));
 
     let stranger = user(w.tenant, "mallory@acme.example");
     store.insert_user(&stranger).await.unwrap();

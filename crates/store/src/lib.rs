@@ -13,7 +13,7 @@ pub mod rows;
 use async_trait::async_trait;
 use latchkey_core::guessing::AttemptCount;
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    AuthCode, Business, Client, ClientSummary, Family, FamilyView, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
     PersonalTokenEvent, ScopeEntry, Session, SigningKeyRecord, Tenant, TenantId, TokenRecord, TokenView, User,
 };
 use latchkey_core::secret::SecretHash;
@@ -462,6 +462,10 @@ pub trait TokenStore: ClientStore {
     /// Whether a self-contained token of `client_id` with `jti` may still be honoured: its
     /// client exists and the jti is not revoked. One read.
     async fn self_contained_token_live(&self, tenant: TenantId, client_id: &str, jti: Uuid) -> StoreResult<bool>;
+    /// The family `family` of a user's self-contained token `jti`, with its user's email, if
+    /// the family exists and the jti is not revoked (whether the family itself is revoked is
+    /// in it). One read.
+    async fn find_family_of_token(&self, tenant: TenantId, family: Uuid, jti: Uuid) -> StoreResult<Option<FamilyView>>;
 }
 
 /// Housekeeping.

@@ -12,7 +12,7 @@
 
 use crate::{StoreError, StoreResult};
 use latchkey_core::model::{
-    AuthCode, Business, Client, ClientSummary, Family, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
+    AuthCode, Business, Client, ClientSummary, Family, FamilyView, Grant, GrantSummary, Interaction, OwnerInvitation, PersonalToken,
     PersonalTokenEvent, PreviousSecret, ScopeEntry, SecretInfo, Session, SigningAlg, SigningKeyRecord, Tenant, TenantId, TokenKind,
     TokenRecord, TokenView, User,
 };
@@ -312,6 +312,25 @@ pub fn token_view(r: &impl Row) -> StoreResult<TokenView> {
     Ok(TokenView { token, family, subject_email: r.opt_text("u_email")? })
 }
 
+/// A family with its user's email. Columns: `id, tenant_id, grant_id, client_id, user_id,
+/// business_id, scope, auth_time, created_at, expires_at, revoked_at, u_email`.
+pub fn family_view(r: &impl Row) -> StoreResult<FamilyView> {
+    let family = Family {
+        id: r.uuid("id")?,
+        tenant: r.tenant()?,
+        grant_id: r.opt_uuid("grant_id")?,
+        client_id: r.text("client_id")?,
+        user_id: r.opt_uuid("user_id")?,
+        business_id: r.opt_uuid("business_id")?,
+        scope: r.scope("scope")?,
+        auth_time: r.int("auth_time")?,
+        created_at: r.int("created_at")?,
+        expires_at: r.int("expires_at")?,
+        revoked_at: r.opt_int("revoked_at")?,
+    };
+    Ok(FamilyView { family, subject_email: r.opt_text("u_email")? })
+}
+
 /// Columns: `tenant_id, id, user_id, name, hash, scope, created_at, expires_at, last_used_at,
 /// revoked_at`.
 pub fn personal_token(r: &impl Row) -> StoreResult<PersonalToken> {
@@ -356,6 +375,7 @@ macro_rules! row_mappers {
             scope_entry_from_row => scope_entry: ::latchkey_core::model::ScopeEntry,
             code_from_row => code: ::latchkey_core::model::AuthCode,
             token_view_from_row => token_view: ::latchkey_core::model::TokenView,
+            family_view_from_row => family_view: ::latchkey_core::model::FamilyView,
             personal_token_from_row => personal_token: ::latchkey_core::model::PersonalToken,
             personal_token_event_from_row => personal_token_event: ::latchkey_core::model::PersonalTokenEvent,
         );

@@ -80,10 +80,11 @@ pub struct ClientTokenSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessTokenFormat {
-    /// `lk_at_`, ordering bytes and 256 random bits: only the server can tell what it means.
+    /// `lk_st_`, the claims sealed under a key only the server holds (`sealed_token`): only
+    /// the server can tell what it means, and nothing is stored for it.
     #[default]
     Opaque,
-    /// A signed JWT (RFC 9068) that resource servers can check with the JWKS; it is still
+    /// A signed JWT (RFC 9068) that resource servers can check with the JWKS; a user's is still
     /// stored by hash, so revocation and introspection work for it too.
     Jwt,
 }

@@ -1,7 +1,7 @@
 //! Token revocation (RFC 7009), answering with the body UltraCart's SDKs read.
 
 use crate::auth::authenticate_client;
-use crate::bearer::clients_own;
+use crate::bearer::self_contained;
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
@@ -24,8 +24,8 @@ pub(crate) async fn revoke_post(
     let token = revocation::presented_token(&params)?;
     let now = state.now();
     // The rules (whose token, what it ends) are `core::revocation`; here, the lookups.
-    let ends = match clients_own(&state, token).await {
-        Some(claims) => revocation::of_self_contained(&claims.client_id, &claims.jti, claims.exp, &client.client_id, now),
+    let ends = match self_contained(&state, token).await {
+        Some(s) => revocation::of_self_contained(&s.claims.client_id, &s.claims.jti, s.claims.exp, &client.client_id, now),
         None => match state.store().find_token(state.tenant_id(), state.hasher().hash(token)).await? {
             Some(view) => revocation::of_stored(&view, &client.client_id),
             None => Revocation::Nothing,

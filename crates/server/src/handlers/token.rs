@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use latchkey_core::business::business_for;
 use latchkey_core::claims::{id_token_claims, AccessTokenClaims, IdTokenInput, Subject};
-use latchkey_core::client_token;
 use latchkey_core::grant;
 use latchkey_core::grant::authorization_code::check_redemption;
 use latchkey_core::grant::refresh_token::{check_refresh, RefreshCheck, ReplayBinding};
@@ -19,6 +18,7 @@ use latchkey_core::jose::{KeyPair, SystemRandom};
 use latchkey_core::model::{Client, Family, FamilyOwner, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
+use latchkey_core::sealed_token::{self, Sealed};
 use latchkey_core::secret::SecretHash;
 use latchkey_core::secret::{Secret, SecretKind};
 use latchkey_core::{ErrorCode, OAuthError};
@@ -83,9 +83,9 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         auth_time: record.auth_time,
     };
     let lifetime = state.lifetimes_for(client).refresh_token;
-    let family = Family::new(record.family_id, state.tenant_id(), &client.client_id, owner, record.scope.clone(), now, lifetime);
+    let mut family = Family::new(record.family_id, state.tenant_id(), &client.client_id, owner, record.scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
-    let minted = mint(state, &ring, client, &family, &record.scope, now)?;
+    let minted = mint(state, &ring, client, &mut family, &record.scope, now)?;
     let (outcome, answer) = if record.consumed_at.is_some() {
         (RedeemOutcome::AlreadyConsumed, None)
     } else {
@@ -172,14 +172,14 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let scope = grant::client_credentials::check_request(client, params)?;
     let now = state.now();
     let lifetime = state.lifetimes_for(client).access_token;
-    let family =
+    let mut family =
         Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, FamilyOwner::Client, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
     // A client's own access token is self-contained: it has no user or grant to end with, so
     // its signature (a JWT, as RFC 9068 means it) or its sealed claims (an opaque one,
-    // `core::client_token`) stand in for a row, `mint` makes no record and nothing is written
-    // (`bearer::clients_own`; revoking one records its jti).
-    let minted = mint(state, &ring, client, &family, &scope, now)?;
+    // `core::sealed_token`) stand in for a row, `mint` makes no record and nothing is written
+    // (`bearer::self_contained`; revoking one records its jti).
+    let minted = mint(state, &ring, client, &mut family, &scope, now)?;
     respond(state, client, &family, &scope, None, &minted, now).await
 }
 
@@ -215,9 +215,9 @@ async fn password(state: &AppState, client: &Client, params: &Params) -> AppResu
     let business_id = business_for(&member_of, None, user.default_business_id);
     let owner = FamilyOwner::User { user_id: user.id, grant_id: None, business_id, auth_time: now };
     let lifetime = state.lifetimes_for(client).refresh_token;
-    let family = Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, owner, scope.clone(), now, lifetime);
+    let mut family = Family::new(state.new_family_id(), state.tenant_id(), &client.client_id, owner, scope.clone(), now, lifetime);
     let ring = state.keys.current(&state.rt).await;
-    let minted = mint(state, &ring, client, &family, &scope, now)?;
+    let minted = mint(state, &ring, client, &mut family, &scope, now)?;
     let answer = respond(state, client, &family, &scope, None, &minted, now).await?;
     // The attempt settles in the same commit as the tokens.
     let store_tokens = async { Ok(state.store().insert_family(state.tenant_id(), &family, &minted.records).await?) };
@@ -238,8 +238,16 @@ struct Minted {
     records: Vec<TokenRecord>,
 }
 
-fn mint(state: &AppState, ring: &KeyRing, client: &Client, family: &Family, scope: &ScopeSet, now: i64) -> AppResult<Minted> {
-    mint_rotation(state, ring, client, family, scope, scope, now)
+/// A new family's first tokens. A family that gets no refresh token can never get another
+/// token, so it ends with its access token: housekeeping then takes it (a sealed access token
+/// has no row whose expiry would tell it), and the token's own expiry still holds if the
+/// refresh lifetime is the shorter.
+fn mint(state: &AppState, ring: &KeyRing, client: &Client, family: &mut Family, scope: &ScopeSet, now: i64) -> AppResult<Minted> {
+    let minted = mint_rotation(state, ring, client, family, scope, scope, now)?;
+    if minted.refresh.is_none() {
+        family.expires_at = now + state.lifetimes_for(client).access_token;
+    }
+    Ok(minted)
 }
 
 /// An access token with `access_scope`, and (if the client may refresh) a refresh token that
@@ -268,13 +276,16 @@ fn mint_rotation(
         auth_time: family.user_id.map(|_| family.auth_time),
         authorized_business_id: family.business_id.map(|b| b.to_string()),
     };
-    let access = match access_format(state, client) {
-        // A client's own opaque token carries its claims sealed, as its JWT carries them
-        // signed: neither is stored (`client_credentials`).
-        AccessTokenFormat::Opaque if family.is_clients_own() => Secret::from_presented(
-            client_token::seal(&state.rt.client_token_key, &claims(), &mut rng).map_err(|e| AppError::Internal(e.into()))?,
-        ),
-        AccessTokenFormat::Opaque => new_secret(SecretKind::AccessToken, &mut rng),
+    let format = access_format(state, client);
+    let access = match format {
+        // An opaque token carries its claims sealed, and a user's its family: it needs no row
+        // (`bearer::sealed`).
+        AccessTokenFormat::Opaque => {
+            let sealed = Sealed { claims: claims(), family: (!family.is_clients_own()).then_some(family.id) };
+            Secret::from_presented(
+                sealed_token::seal(&state.rt.sealed_token_key, &sealed, &mut rng).map_err(|e| AppError::Internal(e.into()))?,
+            )
+        }
         // RFC 9068 §2.1: typ "at+jwt", so it cannot pass for an id_token (RFC 8725 §3.11).
         AccessTokenFormat::Jwt => Secret::from_presented(
             signer(ring, now)?.sign_jwt("at+jwt", &claims(), &SystemRandom::new()).map_err(|e| AppError::Internal(e.into()))?,
@@ -300,9 +311,11 @@ fn mint_rotation(
         revoked_at: None,
         rotated_at: None,
     };
-    // A client's own access token is self-contained (above), so it gets no row.
+    // Only a user's JWT gets a row: a JWT does not name its family, which a resource server
+    // would read, so introspection and revocation find it by hash. A sealed token and a
+    // client's own JWT are self-contained (above).
     let mut records = Vec::new();
-    if !family.is_clients_own() {
+    if format == AccessTokenFormat::Jwt && !family.is_clients_own() {
         records.push(record(&access, TokenKind::Access, access_scope, now + lifetimes.access_token));
     }
     if let Some(r) = &refresh {

@@ -82,7 +82,7 @@ async fn jwt_access_tokens_verify_and_still_revoke() {
     // Other clients keep opaque tokens.
     let opaque = app.client("openid").await;
     let t = app.tokens_for(&opaque, "ada@example.com", "openid").await;
-    assert!(t["access_token"].as_str().unwrap().starts_with("lk_at_"));
+    assert!(t["access_token"].as_str().unwrap().starts_with("lk_st_"));
 }
 
 /// A client's own token as a JWT (here ES256): the subject is the client, and it is
@@ -93,7 +93,7 @@ async fn client_credentials_jwt_is_self_contained_and_still_revokes() {
     a_clients_own_token_is_self_contained_and_still_revokes(AccessTokenFormat::Jwt).await;
 }
 
-/// The same with opaque tokens: the claims are sealed instead of signed (`lk_ct_`), and the
+/// The same with opaque tokens: the claims are sealed instead of signed (`lk_st_`), and the
 /// client cannot read them; nothing is stored either, and every rule holds alike.
 #[tokio::test]
 async fn client_credentials_opaque_token_is_sealed_and_still_revokes() {
@@ -101,7 +101,7 @@ async fn client_credentials_opaque_token_is_sealed_and_still_revokes() {
 }
 
 async fn a_clients_own_token_is_self_contained_and_still_revokes(format: AccessTokenFormat) {
-    use latchkey_core::client_token;
+    use latchkey_core::sealed_token::{self, Sealed};
     use openidconnect::core::{CoreClient, CoreProviderMetadata};
     use openidconnect::{ClientId, ClientSecret, IntrospectionUrl, IssuerUrl, OAuth2TokenResponse, TokenIntrospectionResponse};
 
@@ -138,8 +138,10 @@ async fn a_clients_own_token_is_self_contained_and_still_revokes(format: AccessT
             part(at.secret(), 1)
         }
         AccessTokenFormat::Opaque => {
-            assert!(at.secret().starts_with("lk_ct_") && !at.secret().contains('.'), "{}", at.secret());
-            serde_json::to_value(client_token::open(&app.rt.client_token_key, at.secret()).expect("it opens")).unwrap()
+            assert!(at.secret().starts_with("lk_st_") && !at.secret().contains('.'), "{}", at.secret());
+            let sealed = sealed_token::open(&app.rt.sealed_token_key, at.secret()).expect("it opens");
+            assert_eq!(sealed.family, None, "a client's own token has no family");
+            serde_json::to_value(sealed.claims).unwrap()
         }
     };
     assert_eq!(claims["sub"], c.client_id.as_str());
@@ -180,9 +182,9 @@ async fn a_clients_own_token_is_self_contained_and_still_revokes(format: AccessT
             let mut changed = at.secret().clone().into_bytes();
             let last = changed.len() - 1;
             changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
-            let wider = serde_json::from_value(wider).unwrap();
-            let resealed = client_token::seal(&[7; 32], &wider, &mut rand::thread_rng()).unwrap();
-            vec![String::from_utf8(changed).unwrap(), resealed, at.secret().replacen("lk_ct_", "lk_at_", 1)]
+            let wider = Sealed { claims: serde_json::from_value(wider).unwrap(), family: None };
+            let resealed = sealed_token::seal(&[7; 32], &wider, &mut rand::thread_rng()).unwrap();
+            vec![String::from_utf8(changed).unwrap(), resealed, at.secret().replacen("lk_st_", "lk_at_", 1)]
         }
     };
     for fake in fakes {

@@ -19,5 +19,6 @@ mod password;
 mod races;
 mod resource;
 mod revoke;
+mod sealed;
 mod tenants;
 mod token;

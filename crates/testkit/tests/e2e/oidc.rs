@@ -76,7 +76,7 @@ pub(crate) async fn full_flow(app: &TestApp) {
 
     // The relying party exchanges the code with the PKCE verifier.
     let tokens = rp.exchange_code(AuthorizationCode::new(code)).unwrap().set_pkce_verifier(verifier).request_async(&http).await.unwrap();
-    assert!(tokens.access_token().secret().starts_with("lk_at_"));
+    assert!(tokens.access_token().secret().starts_with("lk_st_"));
     let id_token = tokens.id_token().expect("an id_token for openid");
     let verifier = rp.id_token_verifier();
     let claims = id_token.claims(&verifier, &nonce).expect("the id_token verifies against the JWKS");
@@ -165,7 +165,7 @@ async fn nothing_secret_is_stored_in_clear() {
         client.secret.as_deref().unwrap(),
         PASSWORD,
     ] {
-        let body = secret.trim_start_matches("lk_at_").trim_start_matches("lk_rt_").trim_start_matches("lk_cs_");
+        let body = secret.trim_start_matches("lk_st_").trim_start_matches("lk_rt_").trim_start_matches("lk_cs_");
         assert!(!text.contains(body), "found a secret in the database files");
         // Nor its random bits as bytes (SQLite's files) or hex (pg_dump's bytea): the stored
         // key keeps only the secret's ordering bytes.

@@ -71,7 +71,7 @@ async fn every_body_format_and_auth_method_works() {
             let t: Value = r.json().await.unwrap();
             assert_eq!(t["token_type"], "Bearer");
             assert_eq!(t["expires_in"], 3600);
-            assert!(t["access_token"].as_str().unwrap().starts_with("lk_at_"));
+            assert!(t["access_token"].as_str().unwrap().starts_with("lk_st_"));
             assert!(t["refresh_token"].as_str().unwrap().starts_with("lk_rt_"));
             assert_eq!(t["scope"], "email openid");
             assert!(t["id_token"].is_string());
