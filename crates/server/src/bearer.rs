@@ -6,7 +6,7 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use latchkey_core::claims::AccessTokenClaims;
 use latchkey_core::jose;
-use latchkey_core::model::{TokenKind, TokenView};
+use latchkey_core::model::{FamilyView, TokenKind, TokenView};
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::sealed_token::{self, Sealed};
 use latchkey_core::secret::{SecretHash, SecretKind};
@@ -116,48 +116,91 @@ async fn active_unstored(state: &AppState, token: &str) -> AppResult<Option<Acti
 /// itself, or a client's own JWT it signed. Those are not stored (`token::mint`): the seal or
 /// the signature stands in for the row. Every other token has a row, and is judged by it.
 pub(crate) async fn self_contained(state: &AppState, token: &str) -> Option<Sealed> {
-    let sealed = if sealed_token::is_sealed(token) {
-        sealed_token::open(&state.rt.sealed_token_key, token)?
-    } else {
-        // The unverified claims only choose the way (an opaque token has no dots, so this is
-        // quick); the verified ones decide.
-        if !jose::peek_jwt::<AccessTokenClaims>(token)?.is_clients_own() {
-            return None;
-        }
-        // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
-        let claims: AccessTokenClaims = state.keys.current(&state.rt).await.verify(token, "at+jwt")?;
-        // A user's JWT has a row; only a client's own is self-contained.
-        claims.is_clients_own().then_some(Sealed { claims, family: None })?
-    };
-    // A token another tenant made (the key is the server's) names that tenant's issuer.
+    if sealed_token::is_sealed(token) {
+        return opened(state, token);
+    }
+    // The unverified claims only choose the way (an opaque token has no dots, so this is
+    // quick); the verified ones decide.
+    if !jose::peek_jwt::<AccessTokenClaims>(token)?.is_clients_own() {
+        return None;
+    }
+    // RFC 9068 §2.1 and RFC 8725 §3.11: only an `at+jwt`, so an id_token never passes.
+    let claims: AccessTokenClaims = state.keys.current(&state.rt).await.verify(token, "at+jwt")?;
+    // A user's JWT has a row; only a client's own is self-contained. A token another tenant
+    // made (the key is the server's) names that tenant's issuer.
+    (claims.is_clients_own() && claims.iss == state.issuer).then_some(Sealed { claims, family: None })
+}
+
+/// A sealed token that this tenant made, opened: no I/O.
+fn opened(state: &AppState, token: &str) -> Option<Sealed> {
+    let sealed = sealed_token::open(&state.rt.sealed_token_key, token)?;
     (sealed.claims.iss == state.issuer).then_some(sealed)
+}
+
+/// What introspection reads together with its caller's client, before it judges the token.
+pub(crate) enum Lookup {
+    /// The row of a token that has one (`row_key`).
+    Row(SecretHash),
+    /// The family that a user's sealed token names, with the token's jti.
+    Family { claims: AccessTokenClaims, family: Uuid, jti: Uuid },
+    /// Nothing ahead: `active_token` judges it (a personal token, a client's own token, junk).
+    Later,
+}
+
+/// What to read for `token` with the caller's client; no I/O.
+pub(crate) fn lookup(state: &AppState, token: &str) -> Lookup {
+    if sealed_token::is_sealed(token) {
+        return match opened(state, token) {
+            Some(Sealed { claims, family: Some(family) }) => match Uuid::parse_str(&claims.jti) {
+                Ok(jti) => Lookup::Family { claims, family, jti },
+                Err(_) => Lookup::Later,
+            },
+            _ => Lookup::Later,
+        };
+    }
+    row_key(state, token).map_or(Lookup::Later, Lookup::Row)
 }
 
 /// A self-contained token is active until its `exp` (RFC 7519 §4.1.4) while its jti is not
 /// revoked and, for a user's token, its family is neither revoked nor gone (with its client,
 /// its user or its consent); for a client's own token, while the client exists. One read.
 async fn judge_self_contained(state: &AppState, s: Sealed, now: UnixTime) -> AppResult<Option<ActiveToken>> {
-    let c = s.claims;
-    let (Ok(jti), Ok(scope)) = (Uuid::parse_str(&c.jti), ScopeSet::parse(&c.scope)) else { return Ok(None) };
-    if c.exp <= now {
+    let Ok(jti) = Uuid::parse_str(&s.claims.jti) else { return Ok(None) };
+    if s.claims.exp <= now {
         return Ok(None);
     }
-    let (user_id, user_email, business_id) = match s.family {
-        None if c.is_clients_own() => {
-            if !state.store().self_contained_token_live(state.tenant_id(), &c.client_id, jti).await? {
+    match s.family {
+        Some(family) => Ok(from_family(s.claims, state.store().find_family_of_token(state.tenant_id(), family, jti).await?, now)),
+        None if s.claims.is_clients_own() => {
+            if !state.store().self_contained_token_live(state.tenant_id(), &s.claims.client_id, jti).await? {
                 return Ok(None);
             }
-            (None, None, None)
+            Ok(active_self_contained(s.claims, None, None, None, now))
         }
-        None => return Ok(None),
-        Some(family) => match state.store().find_family_of_token(state.tenant_id(), family, jti).await? {
-            Some(view) if view.family.revoked_at.is_none() && view.family.client_id == c.client_id => {
-                (view.family.user_id, view.subject_email, view.family.business_id)
-            }
-            _ => return Ok(None),
-        },
-    };
-    Ok(Some(ActiveToken {
+        None => Ok(None),
+    }
+}
+
+/// Judges a user's sealed token (`claims`) by the family read for it
+/// (`Store::find_family_of_token`): `None` there means gone, or its jti revoked.
+pub(crate) fn from_family(claims: AccessTokenClaims, view: Option<FamilyView>, now: UnixTime) -> Option<ActiveToken> {
+    let view = view?;
+    let f = view.family;
+    if f.revoked_at.is_some() || f.client_id != claims.client_id {
+        return None;
+    }
+    active_self_contained(claims, f.user_id, view.subject_email, f.business_id, now)
+}
+
+fn active_self_contained(
+    c: AccessTokenClaims,
+    user_id: Option<Uuid>,
+    user_email: Option<String>,
+    business_id: Option<Uuid>,
+    now: UnixTime,
+) -> Option<ActiveToken> {
+    let scope = ScopeSet::parse(&c.scope).ok()?;
+    (c.exp > now).then_some(ActiveToken {
         kind: Presented::Issued(TokenKind::Access),
         client_id: Some(c.client_id),
         user_id,
@@ -167,5 +210,5 @@ async fn judge_self_contained(state: &AppState, s: Sealed, now: UnixTime) -> App
         issued_at: c.iat,
         expires_at: c.exp,
         jti: c.jti,
-    }))
+    })
 }

@@ -1510,6 +1510,33 @@ impl TokenStore for PgStore {
             .map_err(fault)?;
         row.map(|r| family_view_from_row(&r)).transpose()
     }
+
+    async fn find_client_and_family(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        family: Uuid,
+        jti: Uuid,
+    ) -> StoreResult<(Option<Client>, Option<FamilyView>)> {
+        // One statement, one round trip: the client's row with the family's columns beside it
+        // (NULL when there is no such family, or its jti is revoked).
+        let sql = format!(
+            "WITH fam AS ({FAMILY_OF_TOKEN})
+             SELECT * FROM ({CLIENT_SELECT} WHERE tenant_id = $1 AND client_id = $4) c LEFT JOIN fam ON true"
+        );
+        let row = on_conn!(self.conns, |c| sqlx::query(&sql).bind(tenant.0).bind(family).bind(jti).bind(client_id).fetch_optional(c))
+            .await
+            .map_err(fault)?;
+        match row {
+            Some(r) => {
+                let family =
+                    if r.try_get::<Option<Uuid>, _>("f_id").map_err(fault)?.is_some() { Some(family_view_from_row(&r)?) } else { None };
+                Ok((Some(client_from_row(&r)?), family))
+            }
+            // No client: nothing more is needed, the caller cannot be authenticated.
+            None => Ok((None, None)),
+        }
+    }
 }
 
 #[async_trait]

@@ -36,8 +36,10 @@ pub(crate) const TOKEN_VIEW_SELECT: &str =
     FROM tokens t JOIN families f ON f.tenant_id = t.tenant_id AND f.id = t.family_id
     LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id";
 /// A family with its user's email (`rows::family_view`), if the jti `$3` is not revoked.
-pub(crate) const FAMILY_OF_TOKEN: &str = "SELECT f.id, f.tenant_id, f.grant_id, f.client_id, f.user_id, f.business_id, f.scope,
-    f.auth_time, f.created_at, f.expires_at, f.revoked_at, u.email AS u_email
+pub(crate) const FAMILY_OF_TOKEN: &str = "SELECT f.id AS f_id, f.tenant_id AS f_tenant_id, f.grant_id AS f_grant_id,
+    f.client_id AS f_client_id, f.user_id AS f_user_id, f.business_id AS f_business_id, f.scope AS f_scope,
+    f.auth_time AS f_auth_time, f.created_at AS f_created_at, f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at,
+    u.email AS u_email
     FROM families f LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
     WHERE f.tenant_id = $1 AND f.id = $2 AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = $1 AND jti = $3)";
 pub(crate) const PERSONAL_TOKEN_SELECT: &str =

@@ -1626,6 +1626,27 @@ impl TokenStore for SqliteStore {
             query_opt(c, FAMILY_OF_TOKEN, params![tenant.0.to_string(), family.to_string(), jti.to_string()], family_view_from_row)
         })
     }
+
+    async fn find_client_and_family(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        family: Uuid,
+        jti: Uuid,
+    ) -> StoreResult<(Option<Client>, Option<FamilyView>)> {
+        check_text([client_id])?;
+        // As `find_client_and_token`: one statement, when the caller's client is cached.
+        self.read(|c| {
+            let found =
+                query_opt(c, GENERATION_AND_FAMILY_OF_TOKEN, params![tenant.0.to_string(), family.to_string(), jti.to_string()], |r| {
+                    Ok((r.get::<i64>("generation")?, family_view_from_row(r)?))
+                })?;
+            match found {
+                Some((generation, family)) => Ok((self.clients.find_at(c, generation, tenant, client_id)?, Some(family))),
+                None => Ok((self.clients.find(c, tenant, client_id)?, None)),
+            }
+        })
+    }
 }
 
 #[async_trait]

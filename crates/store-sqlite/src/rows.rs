@@ -45,11 +45,25 @@ pub(crate) const CLIENT_BY_ID: &str = concat!(client_select!(), " WHERE tenant_i
 pub(crate) const GRANT_COLUMNS: &str = "tenant_id, id, user_id, client_id, business_id, scope, created_at";
 pub(crate) const GRANT_SELECT: &str = "SELECT tenant_id, id, user_id, client_id, business_id, scope, created_at FROM grants";
 pub(crate) const TOKEN_BY_HASH: &str = token_view_select!("");
-/// A family with its user's email (`rows::family_view`), if the jti `?3` is not revoked.
-pub(crate) const FAMILY_OF_TOKEN: &str = "SELECT f.id, f.tenant_id, f.grant_id, f.client_id, f.user_id, f.business_id, f.scope,
-    f.auth_time, f.created_at, f.expires_at, f.revoked_at, u.email AS u_email
+/// A family with its user's email (`rows::family_view`), if the jti `?3` is not revoked,
+/// selected after `$first` columns.
+macro_rules! family_of_token_select {
+    ($first:literal) => {
+        concat!(
+            "SELECT ",
+            $first,
+            "f.id AS f_id, f.tenant_id AS f_tenant_id, f.grant_id AS f_grant_id, f.client_id AS f_client_id,
+    f.user_id AS f_user_id, f.business_id AS f_business_id, f.scope AS f_scope, f.auth_time AS f_auth_time,
+    f.created_at AS f_created_at, f.expires_at AS f_expires_at, f.revoked_at AS f_revoked_at, u.email AS u_email
     FROM families f LEFT JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
-    WHERE f.tenant_id = ?1 AND f.id = ?2 AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = ?1 AND jti = ?3)";
+    WHERE f.tenant_id = ?1 AND f.id = ?2 AND NOT EXISTS (SELECT 1 FROM revoked_jtis WHERE tenant_id = ?1 AND jti = ?3)"
+        )
+    };
+}
+pub(crate) const FAMILY_OF_TOKEN: &str = family_of_token_select!("");
+/// [`FAMILY_OF_TOKEN`] with the clients' generation first, as [`GENERATION_AND_TOKEN_BY_HASH`].
+pub(crate) const GENERATION_AND_FAMILY_OF_TOKEN: &str =
+    family_of_token_select!("(SELECT generation FROM client_generation WHERE id = 1) AS generation, ");
 /// [`TOKEN_BY_HASH`] with the clients' generation (see `clients`) first, read in the same
 /// snapshot: a token found this way needs no second statement, nor a transaction around two,
 /// to take its caller's client from the cache.

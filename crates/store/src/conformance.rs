@@ -1096,6 +1096,20 @@ pub async fn users_self_contained_tokens_follow_their_family(store: SharedStore)
     assert!(store.find_family_of_token(w.tenant, f.id, jti).await.unwrap().is_none(), "revoked jti");
     assert!(store.find_family_of_token(w.tenant, f.id, kept).await.unwrap().is_some());
 
+    // Introspection reads its caller's client with the family: the same answers.
+    let app = w.client.client_id.as_str();
+    for _ in 0..2 {
+        // Twice: a store that caches clients answers from its cache the second time.
+        let (client, found) = store.find_client_and_family(w.tenant, app, f.id, kept).await.unwrap();
+        assert_eq!((client.map(|c| c.client_id), found.map(|v| v.family)), (Some(app.to_owned()), Some(f.clone())));
+    }
+    let (client, found) = store.find_client_and_family(w.tenant, app, f.id, jti).await.unwrap();
+    assert!(client.is_some() && found.is_none(), "the revoked jti");
+    let (client, found) = store.find_client_and_family(w.tenant, app, Uuid::new_v4(), kept).await.unwrap();
+    assert!(client.is_some() && found.is_none(), "an unknown family");
+    assert!(store.find_client_and_family(w.tenant, "nobody", f.id, kept).await.unwrap().0.is_none(), "an unknown caller");
+    assert!(store.find_client_and_family(other.tenant, app, f.id, kept).await.unwrap().1.is_none(), "tenant isolation");
+
     // Revoking the family shows in what is read (the caller judges it).
     store.revoke_family(w.tenant, f.id, NOW + 1).await.unwrap();
     assert_eq!(store.find_family_of_token(w.tenant, f.id, kept).await.unwrap().unwrap().family.revoked_at, Some(NOW + 1));

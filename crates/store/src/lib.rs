@@ -466,6 +466,19 @@ pub trait TokenStore: ClientStore {
     /// the family exists and the jti is not revoked (whether the family itself is revoked is
     /// in it). One read.
     async fn find_family_of_token(&self, tenant: TenantId, family: Uuid, jti: Uuid) -> StoreResult<Option<FamilyView>>;
+    /// The client `client_id` and what `find_family_of_token` reads for `family` and `jti`,
+    /// read together: what an introspection of a user's sealed token needs. A store may read
+    /// both in one go (SQLite: one statement, when the client is cached; PostgreSQL: one
+    /// statement), and need not read the family when there is no such client.
+    async fn find_client_and_family(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+        family: Uuid,
+        jti: Uuid,
+    ) -> StoreResult<(Option<Client>, Option<FamilyView>)> {
+        Ok((self.find_client(tenant, client_id).await?, self.find_family_of_token(tenant, family, jti).await?))
+    }
 }
 
 /// Housekeeping.

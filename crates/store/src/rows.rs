@@ -312,21 +312,22 @@ pub fn token_view(r: &impl Row) -> StoreResult<TokenView> {
     Ok(TokenView { token, family, subject_email: r.opt_text("u_email")? })
 }
 
-/// A family with its user's email. Columns: `id, tenant_id, grant_id, client_id, user_id,
-/// business_id, scope, auth_time, created_at, expires_at, revoked_at, u_email`.
+/// A family with its user's email. Columns, prefixed so that they may follow a client's in one
+/// row: `f_id, f_tenant_id, f_grant_id, f_client_id, f_user_id, f_business_id, f_scope,
+/// f_auth_time, f_created_at, f_expires_at, f_revoked_at, u_email`.
 pub fn family_view(r: &impl Row) -> StoreResult<FamilyView> {
     let family = Family {
-        id: r.uuid("id")?,
-        tenant: r.tenant()?,
-        grant_id: r.opt_uuid("grant_id")?,
-        client_id: r.text("client_id")?,
-        user_id: r.opt_uuid("user_id")?,
-        business_id: r.opt_uuid("business_id")?,
-        scope: r.scope("scope")?,
-        auth_time: r.int("auth_time")?,
-        created_at: r.int("created_at")?,
-        expires_at: r.int("expires_at")?,
-        revoked_at: r.opt_int("revoked_at")?,
+        id: r.uuid("f_id")?,
+        tenant: TenantId(r.uuid("f_tenant_id")?),
+        grant_id: r.opt_uuid("f_grant_id")?,
+        client_id: r.text("f_client_id")?,
+        user_id: r.opt_uuid("f_user_id")?,
+        business_id: r.opt_uuid("f_business_id")?,
+        scope: r.scope("f_scope")?,
+        auth_time: r.int("f_auth_time")?,
+        created_at: r.int("f_created_at")?,
+        expires_at: r.int("f_expires_at")?,
+        revoked_at: r.opt_int("f_revoked_at")?,
     };
     Ok(FamilyView { family, subject_email: r.opt_text("u_email")? })
 }

@@ -1,7 +1,7 @@
 //! Token introspection (RFC 7662) for resource servers.
 
 use crate::auth::ClientAuth;
-use crate::bearer::{active_token, from_row, row_key, ActiveToken, Presented};
+use crate::bearer::{self, ActiveToken, Lookup, Presented};
 use crate::error::{no_store, AppResult};
 use crate::state::AppState;
 use crate::web::{OAuthBody, Peer};
@@ -21,14 +21,23 @@ pub(crate) async fn introspect_post(
 ) -> AppResult<Response> {
     let auth = ClientAuth::start(&state, peer, &headers, &params)?;
     let token = params.get("token");
-    // A token with a row of its own is read together with the caller's client, in one read
-    // (on SQLite one statement, when the client is cached). The row stays
-    // unlooked-at until the caller has authenticated, and an unauthenticated caller gets the
-    // same 401 whether it exists or not.
-    let key = token.as_ref().ok().copied().flatten().and_then(|t| row_key(&state, t));
-    let (client, row) = match key {
-        Some(hash) => state.store().find_client_and_token(state.tenant_id(), auth.client_id(), hash).await?,
-        None => (state.store().find_client(state.tenant_id(), auth.client_id()).await?, None),
+    // What judges the token (its row, or the family a user's sealed token names) is read
+    // together with the caller's client, in one read (on SQLite one statement, when the client
+    // is cached), and judged without I/O. The verdict stays unused until the caller has
+    // authenticated, and an unauthenticated caller gets the same 401 whether the token exists
+    // or not.
+    let lookup = token.as_ref().ok().copied().flatten().map_or(Lookup::Later, |t| bearer::lookup(&state, t));
+    let (tenant, caller_id, now) = (state.tenant_id(), auth.client_id(), state.now());
+    let (client, judged) = match lookup {
+        Lookup::Row(hash) => {
+            let (client, row) = state.store().find_client_and_token(tenant, caller_id, hash).await?;
+            (client, Some(bearer::from_row(row, now)))
+        }
+        Lookup::Family { claims, family, jti } => {
+            let (client, family) = state.store().find_client_and_family(tenant, caller_id, family, jti).await?;
+            (client, Some(bearer::from_family(claims, family, now)))
+        }
+        Lookup::Later => (state.store().find_client(tenant, caller_id).await?, None),
     };
     let caller = auth.finish(&state, client).await?;
     if caller.is_public() {
@@ -36,9 +45,9 @@ pub(crate) async fn introspect_post(
     }
     let token = token?.ok_or_else(|| OAuthError::invalid_request("token_missing: token is required"))?;
     let _ = params.get("token_type_hint")?;
-    let active = match key {
-        Some(_) => from_row(row, state.now()),
-        None => active_token(&state, token).await?,
+    let active = match judged {
+        Some(active) => active,
+        None => bearer::active_token(&state, token).await?,
     };
     Ok(no_store(axum::Json(introspect(&state, active)).into_response()))
 }
