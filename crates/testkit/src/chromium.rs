@@ -46,13 +46,18 @@ fn workspace_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_dir().join("target"))
 }
 
-fn tool(var: &str, default: PathBuf) -> PathBuf {
+/// The tool named in `var`, or at `default`; says to run scripts/test when it is not there.
+pub(crate) fn tool(var: &str, default: PathBuf) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    assert!(path.exists(), "{} not found: run scripts/test, which installs Chromium, ChromeDriver and axe-core ({var})", path.display());
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/test, which installs Chromium, ChromeDriver, axe-core and openid-client ({var})",
+        path.display()
+    );
     path
 }
 

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod chromium;
 pub mod race;
+pub mod rp;
 
 pub use backend::{Backend, TestDatabase};
 

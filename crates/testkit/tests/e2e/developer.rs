@@ -8,9 +8,8 @@
 use latchkey_server::admin;
 use latchkey_server::runtime::Clock;
 use latchkey_testkit::chromium::Chromium;
+use latchkey_testkit::rp::OpenIdClient;
 use latchkey_testkit::{field, location, query_param, spawn_app, Browser, TestApp, PASSWORD};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, RedirectUrl, Scope};
 use serde_json::{json, Value};
 
 /// A user who may use the developer area.
@@ -84,27 +83,23 @@ async fn a_developer_registers_a_web_app_that_a_client_library_signs_people_in_w
     assert!(secret.starts_with("lk_cs_"), "{secret}");
 
     // A real client library, with what was copied: discovery, sign-in and consent, the code.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone()).unwrap(), &http).await.unwrap();
-    let rp = CoreClient::from_provider_metadata(meta, ClientId::new(client_id.clone()), Some(ClientSecret::new(secret.clone())))
-        .set_redirect_uri(RedirectUrl::new("http://127.0.0.1:43123/callback".into()).unwrap());
-    let (auth_url, csrf, _nonce) = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("offline_access".into()))
-        .url();
+    let rp = OpenIdClient::discover(&app.issuer, &client_id, Some(&secret)).await;
+    // RFC 8252 §7.3: any port on the loopback redirect URI registered above.
+    let auth = rp.authorization_url("http://127.0.0.1:43123/callback", "openid email offline_access", false).await;
     // Ada signs in; the consent page names the developer and links the privacy policy.
     let person = app.browser();
-    let login = person.get(auth_url.as_str()).await.text().await.unwrap();
+    let login = person.get(&auth.url).await.text().await.unwrap();
     let r = person.submit_login(&login, "ada@example.com", PASSWORD).await;
     let consent = person.follow(&r).await.text().await.unwrap();
     assert!(consent.contains("Acme Apps") && consent.contains(r#"href="https://acme.example/privacy""#), "{consent}");
     let back = location(&person.submit_consent(&consent, "allow", None).await).expect("back to the app");
-    assert_eq!(query_param(&back, "state").as_deref(), Some(csrf.secret().as_str()));
-    let code = query_param(&back, "code").expect("a code");
-    let tokens = rp.exchange_code(AuthorizationCode::new(code)).unwrap().request_async(&http).await.unwrap();
-    let access = tokens.access_token().secret().clone();
-    let refresh = tokens.refresh_token().expect("a refresh token for offline_access").secret().clone();
+    assert_eq!(query_param(&back, "state").as_deref(), Some(auth.state.as_str()));
+    assert!(query_param(&back, "code").is_some(), "a code in {back}");
+    // The library exchanges the code, authenticating with the copied secret, and validates the
+    // id_token (signature against the JWKS, iss, aud, exp, nonce).
+    let tokens = rp.callback(&back).await.unwrap();
+    let access = tokens.access_token().to_owned();
+    let refresh = tokens.refresh_token().expect("a refresh token for offline_access").to_owned();
     let userinfo = app.http().get(app.url("/oauth/userinfo")).bearer_auth(&access).send().await.unwrap();
     assert_eq!(userinfo.json::<Value>().await.unwrap()["email"], "ada@example.com");
 

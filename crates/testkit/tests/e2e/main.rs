@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on 127.0.0.1:0, driven over HTTP by a browser-like
-//! client and by the `openidconnect` crate as the relying party.
+//! client, by headless Chromium, and by panva's openid-client (npm, under Node; see
+//! `latchkey_testkit::rp`) as the relying party.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
