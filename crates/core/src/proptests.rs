@@ -55,6 +55,14 @@ proptest! {
         prop_assert_eq!(back.pairs(), kept.as_slice());
     }
 
+    /// The parser reads exactly what the URL Standard's does (its fast path changes nothing).
+    #[test]
+    fn params_parse_as_the_url_standard_does(raw in hostile()) {
+        let standard = Params::new(url::form_urlencoded::parse(raw.as_bytes()).into_owned());
+        let ours = Params::from_urlencoded(&raw);
+        prop_assert_eq!(ours.pairs(), standard.pairs());
+    }
+
     /// A parameter sent twice is refused, whatever its values (OAuth 2.1 §3.1).
     #[test]
     fn params_refuse_repeats(name in "[a-z_]{1,12}", a in "[a-z]{1,5}", b in "[a-z]{1,5}") {
