@@ -35,6 +35,12 @@ const DRIVER_CORE: usize = 1;
 const SERVER_CORE: usize = 0;
 /// The pause between signing the browsers in and the next scenario.
 const AFTER_SIGN_IN: Duration = Duration::from_secs(6);
+/// How long the database of a scenario that issues tokens settles before its size is read:
+/// Latchkey's refresh replay window (5 s) and one of its housekeeping intervals (2 s), and a
+/// second more. What is there then lasts as long as its tokens; what went was transient (the
+/// replay answers, bounded by the window's worth of refreshes, not by the tokens issued), and
+/// would not grow with a million tokens. Every target waits the same.
+const SETTLE: Duration = Duration::from_secs(8);
 /// The fraction of the saturation rate at which latency is measured again.
 const PACED_FRACTION: f64 = 0.7;
 
@@ -599,6 +605,7 @@ async fn measure(
     let before = if scenario.issues_tokens() { target.storage_bytes().await? } else { None };
     let (ops, sat) = scenario::run(&seed.endpoint, ops, Load { warmup, duration, interval: None, cores }, &*target).await?;
     if scenario.issues_tokens() {
+        tokio::time::sleep(SETTLE).await;
         let after = target.storage_bytes().await?;
         sr.db_bytes_before = before;
         sr.db_bytes_after = after;

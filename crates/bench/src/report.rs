@@ -512,7 +512,7 @@ pub(crate) fn markdown(r: &Report) -> String {
          Latencies in µs; code_flow counts whole flows (authorize + token). errors: operations that did not get the expected answer (5xx counted apart). \
          server CPU: utime+stime of the server process over the timed window, % of one core. peak RSS: largest VmRSS sampled every 50 ms during the scenario \
          (the browsers of introspect, refresh and code_flow sign in, with Argon2id, just before introspect). \
-         DB bytes per 1M tokens: growth of the database over the saturation run (warm-up included) per successful token answer (per flow for code_flow).\n",
+         DB bytes per 1M tokens: growth of the database over the saturation run (warm-up included) per successful token answer (per flow for code_flow), read 8 s after the run, once what is transient (Latchkey's refresh replay answers, kept 5 s) is gone: the bytes that stay with the tokens.\n",
         st.warmup_s,
         st.duration_s,
         st.connections,
