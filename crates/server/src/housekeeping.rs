@@ -62,6 +62,9 @@ pub(crate) fn spawn(registry: std::sync::Arc<Registry>, interval: Duration) -> t
 /// One tenant's scheduled work: key rotation when due, then the removal of expired rows.
 async fn pass(state: &AppState) {
     let rt = &state.rt;
+    // A new tenant's first key may still be in the making: a rotation now would see no key
+    // and make a second.
+    state.keys.current(rt).await;
     let rotated = match keys::rotation_policy(rt, &state.config).await {
         Ok(policy) => keys::rotate_if_due(rt, state.keys.alg(), state.config.signing_key_rotation_interval, policy).await,
         Err(e) => Err(e),

@@ -13,11 +13,16 @@ use latchkey_core::model::{SigningAlg, SigningKeyRecord};
 use latchkey_core::UnixTime;
 use latchkey_proto::Jwks;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often a node rereads the keys.
 pub const RELOAD_INTERVAL: i64 = 15;
 /// Clock skew allowed to relying parties when a key retires.
 const SKEW: i64 = 300;
+/// How long a request waits for a new tenant's first key before it goes on without one (and
+/// fails as with no key); the key takes well under a second unless the database is down.
+const FIRST_KEY_WAIT: Duration = Duration::from_secs(30);
 
 /// The keys as loaded at one moment: parsed once, used for many signatures.
 pub struct KeyRing {
@@ -36,6 +41,12 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    /// A ring with no key yet: a new tenant's, while its first key is being made.
+    fn empty(alg: SigningAlg, now: UnixTime) -> Self {
+        let jwks_json = serde_json::to_string(&Jwks::default()).unwrap_or_else(|_| r#"{"keys":[]}"#.into());
+        Self { alg, signers: Vec::new(), jwks_json, loaded_at: now }
+    }
+
     async fn load(rt: &Runtime, alg: SigningAlg) -> Result<Self, StartupError> {
         let now = rt.now();
         let sealing = rt.master.sealing_key();
@@ -82,22 +93,31 @@ impl KeyRing {
 /// The current ring, swapped atomically when reloaded.
 pub struct Keys {
     alg: SigningAlg,
-    ring: RwLock<Arc<KeyRing>>,
+    ring: Arc<RwLock<Arc<KeyRing>>>,
+    /// `false` while a new tenant's first key is being made (`Keys::open`); what needs the
+    /// keys waits for `true`.
+    ready: watch::Receiver<bool>,
 }
 
 impl Keys {
     /// Loads the keys, creating a key for `alg` if the tenant has no current one. The very first
     /// key signs at once (nobody can have cached an older JWKS); a key added to an existing set
     /// (a new algorithm) waits `publish_delay`, while the old keys go on signing.
+    ///
+    /// A new tenant's first key is made in the background: an RSA key takes 50 to 150 ms, and
+    /// the server answers meanwhile (health, discovery, pages); whatever needs the keys (a
+    /// token, the JWKS) waits for it in `current`.
     pub async fn open(rt: &Runtime, alg: SigningAlg, publish_delay: i64) -> Result<Self, StartupError> {
         let records = rt.store.list_signing_keys(rt.tenant.id).await?;
+        if records.is_empty() {
+            let ring = Arc::new(RwLock::new(Arc::new(KeyRing::empty(alg, rt.now()))));
+            let (done, ready) = watch::channel(false);
+            tokio::spawn(first_key(rt.clone(), alg, Arc::clone(&ring), done));
+            return Ok(Self { alg, ring, ready });
+        }
         if !records.iter().any(|r| r.alg == alg && r.retires_at.is_none()) {
             let now = rt.now();
-            let activates_at = if records.is_empty() { now } else { now + publish_delay };
-            // Nodes starting together on a new database must not each make a key (each would
-            // sign with one the others do not publish yet): the key takes a negative "bootstrap"
-            // period, unique per hour, so one node wins and the others load its key.
-            let record = generate(rt, alg, activates_at, Some(-1 - now / 3600)).await?;
+            let record = generate(rt, alg, now + publish_delay, Some(bootstrap_period(now))).await?;
             if rt.store.rotate_signing_key(&record, now).await? {
                 tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
             }
@@ -106,16 +126,27 @@ impl Keys {
         if ring.signer(rt.now()).is_none() {
             return Err(StartupError::MasterKey("no usable signing key for the configured algorithm".into()));
         }
-        Ok(Self { alg, ring: RwLock::new(Arc::new(ring)) })
+        Ok(Self { alg, ring: Arc::new(RwLock::new(Arc::new(ring))), ready: watch::channel(true).1 })
     }
 
     pub fn alg(&self) -> SigningAlg {
         self.alg
     }
 
+    /// The algorithms of the ring as it is now, without waiting for a first key (its
+    /// algorithm is the configured one, which comes first in any case).
+    pub fn algs_now(&self) -> Vec<SigningAlg> {
+        self.ring.read().map(|r| r.algs()).unwrap_or_else(|p| p.into_inner().algs())
+    }
+
     /// The ring, reloaded from the database when it is older than `RELOAD_INTERVAL`. A failed
-    /// reload keeps the old ring (and says so in the log).
+    /// reload keeps the old ring (and says so in the log). While a new tenant's first key is
+    /// being made, waits for it (at most `FIRST_KEY_WAIT`).
     pub async fn current(&self, rt: &Runtime) -> Arc<KeyRing> {
+        if !*self.ready.borrow() {
+            let mut ready = self.ready.clone();
+            let _ = tokio::time::timeout(FIRST_KEY_WAIT, ready.wait_for(|r| *r)).await;
+        }
         let ring = self.ring.read().map(|r| Arc::clone(&r)).unwrap_or_else(|p| Arc::clone(&p.into_inner()));
         if rt.now() < ring.loaded_at + RELOAD_INTERVAL {
             return ring;
@@ -134,6 +165,40 @@ impl Keys {
                 ring
             }
         }
+    }
+}
+
+/// Nodes starting together on a new database must not each make a key (each would sign with
+/// one the others do not publish yet): a first key takes a negative "bootstrap" period, unique
+/// per hour, so one node wins and the others load its key.
+fn bootstrap_period(now: UnixTime) -> i64 {
+    -1 - now / 3600
+}
+
+/// Makes a new tenant's first key, which signs at once (nobody can have cached an older JWKS),
+/// and puts the ring in place; tries again every second while the database refuses.
+async fn first_key(rt: Runtime, alg: SigningAlg, ring: Arc<RwLock<Arc<KeyRing>>>, done: watch::Sender<bool>) {
+    loop {
+        let made = async {
+            let now = rt.now();
+            let record = generate(&rt, alg, now, Some(bootstrap_period(now))).await?;
+            if rt.store.rotate_signing_key(&record, now).await? {
+                tracing::info!(kid = %record.kid, alg = alg.as_str(), "generated a signing key");
+            }
+            KeyRing::load(&rt, alg).await
+        };
+        match made.await {
+            Ok(loaded) if loaded.signer(rt.now()).is_some() => {
+                if let Ok(mut w) = ring.write() {
+                    *w = Arc::new(loaded);
+                }
+                let _ = done.send(true);
+                return;
+            }
+            Ok(_) => tracing::error!(tenant = %rt.tenant.name, "no usable signing key after making the first one; trying again"),
+            Err(e) => tracing::error!(tenant = %rt.tenant.name, error = %crate::error::error_chain(&e), "making the first signing key failed; trying again"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

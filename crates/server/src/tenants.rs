@@ -185,7 +185,7 @@ async fn build_state(shared: &Shared, tenant: Tenant) -> Result<AppState, Startu
     let config = shared.config.for_tenant(&tenant.settings);
     let rt = Runtime { tenant, ..shared.rt.clone() };
     let keys = Keys::open(&rt, config.id_token_alg, config.signing_key_publish_delay).await?;
-    let meta = discovery::metadata(&issuer, &keys.current(&rt).await.algs());
+    let meta = discovery::metadata(&issuer, &keys.algs_now());
     let meta = serde_json::to_string(&meta).map_err(latchkey_core::jose::JoseError::from)?;
     let cookie_suffix = if is_default { String::new() } else { format!("_{}", rt.tenant.name.replace('-', "_")) };
     Ok(AppState(Arc::new(Inner {

@@ -63,7 +63,17 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     let port = app.port();
     let rt = app.runtime();
     tokio::spawn(app.run_until_stopped());
-    TestApp { issuer, port, clock, rt, db: Arc::new(db) }
+    let app = TestApp { issuer, port, clock, rt, db: Arc::new(db) };
+    // The server answers before a fresh database's first signing key exists (it is made in
+    // the background); a relying party's first look at the JWKS waits for it, and so do the
+    // tests that use the keys without asking the server.
+    // The listening address, with the issuer's path: an issuer may name a host the test
+    // cannot reach.
+    let path = url::Url::parse(&app.issuer).map(|u| u.path().trim_end_matches('/').to_owned()).unwrap_or_default();
+    let jwks_url = format!("http://127.0.0.1:{}{path}/.well-known/jwks.json", app.port);
+    let jwks: serde_json::Value = app.http().get(jwks_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "the first signing key: {jwks}");
+    app
 }
 
 /// A registered client, with its secret in clear for the test.

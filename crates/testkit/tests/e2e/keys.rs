@@ -71,3 +71,22 @@ async fn rotating_another_algorithm_leaves_the_signing_key_alone() {
     assert_eq!(part(&later, 0)["kid"], part(&first, 0)["kid"], "the RS256 key was not retired by an ES256 rotation");
     assert_eq!(kids(&app).await.len(), 2);
 }
+
+/// A new tenant's first key is made in the background: opening the tenant's keys does not
+/// wait for it (the server answers meanwhile), and the first use of the ring does.
+#[tokio::test]
+async fn a_new_tenants_first_key_is_waited_for_where_it_is_needed() {
+    use latchkey_server::Clock;
+    let app = spawn_app().await;
+    let tenant = latchkey_server::admin::create_tenant(&app.rt, "second", "http://second.example", Default::default()).await.unwrap();
+    let rt = app.rt.clone().for_tenant(Some(&tenant.name)).await.unwrap();
+    let opened = keys::Keys::open(&rt, SigningAlg::ES256, POLICY.publish_delay).await.unwrap();
+    assert_eq!(opened.algs_now(), vec![SigningAlg::ES256], "discovery can be answered at once");
+    let ring = opened.current(&rt).await;
+    assert_eq!(ring.signer(app.clock.now()).map(|k| k.alg()), Some(SigningAlg::ES256), "the first key signs at once");
+    let stored = rt.store.list_signing_keys(rt.tenant.id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    // A second node opening the same tenant now loads that key rather than making another.
+    let again = keys::Keys::open(&rt, SigningAlg::ES256, POLICY.publish_delay).await.unwrap();
+    assert_eq!(again.current(&rt).await.signer(app.clock.now()).map(|k| k.kid().to_owned()), Some(stored[0].kid.clone()));
+}
