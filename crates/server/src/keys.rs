@@ -196,7 +196,9 @@ async fn first_key(rt: Runtime, alg: SigningAlg, ring: Arc<RwLock<Arc<KeyRing>>>
                 return;
             }
             Ok(_) => tracing::error!(tenant = %rt.tenant.name, "no usable signing key after making the first one; trying again"),
-            Err(e) => tracing::error!(tenant = %rt.tenant.name, error = %crate::error::error_chain(&e), "making the first signing key failed; trying again"),
+            Err(e) => {
+                tracing::error!(tenant = %rt.tenant.name, error = %crate::error::error_chain(&e), "making the first signing key failed; trying again")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
