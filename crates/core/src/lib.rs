@@ -20,6 +20,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod revocation;
 pub mod scope;
+pub mod sealed_code;
 pub mod sealed_token;
 pub mod secret;
 pub mod text;

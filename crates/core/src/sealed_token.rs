@@ -100,11 +100,16 @@ fn encode(s: &Sealed) -> Result<Vec<u8>, JoseError> {
         out.extend_from_slice(b.as_bytes());
     }
     for text in [&c.client_id, &c.scope, &c.iss] {
-        let len = u16::try_from(text.len()).map_err(|_| bad("text"))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(text.as_bytes());
+        put_text(&mut out, text).ok_or_else(|| bad("text"))?;
     }
     Ok(out)
+}
+
+/// Appends a text as the layouts hold it: a u16 length, then its bytes. `None` if it is longer.
+pub(crate) fn put_text(out: &mut Vec<u8>, text: &str) -> Option<()> {
+    out.extend_from_slice(&u16::try_from(text.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    Some(())
 }
 
 /// Reads the layout back; `None` unless every byte is where `encode` puts it.
@@ -138,24 +143,25 @@ fn decode(bytes: &[u8]) -> Option<Sealed> {
     Some(Sealed { claims, family: user.map(|(family, _, _)| family) })
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads a sealed layout front to back (shared with `sealed_code`).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.0.split_first_chunk::<N>()?;
         self.0 = rest;
         Some(*head)
     }
 
-    fn int(&mut self) -> Option<UnixTime> {
+    pub(crate) fn int(&mut self) -> Option<UnixTime> {
         self.take::<8>().map(i64::from_be_bytes)
     }
 
-    fn uuid(&mut self) -> Option<Uuid> {
+    pub(crate) fn uuid(&mut self) -> Option<Uuid> {
         self.take::<16>().map(Uuid::from_bytes)
     }
 
-    fn text(&mut self) -> Option<String> {
+    pub(crate) fn text(&mut self) -> Option<String> {
         let len = usize::from(u16::from_be_bytes(self.take::<2>()?));
         let (text, rest) = self.0.split_at_checked(len)?;
         self.0 = rest;

@@ -1377,6 +1377,50 @@ impl TokenStore for PgStore {
         Ok(if consumed == 0 { RedeemOutcome::AlreadyConsumed } else { RedeemOutcome::Redeemed })
     }
 
+    async fn redeem_sealed_code(&self, k: &AuthCode, now: UnixTime, f: &Family, tokens: &[TokenRecord]) -> StoreResult<RedeemOutcome> {
+        // One statement, as `redeem_code`: the code's row is stored consumed only if its grant
+        // exists, and the family and tokens only if it was stored. A concurrent redemption waits
+        // on the new row's key, then conflicts and writes nothing.
+        let sql = format!(
+            "WITH granted AS (SELECT 1 FROM grants WHERE tenant_id = $26 AND id = $29 AND user_id = $28 AND client_id = $27),
+             consumed AS (INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri,
+                 redirect_uri_explicit, scope, nonce, code_challenge, auth_time, created_at, expires_at, consumed_at, family_id)
+                 SELECT $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40 FROM granted
+                 ON CONFLICT DO NOTHING RETURNING 1),
+             family AS (INSERT INTO families ({FAMILY_COLUMNS}) SELECT {FAMILY_PARAMS} FROM consumed),
+             issued AS ({TOKEN_UNNEST} WHERE EXISTS (SELECT 1 FROM consumed))
+             SELECT (SELECT count(*) FROM granted) AS granted, (SELECT count(*) FROM consumed) AS consumed"
+        );
+        let columns = TokenColumns::new(tokens);
+        let row = self
+            .write_returning(|| {
+                bind_family(columns.bind(sqlx::query(&sql)), f)
+                    .bind(key(&k.hash))
+                    .bind(k.tenant.0)
+                    .bind(&k.client_id)
+                    .bind(k.user_id)
+                    .bind(k.grant_id)
+                    .bind(k.business_id)
+                    .bind(&k.redirect_uri)
+                    .bind(k.redirect_uri_explicit)
+                    .bind(k.scope.to_string())
+                    .bind(&k.nonce)
+                    .bind(&k.code_challenge)
+                    .bind(k.auth_time)
+                    .bind(k.created_at)
+                    .bind(k.expires_at)
+                    .bind(now)
+                    .bind(k.family_id)
+            })
+            .await?;
+        let (granted, consumed): (i64, i64) = (row.try_get("granted").map_err(fault)?, row.try_get("consumed").map_err(fault)?);
+        Ok(match (granted, consumed) {
+            (0, _) => RedeemOutcome::GrantGone,
+            (_, 0) => RedeemOutcome::AlreadyConsumed,
+            _ => RedeemOutcome::Redeemed,
+        })
+    }
+
     async fn insert_family(&self, _tenant: TenantId, family: &Family, tokens: &[TokenRecord]) -> StoreResult<()> {
         // One statement: a conflict on the family or a token writes nothing.
         let sql = format!("WITH family AS (INSERT INTO families ({FAMILY_COLUMNS}) VALUES ({FAMILY_PARAMS})) {TOKEN_UNNEST}");

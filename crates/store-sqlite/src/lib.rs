@@ -399,6 +399,34 @@ fn expired_tokens(c: &Connection, tenant: TenantId, now: UnixTime, limit: u32) -
     Ok((gone.len() as u64, idled))
 }
 
+/// Inserts a code's row unless one with its hash exists; how many rows it inserted.
+fn insert_code_row(c: &Connection, k: &AuthCode) -> StoreResult<u64> {
+    exec(
+        c,
+        "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
+         code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING",
+        params![
+            &k.hash.0[..],
+            k.tenant.0.to_string(),
+            k.client_id,
+            k.user_id.to_string(),
+            k.grant_id.to_string(),
+            k.business_id.map(|b| b.to_string()),
+            k.redirect_uri,
+            k.redirect_uri_explicit,
+            k.scope.to_string(),
+            k.nonce,
+            k.code_challenge,
+            k.auth_time,
+            k.created_at,
+            k.expires_at,
+            k.consumed_at,
+            k.family_id.to_string(),
+        ],
+    )
+}
+
 fn insert_family_row(c: &Connection, f: &Family) -> StoreResult<()> {
     exec(
         c,
@@ -1409,31 +1437,9 @@ impl TokenStore for SqliteStore {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
         code.check_texts()?;
         let k = code.clone();
-        self.write(move |c| {
-            exec(
-                c,
-                "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
-                 code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
-                    &k.hash.0[..],
-                    k.tenant.0.to_string(),
-                    k.client_id,
-                    k.user_id.to_string(),
-                    k.grant_id.to_string(),
-                    k.business_id.map(|b| b.to_string()),
-                    k.redirect_uri,
-                    k.redirect_uri_explicit,
-                    k.scope.to_string(),
-                    k.nonce,
-                    k.code_challenge,
-                    k.auth_time,
-                    k.created_at,
-                    k.expires_at,
-                    k.consumed_at,
-                    k.family_id.to_string(),
-                ],
-            )
-            .map(drop)
+        self.write(move |c| match insert_code_row(c, &k)? {
+            0 => Err(StoreError::Conflict("the code exists".into())),
+            _ => Ok(()),
         })
         .await
     }
@@ -1468,6 +1474,31 @@ impl TokenStore for SqliteStore {
                 params![now, tenant.0.to_string(), &hash.0[..]],
             )?;
             if consumed == 0 {
+                return Ok(RedeemOutcome::AlreadyConsumed);
+            }
+            insert_family_row(c, &f)?;
+            insert_tokens(c, &tokens)?;
+            Ok(RedeemOutcome::Redeemed)
+        })
+        .await
+    }
+
+    async fn redeem_sealed_code(&self, code: &AuthCode, now: UnixTime, f: &Family, tokens: &[TokenRecord]) -> StoreResult<RedeemOutcome> {
+        code.check_texts()?;
+        f.check_texts()?;
+        tokens.check_texts()?;
+        let (k, f, tokens) = (AuthCode { consumed_at: Some(now), ..code.clone() }, f.clone(), tokens.to_vec());
+        self.write(move |c| {
+            let granted = query_one(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM grants WHERE tenant_id = ? AND id = ? AND user_id = ? AND client_id = ?)",
+                params![k.tenant.0.to_string(), k.grant_id.to_string(), k.user_id.to_string(), k.client_id],
+                |r| r.at::<bool>(0),
+            )?;
+            if !granted {
+                return Ok(RedeemOutcome::GrantGone);
+            }
+            if insert_code_row(c, &k)? == 0 {
                 return Ok(RedeemOutcome::AlreadyConsumed);
             }
             insert_family_row(c, &f)?;

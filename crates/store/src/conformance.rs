@@ -55,6 +55,7 @@ macro_rules! conformance_cases {
             grants_upsert_keeps_one_grant,
             codes_redeem_exactly_once,
             codes_concurrent_redemption_has_one_winner,
+            sealed_codes_redeem_once_while_their_grant_lives,
             refresh_rotation,
             refresh_concurrent_rotation_has_one_winner,
             client_and_token_read_together,
@@ -836,6 +837,71 @@ pub async fn codes_redeem_exactly_once(store: SharedStore) {
     assert!(view(&store, w.tenant, first[0].hash).await.is_active(NOW + 2), "a refused redemption must not by itself revoke");
     // The other code is untouched.
     assert_eq!(store.find_code(w.tenant, full.hash).await.unwrap().unwrap().consumed_at, None);
+}
+
+/// A sealed code has no row until it is redeemed: the redemption stores it consumed with the
+/// family and tokens, once; a second redemption, or one whose grant is gone, writes nothing;
+/// of concurrent redemptions one wins; housekeeping forgets it when it expires.
+pub async fn sealed_codes_redeem_once_while_their_grant_lives(store: SharedStore) {
+    let w = world(&store, "acme").await;
+    let c = code(w.tenant, h(1), w.user.id, "app", w.grant.id);
+    assert!(store.find_code(w.tenant, c.hash).await.unwrap().is_none(), "no row before the redemption");
+    let f = family(&c);
+    let first = pair(&f, h(10), h(11));
+    assert_eq!(store.redeem_sealed_code(&c, NOW + 1, &f, &first).await.unwrap(), RedeemOutcome::Redeemed);
+    assert_eq!(store.find_code(w.tenant, c.hash).await.unwrap(), Some(AuthCode { consumed_at: Some(NOW + 1), ..c.clone() }));
+    for t in &first {
+        assert_eq!(view(&store, w.tenant, t.hash).await.family, f);
+    }
+
+    // The replay writes nothing and moves nothing.
+    let f2 = Family { id: Uuid::new_v4(), ..f.clone() };
+    let second = pair(&f2, h(12), h(13));
+    assert_eq!(store.redeem_sealed_code(&c, NOW + 2, &f2, &second).await.unwrap(), RedeemOutcome::AlreadyConsumed);
+    assert!(store.find_token(w.tenant, h(12)).await.unwrap().is_none() && store.find_token(w.tenant, h(13)).await.unwrap().is_none());
+    assert_eq!(store.find_code(w.tenant, c.hash).await.unwrap().unwrap().consumed_at, Some(NOW + 1));
+
+    // Concurrent redemptions of another code: one winner.
+    let other = code(w.tenant, h(2), w.user.id, "app", w.grant.id);
+    let tasks: Vec<_> = (0u16..8)
+        .map(|i| {
+            let (store, other) = (store.clone(), other.clone());
+            tokio::spawn(async move {
+                let f = Family { id: Uuid::new_v4(), ..family(&other) };
+                let tokens = pair(&f, h(100 + 2 * i), h(101 + 2 * i));
+                store.redeem_sealed_code(&other, NOW + 1, &f, &tokens).await.unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| **o == RedeemOutcome::Redeemed).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(o, RedeemOutcome::Redeemed | RedeemOutcome::AlreadyConsumed)));
+
+    // The stored code goes when it expires, no sooner.
+    store.delete_expired(w.tenant, c.expires_at - 1, NOW, NOW, 1_000).await.unwrap();
+    assert!(store.find_code(w.tenant, c.hash).await.unwrap().is_some());
+    store.delete_expired(w.tenant, c.expires_at, NOW, NOW, 1_000).await.unwrap();
+    assert!(store.find_code(w.tenant, c.hash).await.unwrap().is_none());
+
+    // A code whose grant was withdrawn before its redemption, or one naming another user's or
+    // client's grant, writes nothing.
+    let stranger = user(w.tenant, "mallory@acme.example");
+    store.insert_user(&stranger).await.unwrap();
+    for (c, why) in [
+        (code(w.tenant, h(3), stranger.id, "app", w.grant.id), "another user's grant"),
+        (code(w.tenant, h(4), w.user.id, "other-app", w.grant.id), "another client's grant"),
+    ] {
+        let f = family(&c);
+        assert_eq!(store.redeem_sealed_code(&c, NOW + 1, &f, &pair(&f, h(40), h(41))).await.unwrap(), RedeemOutcome::GrantGone, "{why}");
+    }
+    let late = code(w.tenant, h(5), w.user.id, "app", w.grant.id);
+    assert!(store.revoke_grant(w.tenant, w.user.id, w.grant.id, NOW + 1).await.unwrap());
+    let f = family(&late);
+    assert_eq!(store.redeem_sealed_code(&late, NOW + 2, &f, &pair(&f, h(42), h(43))).await.unwrap(), RedeemOutcome::GrantGone);
+    assert!(store.find_code(w.tenant, late.hash).await.unwrap().is_none() && store.find_token(w.tenant, h(42)).await.unwrap().is_none());
 }
 
 /// Of many concurrent redemptions of one code, exactly one wins, and only its tokens exist.

@@ -151,6 +151,9 @@ pub enum RedeemOutcome {
     Redeemed,
     /// Somebody redeemed it first; nothing was written.
     AlreadyConsumed,
+    /// The grant the code was issued under is gone (consent withdrawn, the business or the
+    /// user removed); nothing was written.
+    GrantGone,
 }
 
 /// What happened to a refresh rotation.
@@ -413,6 +416,18 @@ pub trait TokenStore: ClientStore {
         &self,
         tenant: TenantId,
         hash: SecretHash,
+        now: UnixTime,
+        family: &Family,
+        tokens: &[TokenRecord],
+    ) -> StoreResult<RedeemOutcome>;
+
+    /// Redeems a sealed code (`core::sealed_code`), which has no row until now: atomically, if
+    /// its grant still exists (for its user and client) and no code with its hash was stored,
+    /// stores it consumed at `now` and creates the family and its first tokens; otherwise writes
+    /// nothing and says why (docs/security.md AC-06).
+    async fn redeem_sealed_code(
+        &self,
+        code: &AuthCode,
         now: UnixTime,
         family: &Family,
         tokens: &[TokenRecord],

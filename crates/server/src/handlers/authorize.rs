@@ -6,7 +6,6 @@ use crate::browser;
 use crate::catalogue;
 use crate::error::{AppError, AppResult, PageResult};
 use crate::pages::{self, ConsentPage};
-use crate::runtime::new_secret;
 use crate::state::AppState;
 use crate::web::{self, PageForm};
 use axum::extract::RawQuery;
@@ -17,7 +16,8 @@ use latchkey_core::authorize::{self, AuthorizationRequest, AuthorizePolicy, Redi
 use latchkey_core::business::business_for;
 use latchkey_core::model::{AuthCode, Client, Grant, Interaction, User};
 use latchkey_core::params::Params;
-use latchkey_core::secret::SecretKind;
+use latchkey_core::sealed_code;
+use latchkey_core::secret::SecretHash;
 use latchkey_core::text;
 use latchkey_core::{ErrorCode, OAuthError};
 use uuid::Uuid;
@@ -252,9 +252,9 @@ pub(crate) async fn issue_code(
     after_post: bool,
 ) -> AppResult<Response> {
     let now = state.now();
-    let code = new_secret(SecretKind::AuthorizationCode, &mut rand::thread_rng());
     let record = AuthCode {
-        hash: state.hasher().hash(code.expose()),
+        // The redemption keys the code by its hash (`core::sealed_code`).
+        hash: SecretHash([0; 32]),
         tenant: state.tenant_id(),
         client_id: req.client_id.clone(),
         user_id: user.id,
@@ -271,8 +271,9 @@ pub(crate) async fn issue_code(
         consumed_at: None,
         family_id: state.new_family_id(),
     };
-    state.store().insert_code(&record).await?;
-    let mut pairs = vec![("code", code.expose())];
+    // The code carries its record sealed: nothing is written until it is redeemed.
+    let code = sealed_code::seal(&state.rt.sealed_token_key, &record, &mut rand::thread_rng()).map_err(|e| AppError::Internal(e.into()))?;
+    let mut pairs = vec![("code", code.as_str())];
     if let Some(s) = &req.state {
         pairs.push(("state", s));
     }

@@ -18,6 +18,7 @@ use latchkey_core::jose::{KeyPair, SystemRandom};
 use latchkey_core::model::{Client, Family, FamilyOwner, GrantType, TokenKind, TokenRecord};
 use latchkey_core::params::Params;
 use latchkey_core::scope::ScopeSet;
+use latchkey_core::sealed_code;
 use latchkey_core::sealed_token::{self, Sealed};
 use latchkey_core::secret::SecretHash;
 use latchkey_core::secret::{Secret, SecretKind};
@@ -72,8 +73,14 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     let now = state.now();
     let code = params.get("code")?.ok_or_else(|| OAuthError::invalid_request("code_missing: code is required"))?;
     let hash = state.hasher().hash(code);
-    let Some(record) = state.store().find_code(state.tenant_id(), hash).await? else {
-        return Err(OAuthError::invalid_grant("code_invalid: the authorization code is unknown").into());
+    let unknown = || OAuthError::invalid_grant("code_invalid: the authorization code is unknown");
+    // A sealed code carries its record (`core::sealed_code`); a code of an earlier version has
+    // a row.
+    let sealed = sealed_code::is_sealed(code);
+    let record = if sealed {
+        sealed_code::open(&state.rt.sealed_token_key, code, hash).filter(|c| c.tenant == state.tenant_id()).ok_or_else(unknown)?
+    } else {
+        state.store().find_code(state.tenant_id(), hash).await?.ok_or_else(unknown)?
     };
     check_redemption(&record, client, params.get("redirect_uri")?, params.get("code_verifier")?, now)?;
     let owner = FamilyOwner::User {
@@ -93,8 +100,18 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         // nothing can fail between the commit and the answer and make a retry look like a
         // replay.
         let answer = respond(state, client, &family, &record.scope, record.nonce.as_deref(), &minted, now).await?;
-        (state.store().redeem_code(state.tenant_id(), hash, now, &family, &minted.records).await?, Some(answer))
+        let outcome = if sealed {
+            state.store().redeem_sealed_code(&record, now, &family, &minted.records).await?
+        } else {
+            state.store().redeem_code(state.tenant_id(), hash, now, &family, &minted.records).await?
+        };
+        (outcome, Some(answer))
     };
+    if outcome == RedeemOutcome::GrantGone {
+        // The consent behind the code was withdrawn (or its business or user removed) before
+        // the code was redeemed: as with a stored code, which that deleted, it is unknown.
+        return Err(unknown().into());
+    }
     if outcome == RedeemOutcome::AlreadyConsumed {
         // OAuth 2.1 §4.1.3: a second valid redemption is refused and everything issued from
         // the code is revoked.

@@ -1,8 +1,9 @@
 //! A user's opaque access token is sealed (`core::sealed_token`): nothing is stored for it, and
 //! every way its grant can end still ends it, judged on the wire by introspection (RFC 7662)
-//! and UserInfo. A token of an earlier version, judged by its row, keeps working.
+//! and UserInfo. So is an authorization code (`core::sealed_code`), stored only once redeemed.
+//! Tokens and codes of an earlier version, judged by their rows, keep working.
 
-use latchkey_core::model::{Family, FamilyOwner, TokenKind, TokenRecord};
+use latchkey_core::model::{AuthCode, Family, FamilyOwner, TokenKind, TokenRecord};
 use latchkey_core::scope::ScopeSet;
 use latchkey_core::sealed_token;
 use latchkey_core::secret::SecretKind;
@@ -10,7 +11,7 @@ use latchkey_server::admin::NewClient;
 use latchkey_server::housekeeping;
 use latchkey_server::runtime::new_secret;
 use latchkey_server::Clock;
-use latchkey_testkit::{spawn_app, TestApp, TestClient};
+use latchkey_testkit::{location, query_param, spawn_app, TestApp, TestClient};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -187,4 +188,100 @@ async fn an_access_token_stored_by_an_earlier_version_keeps_working() {
     revoke(&app, &c, old).await;
     assert_eq!(introspect(&app, &api, old).await, json!({"active": false}));
     assert_eq!(userinfo(&app, old).await, 401);
+}
+
+async fn redeem(app: &TestApp, c: &TestClient, code: &str) -> (u16, Value) {
+    let r = app
+        .http()
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.client_id, c.secret.as_deref())
+        .form(&[("grant_type", "authorization_code"), ("code", code)])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The authorization code carries its record sealed (`core::sealed_code`): an authorization
+/// the user already consented to writes nothing, and the client cannot read the code. It is
+/// still single use (a replay revokes what it gave, OAuth 2.1 §4.1.3), and ends with its
+/// consent when that is withdrawn before the redemption.
+#[tokio::test]
+async fn an_authorization_code_is_sealed_single_use_and_ends_with_its_consent() {
+    let app = spawn_app().await;
+    let user = app.user("ada@example.com", &["Ada Coffee"]).await;
+    let c = app.client("openid offline_access").await;
+    let api = app.client("introspect").await;
+    let rows = || async { app.rt.store.count_rows(app.rt.tenant.id).await.unwrap() };
+    let url =
+        |state: &str| format!("{}?response_type=code&client_id={}&scope=openid&state={state}", app.url("/oauth/authorize"), c.client_id);
+    let b = app.browser();
+    let first = query_param(&b.sign_in_and_consent(&url("1"), "ada@example.com", "allow").await, "code").unwrap();
+
+    // Consent remembered: straight back with a code, and not a row written for it.
+    let before = rows().await;
+    let again = b.get(&url("2")).await;
+    assert_eq!(again.status(), 302);
+    let second = query_param(&location(&again).unwrap(), "code").unwrap();
+    assert_eq!(rows().await, before, "the authorization wrote nothing");
+    assert!(second.starts_with("lk_sc_") && second.len() < 450, "{second}");
+    assert!(!second.contains(&user.id.to_string()) && !second.contains("openid"), "the client cannot read it");
+
+    // Redeemed once; the replay is refused and revokes what the code gave.
+    let (status, t) = redeem(&app, &c, &second).await;
+    assert_eq!(status, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(&app, &api, &at).await["active"], true);
+    let (status, err) = redeem(&app, &c, &second).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
+    assert_eq!(introspect(&app, &api, &at).await, json!({"active": false}), "the replay revoked the family");
+    // Another client cannot redeem a code, nor can a changed one be redeemed.
+    let other = app.client("openid").await;
+    let (status, _) = redeem(&app, &other, &first).await;
+    assert_eq!(status, 400);
+    let mut changed = first.clone().into_bytes();
+    let last = changed.len() - 1;
+    changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(redeem(&app, &c, &String::from_utf8(changed).unwrap()).await.0, 400);
+
+    // The user withdraws consent before the first code is redeemed: it is no longer good.
+    let grants = app.rt.store.list_user_grants(app.rt.tenant.id, user.id).await.unwrap();
+    assert!(app.rt.store.revoke_grant(app.rt.tenant.id, user.id, grants[0].grant.id, app.clock.now()).await.unwrap());
+    let (status, err) = redeem(&app, &c, &first).await;
+    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")), "{err}");
+}
+
+/// A code stored by an earlier version (`lk_ac_`, a row of its own) is still redeemed once.
+#[tokio::test]
+async fn a_code_stored_by_an_earlier_version_is_still_redeemed_once() {
+    let app = spawn_app().await;
+    let user = app.user("ada@example.com", &[]).await;
+    let c = app.client("openid").await;
+    // A grant to redeem it under: the user consents once.
+    app.code_for(&c, "ada@example.com", "scope=openid").await;
+    let grant = app.rt.store.find_grant(app.rt.tenant.id, user.id, &c.client_id).await.unwrap().unwrap();
+    let now = app.clock.now();
+    let secret = new_secret(SecretKind::AuthorizationCode, &mut rand::thread_rng());
+    let code = AuthCode {
+        hash: app.rt.hasher.hash(secret.expose()),
+        tenant: app.rt.tenant.id,
+        client_id: c.client_id.clone(),
+        user_id: user.id,
+        grant_id: grant.id,
+        business_id: None,
+        redirect_uri: c.redirect_uri.clone(),
+        redirect_uri_explicit: false,
+        scope: ScopeSet::parse("openid").unwrap(),
+        nonce: None,
+        code_challenge: None,
+        auth_time: now,
+        created_at: now,
+        expires_at: now + 60,
+        consumed_at: None,
+        family_id: Uuid::new_v4(),
+    };
+    app.rt.store.insert_code(&code).await.unwrap();
+    assert!(secret.expose().starts_with("lk_ac_"));
+    assert_eq!(redeem(&app, &c, secret.expose()).await.0, 200);
+    assert_eq!(redeem(&app, &c, secret.expose()).await.0, 400);
 }
