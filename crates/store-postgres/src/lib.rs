@@ -348,6 +348,26 @@ fn bind_family<'q>(q: Query<'q>, f: &'q Family) -> Query<'q> {
         .bind(f.revoked_at)
 }
 
+/// Binds a code's sixteen columns, in the order of the `codes` inserts, with `consumed_at`.
+fn bind_code<'q>(q: Query<'q>, c: &'q AuthCode, consumed_at: Option<UnixTime>) -> Query<'q> {
+    q.bind(key(&c.hash))
+        .bind(c.tenant.0)
+        .bind(&c.client_id)
+        .bind(c.user_id)
+        .bind(c.grant_id)
+        .bind(c.business_id)
+        .bind(&c.redirect_uri)
+        .bind(c.redirect_uri_explicit)
+        .bind(c.scope.to_string())
+        .bind(&c.nonce)
+        .bind(&c.code_challenge)
+        .bind(c.auth_time)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(consumed_at)
+        .bind(c.family_id)
+}
+
 /// The columns of `families`, and their parameters as [`bind_family`] binds them.
 const FAMILY_COLUMNS: &str =
     "tenant_id, id, grant_id, client_id, user_id, business_id, scope, auth_time, created_at, expires_at, revoked_at";
@@ -1318,26 +1338,14 @@ impl ScopeStore for PgStore {
 impl TokenStore for PgStore {
     async fn insert_code(&self, c: &AuthCode) -> StoreResult<()> {
         self.write(|| {
-            sqlx::query(
-                "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
-                 code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            bind_code(
+                sqlx::query(
+                    "INSERT INTO codes (hash, tenant_id, client_id, user_id, grant_id, business_id, redirect_uri, redirect_uri_explicit, scope, nonce,
+                     code_challenge, auth_time, created_at, expires_at, consumed_at, family_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                ),
+                c,
+                c.consumed_at,
             )
-            .bind(key(&c.hash))
-            .bind(c.tenant.0)
-            .bind(&c.client_id)
-            .bind(c.user_id)
-            .bind(c.grant_id)
-            .bind(c.business_id)
-            .bind(&c.redirect_uri)
-            .bind(c.redirect_uri_explicit)
-            .bind(c.scope.to_string())
-            .bind(&c.nonce)
-            .bind(&c.code_challenge)
-            .bind(c.auth_time)
-            .bind(c.created_at)
-            .bind(c.expires_at)
-            .bind(c.consumed_at)
-            .bind(c.family_id)
         })
         .await
         .map(drop)
@@ -1392,27 +1400,7 @@ impl TokenStore for PgStore {
              SELECT (SELECT count(*) FROM granted) AS granted, (SELECT count(*) FROM consumed) AS consumed"
         );
         let columns = TokenColumns::new(tokens);
-        let row = self
-            .write_returning(|| {
-                bind_family(columns.bind(sqlx::query(&sql)), f)
-                    .bind(key(&k.hash))
-                    .bind(k.tenant.0)
-                    .bind(&k.client_id)
-                    .bind(k.user_id)
-                    .bind(k.grant_id)
-                    .bind(k.business_id)
-                    .bind(&k.redirect_uri)
-                    .bind(k.redirect_uri_explicit)
-                    .bind(k.scope.to_string())
-                    .bind(&k.nonce)
-                    .bind(&k.code_challenge)
-                    .bind(k.auth_time)
-                    .bind(k.created_at)
-                    .bind(k.expires_at)
-                    .bind(now)
-                    .bind(k.family_id)
-            })
-            .await?;
+        let row = self.write_returning(|| bind_code(bind_family(columns.bind(sqlx::query(&sql)), f), k, Some(now))).await?;
         let (granted, consumed): (i64, i64) = (row.try_get("granted").map_err(fault)?, row.try_get("consumed").map_err(fault)?);
         Ok(match (granted, consumed) {
             (0, _) => RedeemOutcome::GrantGone,
