@@ -7,13 +7,11 @@
 //! The redemption also requires its grant to still exist, which is how withdrawing consent, or
 //! losing the business, ends a code not yet redeemed.
 
-use crate::jose::{self, JoseError};
+use crate::jose::JoseError;
 use crate::model::{AuthCode, TenantId};
 use crate::scope::ScopeSet;
-use crate::sealed_token::{put_text, Reader};
+use crate::sealed_token::{open_as, put_text, seal_as, Reader};
 use crate::secret::SecretHash;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use rand::{CryptoRng, RngCore};
 
 /// What starts a sealed code; a code of earlier versions, with a row, starts with `lk_ac_`.
@@ -52,8 +50,7 @@ pub fn seal(key: &[u8; 32], code: &AuthCode, rng: &mut (impl RngCore + CryptoRng
     for text in texts.into_iter().flatten() {
         put_text(&mut out, text).ok_or_else(bad)?;
     }
-    let sealed = jose::seal(key, PURPOSE, &out, rng)?;
-    Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+    seal_as(key, PURPOSE, PREFIX, &out, rng)
 }
 
 /// Whether `code` has the form of a sealed code (it may still not open).
@@ -64,11 +61,7 @@ pub fn is_sealed(code: &str) -> bool {
 /// The record sealed in `code`, unconsumed, with `hash` (the code's, as the store keys it);
 /// `None` for anything `seal` did not make with `key`.
 pub fn open(key: &[u8; 32], code: &str, hash: SecretHash) -> Option<AuthCode> {
-    if code.len() > MAX_LEN {
-        return None;
-    }
-    let sealed = URL_SAFE_NO_PAD.decode(code.strip_prefix(PREFIX)?).ok()?;
-    let bytes = jose::open(key, PURPOSE, &sealed).ok()?;
+    let bytes = open_as(key, PURPOSE, PREFIX, MAX_LEN, code)?;
     let mut r = Reader(&bytes);
     let flags = r.take::<1>()?[0];
     if flags & !(NONCE | CHALLENGE | BUSINESS | EXPLICIT) != 0 {

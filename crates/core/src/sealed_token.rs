@@ -42,8 +42,28 @@ pub struct Sealed {
 
 /// Seals `sealed` into a token.
 pub fn seal(key: &[u8; 32], sealed: &Sealed, rng: &mut (impl RngCore + CryptoRng)) -> Result<String, JoseError> {
-    let sealed = jose::seal(key, PURPOSE, &encode(sealed)?, rng)?;
-    Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+    seal_as(key, PURPOSE, PREFIX, &encode(sealed)?, rng)
+}
+
+/// The envelope of sealed tokens and codes: `bytes` sealed for `purpose` (`jose::seal`), in
+/// base64url after `prefix`.
+pub(crate) fn seal_as(
+    key: &[u8; 32],
+    purpose: &[u8],
+    prefix: &str,
+    bytes: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<String, JoseError> {
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(jose::seal(key, purpose, bytes, rng)?)))
+}
+
+/// The bytes [`seal_as`] sealed into `s` with `key`, `purpose` and `prefix`; `None` for
+/// anything else, and unread when `s` is longer than `max_len`.
+pub(crate) fn open_as(key: &[u8; 32], purpose: &[u8], prefix: &str, max_len: usize, s: &str) -> Option<Vec<u8>> {
+    if s.len() > max_len {
+        return None;
+    }
+    jose::open(key, purpose, &URL_SAFE_NO_PAD.decode(s.strip_prefix(prefix)?).ok()?).ok()
 }
 
 /// Whether `token` has the form of a sealed token (it may still not open).
@@ -54,11 +74,7 @@ pub fn is_sealed(token: &str) -> bool {
 /// What a token that `seal` made with `key` carries; `None` for anything else: another form,
 /// another key, a changed byte.
 pub fn open(key: &[u8; 32], token: &str) -> Option<Sealed> {
-    if token.len() > MAX_LEN {
-        return None;
-    }
-    let sealed = URL_SAFE_NO_PAD.decode(token.strip_prefix(PREFIX)?).ok()?;
-    decode(&jose::open(key, PURPOSE, &sealed).ok()?)
+    decode(&open_as(key, PURPOSE, PREFIX, MAX_LEN, token)?)
 }
 
 // The sealed bytes: a compact layout rather than JSON, so that the token stays short (it is

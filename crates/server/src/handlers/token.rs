@@ -296,7 +296,7 @@ fn mint_rotation(
     let format = access_format(state, client);
     let access = match format {
         // An opaque token carries its claims sealed, and a user's its family: it needs no row
-        // (`bearer::sealed`).
+        // (`bearer::self_contained`).
         AccessTokenFormat::Opaque => {
             let sealed = Sealed { claims: claims(), family: (!family.is_clients_own()).then_some(family.id) };
             Secret::from_presented(
